@@ -1,0 +1,108 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Portico open source project
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+import Logging
+import NIOCore
+import PorticoCore
+import PorticoEngine
+import ServiceLifecycle
+import UnixSignals
+
+/// Runs the proxy as a `Service`: starts the engine, reloads the config file on SIGHUP, and on graceful shutdown
+/// (SIGTERM/SIGINT through the `ServiceGroup`) stops accepting and lets in-flight requests finish.
+///
+/// An actor on the control plane. Reload follows ARCHITECTURE §5: decode, validate, compile; on any error the
+/// running generation stays and every error is logged; otherwise the engine publishes the new table.
+public actor ProxyServer: Service {
+    public let engine: ProxyEngine
+    private let configPath: String?
+    private var current: ValidatedConfig
+    private var generation: UInt64 = 0
+    private let logger: Logger
+    private let onStarted: (@Sendable ([String: SocketAddress]) -> Void)?
+
+    public init(
+        config: ValidatedConfig,
+        configPath: String?,
+        group: any EventLoopGroup,
+        logger: Logger,
+        onStarted: (@Sendable ([String: SocketAddress]) -> Void)? = nil
+    ) {
+        self.current = config
+        self.configPath = configPath
+        self.engine = ProxyEngine(group: group, logger: logger)
+        self.logger = logger
+        self.onStarted = onStarted
+    }
+
+    /// Starts serving; use this (and `stop`) when not running under a `ServiceGroup`.
+    public func start() async throws {
+        self.generation = 1
+        try await self.engine.start(table: RoutingTable.compile(self.current, generation: 1))
+        self.logger.info("portico started", metadata: ["generation": "1"])
+        self.onStarted?(await self.engine.boundAddresses)
+    }
+
+    public func run() async throws {
+        try await self.start()
+        let hup = await UnixSignalsSequence(trapping: .sighup)
+        await withDiscardingTaskGroup { group in
+            group.addTask {
+                await cancelWhenGracefulShutdown {
+                    for await _ in hup {
+                        await self.reloadFromFile()
+                    }
+                }
+            }
+            try? await gracefulShutdown()
+            group.cancelAll()
+        }
+        await self.stop()
+    }
+
+    /// Stops accepting and waits up to the configured grace period for in-flight requests.
+    public func stop() async {
+        let grace = self.current.config.shutdownGrace?.nanoseconds ?? 30_000_000_000
+        self.logger.info("shutting down", metadata: ["grace": "\(ConfigDuration(nanoseconds: grace))"])
+        await self.engine.shutdown(grace: .nanoseconds(grace))
+    }
+
+    /// Re-reads the config file. Errors are logged and leave the running config in force.
+    @discardableResult
+    public func reloadFromFile() async -> Result<UInt64, ConfigErrors> {
+        guard let path = self.configPath else {
+            return .failure(ConfigErrors([ConfigError(path: "", message: "no config file to reload")]))
+        }
+        self.logger.info("reloading", metadata: ["config": "\(path)"])
+        switch ConfigLoader.load(path: path) {
+        case .failure(let errors):
+            for e in errors.all { self.logger.error("config error, keeping the running config: \(e)") }
+            return .failure(errors)
+        case .success(let valid):
+            return await self.apply(valid)
+        }
+    }
+
+    /// Publishes `config` as the next generation.
+    public func apply(_ config: ValidatedConfig) async -> Result<UInt64, ConfigErrors> {
+        let next = self.generation + 1
+        do {
+            try await self.engine.apply(table: RoutingTable.compile(config, generation: next))
+        } catch {
+            self.logger.error("reload failed, keeping the running config: \(error)")
+            return .failure(ConfigErrors([ConfigError(path: "listeners", message: "\(error)")]))
+        }
+        self.generation = next
+        self.current = config
+        self.logger.info(
+            "config reloaded",
+            metadata: [
+                "generation": "\(next)", "listeners": "\(config.config.listeners.count)",
+                "routes": "\(config.config.routes.count)", "clusters": "\(config.config.clusters?.count ?? 0)",
+            ]
+        )
+        return .success(next)
+    }
+}

@@ -1,0 +1,59 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Portico open source project
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Reads, decodes and validates a config document: the one path every config takes (command line, `check`,
+/// reload). Blocking file I/O: call it off the EventLoops.
+public enum ConfigLoader {
+    /// Decodes and validates `text`; every error carries `file`, line:column and key path.
+    public static func load(text: String, file: String?) -> Result<ValidatedConfig, ConfigErrors> {
+        switch ConfigDecoder().decode(PorticoConfig.self, from: text, file: file) {
+        case .failure(let errors):
+            return .failure(errors)
+        case .success(let decoded):
+            switch ConfigValidator.validate(decoded.value) {
+            case .success(let valid):
+                return .success(valid)
+            case .failure(let errors):
+                return .failure(ConfigErrors(errors.all.map { decoded.positions.locate($0) }.sorted(by: ConfigError.sourceOrder)))
+            }
+        }
+    }
+
+    /// Reads `path` and loads it.
+    public static func load(path: String) -> Result<ValidatedConfig, ConfigErrors> {
+        switch readFile(path) {
+        case .success(let text): return self.load(text: text, file: path)
+        case .failure(let e): return .failure(ConfigErrors([ConfigError(file: path, path: "", message: e.message)]))
+        }
+    }
+
+    static func readFile(_ path: String) -> Result<String, ReadError> {
+        guard let f = fopen(path, "rb") else {
+            return .failure(ReadError(message: "cannot read the file: \(String(cString: strerror(errno)))"))
+        }
+        defer { fclose(f) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = fread(&chunk, 1, chunk.count, f)
+            if n > 0 { bytes.append(contentsOf: chunk[0..<n]) }
+            if n < chunk.count {
+                if ferror(f) != 0 { return .failure(ReadError(message: "cannot read the file: \(String(cString: strerror(errno)))")) }
+                break
+            }
+            if bytes.count > 16 << 20 { return .failure(ReadError(message: "the file is larger than 16 MiB")) }
+        }
+        guard let text = String(validating: bytes, as: UTF8.self) else { return .failure(ReadError(message: "the file is not UTF-8 text")) }
+        return .success(text)
+    }
+
+    struct ReadError: Error { var message: String }
+}

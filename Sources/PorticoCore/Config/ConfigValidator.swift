@@ -1,0 +1,180 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Portico open source project
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+/// A config that passed `ConfigValidator`. Only the validator makes one, so `RoutingTable.compile` cannot be handed
+/// unchecked input and need not fail.
+public struct ValidatedConfig: Sendable, Hashable {
+    public let config: PorticoConfig
+    fileprivate init(_ config: PorticoConfig) { self.config = config }
+}
+
+/// Checks what decoding cannot: references between sections, uniqueness, value ranges and formats. Reports every
+/// problem at once, each with its key path. Pure; runs on the control plane.
+public enum ConfigValidator {
+    public static func validate(_ c: PorticoConfig) -> Result<ValidatedConfig, ConfigErrors> {
+        var errors: [ConfigError] = []
+        func fail(_ path: String, _ message: String) { errors.append(ConfigError(path: path, message: message)) }
+
+        if case .count(let n) = c.workers, n < 1 || n > 1024 { fail("workers", "must be \"auto\" or from 1 to 1024") }
+
+        // Listeners
+        if c.listeners.isEmpty { fail("listeners", "at least one listener is required") }
+        var listenerNames: [String: Int] = [:]
+        var listenerAddresses: [String: Int] = [:]
+        for (i, l) in c.listeners.enumerated() {
+            let p = "listeners[\(i)]"
+            if l.name.isEmpty {
+                fail("\(p).name", "must not be empty")
+            } else if let first = listenerNames[l.name] {
+                fail("\(p).name", "duplicate listener name \"\(l.name)\" (also listeners[\(first)])")
+            } else {
+                listenerNames[l.name] = i
+            }
+            if let hp = HostPort(parsing: l.address) {
+                if !hp.isIPLiteral && hp.host != "localhost" {
+                    fail("\(p).address", "listener address must be an IP address or localhost, found \"\(hp.host)\"")
+                }
+                if let first = listenerAddresses[hp.description] {
+                    fail("\(p).address", "address \(hp) is already used by listeners[\(first)]")
+                } else {
+                    listenerAddresses[hp.description] = i
+                }
+            } else {
+                fail("\(p).address", "invalid address \"\(l.address)\" (expected host:port, e.g. 127.0.0.1:8080)")
+            }
+            if let b = l.backlog, b < 1 { fail("\(p).backlog", "must be at least 1") }
+            if let lim = l.limits {
+                if let h = lim.maxHeaderBytes, h.bytes < 1024 { fail("\(p).limits.max_header_bytes", "must be at least 1KiB") }
+                if let u = lim.maxUriBytes, u.bytes < 64 { fail("\(p).limits.max_uri_bytes", "must be at least 64") }
+                if let r = lim.maxRequestsPerConnection, r < 0 { fail("\(p).limits.max_requests_per_connection", "must not be negative") }
+            }
+            if let t = l.timeouts {
+                if let d = t.requestHeader, d.nanoseconds == 0 { fail("\(p).timeouts.request_header", "must be more than 0") }
+                if let d = t.idle, d.nanoseconds == 0 { fail("\(p).timeouts.idle", "must be more than 0") }
+            }
+        }
+
+        // Clusters
+        var clusterNames: [String: Int] = [:]
+        for (i, cl) in (c.clusters ?? []).enumerated() {
+            let p = "clusters[\(i)]"
+            if cl.name.isEmpty {
+                fail("\(p).name", "must not be empty")
+            } else if let first = clusterNames[cl.name] {
+                fail("\(p).name", "duplicate cluster name \"\(cl.name)\" (also clusters[\(first)])")
+            } else {
+                clusterNames[cl.name] = i
+            }
+            if cl.hosts.isEmpty { fail("\(p).hosts", "at least one host is required") }
+            for (j, h) in cl.hosts.enumerated() {
+                if HostPort(parsing: h.address) == nil {
+                    fail("\(p).hosts[\(j)].address", "invalid address \"\(h.address)\" (expected host:port)")
+                } else if HostPort(parsing: h.address)?.port == 0 {
+                    fail("\(p).hosts[\(j)].address", "port must not be 0")
+                }
+                if let w = h.weight, !(1...1000).contains(w) { fail("\(p).hosts[\(j)].weight", "must be from 1 to 1000") }
+            }
+            if let t = cl.timeouts {
+                for (key, d) in [("connect", t.connect), ("response_header", t.responseHeader), ("read", t.read), ("idle", t.idle)] {
+                    if let d, d.nanoseconds == 0 { fail("\(p).timeouts.\(key)", "must be more than 0") }
+                }
+            }
+            if let pool = cl.pool {
+                if let n = pool.maxIdlePerHost, n < 0 || n > 100_000 { fail("\(p).pool.max_idle_per_host", "must be from 0 to 100000") }
+                if let n = pool.maxRequestsPerConnection, n < 0 { fail("\(p).pool.max_requests_per_connection", "must not be negative") }
+            }
+        }
+
+        // Routes
+        if c.routes.isEmpty { fail("routes", "at least one route is required") }
+        for (i, r) in c.routes.enumerated() {
+            let p = "routes[\(i)]"
+            let actions = [r.cluster != nil, r.redirect != nil, r.respond != nil].filter { $0 }.count
+            if actions == 0 {
+                fail(p, "a route needs one action: cluster, redirect or respond")
+            } else if actions > 1 {
+                fail(p, "a route takes only one action of cluster, redirect and respond")
+            }
+            if let name = r.cluster, clusterNames[name] == nil {
+                let known = clusterNames.keys.sorted().map { "\"\($0)\"" }.joined(separator: ", ")
+                fail("\(p).cluster", "unknown cluster \"\(name)\"" + (known.isEmpty ? " (no clusters are defined)" : " (defined: \(known))"))
+            }
+            if let m = r.match {
+                for (j, h) in (m.hosts ?? []).enumerated() where HostPattern(parsing: h) == nil {
+                    fail("\(p).match.hosts[\(j)]", "invalid host pattern \"\(h)\" (expected a name such as app.example.com or *.example.org)")
+                }
+                if m.path != nil && m.pathPrefix != nil { fail("\(p).match", "path and path_prefix cannot both be set") }
+                if let s = m.pathPrefix, !s.hasPrefix("/") { fail("\(p).match.path_prefix", "must start with \"/\"") }
+                if let s = m.path, !s.hasPrefix("/") { fail("\(p).match.path", "must start with \"/\"") }
+                for (j, method) in (m.methods ?? []).enumerated() where !isToken(method) || method.uppercased() != method {
+                    fail("\(p).match.methods[\(j)]", "invalid method \"\(method)\" (expected an uppercase token such as GET)")
+                }
+                for (j, h) in (m.headers ?? []).enumerated() {
+                    if !isToken(h.name) { fail("\(p).match.headers[\(j)].name", "invalid header name \"\(h.name)\"") }
+                    if h.value != nil && h.present == false {
+                        fail("\(p).match.headers[\(j)]", "value and present: false contradict each other")
+                    }
+                }
+            }
+            if let rd = r.redirect {
+                if let s = rd.status, ![301, 302, 303, 307, 308].contains(s) {
+                    fail("\(p).redirect.status", "must be 301, 302, 303, 307 or 308")
+                }
+                if rd.target.isEmpty { fail("\(p).redirect.target", "must not be empty") }
+            }
+            if let fr = r.respond, let s = fr.status, !(200...599).contains(s) {
+                fail("\(p).respond.status", "must be from 200 to 599")
+            }
+            for (key, rules) in [("request_headers", r.requestHeaders), ("response_headers", r.responseHeaders)] {
+                guard let rules else { continue }
+                for name in (rules.set ?? [:]).keys.sorted() + (rules.add ?? [:]).keys.sorted() + (rules.remove ?? [])
+                where !isToken(name) {
+                    fail("\(p).\(key)", "invalid header name \"\(name)\"")
+                }
+                for (name, value) in (rules.set ?? [:]).merging(rules.add ?? [:], uniquingKeysWith: { a, _ in a })
+                where value.contains(where: { $0 == "\r" || $0 == "\n" || $0 == "\0" }) {
+                    fail("\(p).\(key)", "header \"\(name)\" has a line break or NUL in its value")
+                }
+            }
+        }
+
+        if let f = c.forwarding {
+            for (i, t) in (f.trustedProxies ?? []).enumerated() where CIDR(parsing: t) == nil {
+                fail("forwarding.trusted_proxies[\(i)]", "invalid CIDR \"\(t)\" (expected e.g. 10.0.0.0/8 or ::1)")
+            }
+            for (i, h) in (f.hideResponseHeaders ?? []).enumerated() where !isToken(h) {
+                fail("forwarding.hide_response_headers[\(i)]", "invalid header name \"\(h)\"")
+            }
+            if let v = f.via, v.contains(where: { $0 == "\r" || $0 == "\n" }) { fail("forwarding.via", "must be one line") }
+        }
+
+        if let log = c.accessLog, let d = log.destination, d.isEmpty { fail("access_log.destination", "must not be empty") }
+
+        for (i, d) in (c.demoOrigins ?? []).enumerated() {
+            if d.name.isEmpty { fail("demo_origins[\(i)].name", "must not be empty") }
+            if HostPort(parsing: d.address) == nil {
+                fail("demo_origins[\(i)].address", "invalid address \"\(d.address)\" (expected host:port)")
+            } else if let hp = HostPort(parsing: d.address), let first = listenerAddresses[hp.description] {
+                fail("demo_origins[\(i)].address", "address \(hp) is already used by listeners[\(first)]")
+            }
+        }
+
+        return errors.isEmpty ? .success(ValidatedConfig(c)) : .failure(ConfigErrors(errors))
+    }
+}
+
+/// RFC 9110 §5.6.2 `token`.
+func isToken(_ s: String) -> Bool {
+    !s.isEmpty
+        && s.utf8.allSatisfy { b in
+            switch b {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"):
+                return true
+            default:
+                return "!#$%&'*+-.^_`|~".utf8.contains(b)
+            }
+        }
+}

@@ -1,0 +1,71 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Portico open source project
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+/// A socket Portico accepts downstream connections on.
+public struct ListenerConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
+    /// A unique name, used in logs. Required.
+    public var name: String
+    /// `host:port` to bind, e.g. `127.0.0.1:8080`, `[::1]:8080`, `0.0.0.0:80`. Required.
+    public var address: String
+    /// Bind one socket per worker with SO_REUSEPORT so the kernel spreads accepts (Envoy's default). When false,
+    /// one socket accepts and hands connections to workers round robin. Default `true`.
+    public var reusePort: Bool?
+    /// The listen backlog. Default `4096`.
+    public var backlog: Int?
+    /// Request limits on this listener.
+    public var limits: LimitsConfig?
+    /// Downstream timeouts on this listener.
+    public var timeouts: ListenerTimeoutsConfig?
+
+    public init(name: String, address: String, reusePort: Bool? = nil, backlog: Int? = nil,
+                limits: LimitsConfig? = nil, timeouts: ListenerTimeoutsConfig? = nil) {
+        self.name = name
+        self.address = address
+        self.reusePort = reusePort
+        self.backlog = backlog
+        self.limits = limits
+        self.timeouts = timeouts
+    }
+
+    public static var configPlaceholder: ListenerConfig { .init(name: "", address: "") }
+}
+
+/// Limits on what a downstream request may send. Exceeding one gets the status named on each field.
+public struct LimitsConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
+    /// Total size of the request line and header fields. Larger requests get 431. Default `32KiB`.
+    public var maxHeaderBytes: ByteSize?
+    /// Size of a request body. Larger bodies get 413 (before forwarding when Content-Length says so; a chunked
+    /// body that grows past it resets the exchange). Default `10MiB`; `0` means no limit.
+    public var maxBodyBytes: ByteSize?
+    /// Length of the request target (path and query). Longer targets get 414. Default `8KiB`.
+    public var maxUriBytes: ByteSize?
+    /// Requests served on one downstream connection before it is closed. Default `0` (no limit).
+    public var maxRequestsPerConnection: Int?
+
+    public init(maxHeaderBytes: ByteSize? = nil, maxBodyBytes: ByteSize? = nil, maxUriBytes: ByteSize? = nil,
+                maxRequestsPerConnection: Int? = nil) {
+        self.maxHeaderBytes = maxHeaderBytes
+        self.maxBodyBytes = maxBodyBytes
+        self.maxUriBytes = maxUriBytes
+        self.maxRequestsPerConnection = maxRequestsPerConnection
+    }
+
+    public static var configPlaceholder: LimitsConfig { .init() }
+}
+
+/// Downstream timeouts.
+public struct ListenerTimeoutsConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
+    /// Time to receive a whole request head, from its first byte (slowloris). The client gets 408. Default `30s`.
+    public var requestHeader: ConfigDuration?
+    /// How long an idle keep-alive connection is kept open between requests. Default `75s` (nginx).
+    public var idle: ConfigDuration?
+
+    public init(requestHeader: ConfigDuration? = nil, idle: ConfigDuration? = nil) {
+        self.requestHeader = requestHeader
+        self.idle = idle
+    }
+
+    public static var configPlaceholder: ListenerTimeoutsConfig { .init() }
+}

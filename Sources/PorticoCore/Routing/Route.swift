@@ -1,0 +1,116 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Portico open source project
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+public import NIOHTTP1
+
+/// A compiled route. Immutable and shared by every worker; an in-flight request keeps the `Route` it matched
+/// even after a reload publishes a new table (RCU).
+public final class Route: Sendable {
+    public let index: Int
+    public let name: String
+    public let hosts: [HostPattern]
+    public let path: PathCondition
+    public let methods: [HTTPMethod]
+    public let headers: [HeaderCondition]
+    public let action: RouteAction
+    public let requestHeaders: HeaderRules
+    public let responseHeaders: HeaderRules
+    public let hostHeader: HostHeaderMode
+
+    public enum PathCondition: Sendable, Hashable {
+        case any
+        case exact(String)
+        case prefix(String)
+    }
+
+    public struct HeaderCondition: Sendable, Hashable {
+        public var name: String
+        public enum Test: Sendable, Hashable {
+            case present
+            case absent
+            case equals(String)
+        }
+        public var test: Test
+    }
+
+    init(index: Int, config: RouteConfig, clusterIndex: [String: Int]) {
+        self.index = index
+        self.name = config.name ?? "route-\(index)"
+        self.hosts = (config.match?.hosts ?? []).compactMap(HostPattern.init(parsing:))
+        if let exact = config.match?.path {
+            self.path = .exact(exact)
+        } else if let prefix = config.match?.pathPrefix, prefix != "/" {
+            self.path = .prefix(prefix)
+        } else {
+            self.path = .any
+        }
+        self.methods = (config.match?.methods ?? []).map { HTTPMethod(rawValue: $0) }
+        self.headers = (config.match?.headers ?? []).map { h in
+            let test: HeaderCondition.Test
+            if let v = h.value {
+                test = .equals(v)
+            } else if h.present == false {
+                test = .absent
+            } else {
+                test = .present
+            }
+            return HeaderCondition(name: h.name, test: test)
+        }
+        if let cluster = config.cluster {
+            self.action = .proxy(cluster: clusterIndex[cluster]!)
+        } else if let r = config.redirect {
+            self.action = .redirect(status: r.status ?? 301, target: r.target)
+        } else {
+            let f = config.respond ?? FixedResponseConfig()
+            let body = f.body ?? ""
+            self.action = .respond(
+                status: f.status ?? 200,
+                body: body,
+                contentType: f.contentType ?? (body.isEmpty ? nil : "text/plain; charset=utf-8")
+            )
+        }
+        self.requestHeaders = HeaderRules(config.requestHeaders)
+        self.responseHeaders = HeaderRules(config.responseHeaders)
+        self.hostHeader = config.hostHeader ?? .keep
+    }
+
+    /// Ordering key, most specific first: host, then path, then methods, then header conditions; ties keep
+    /// config order. See `RoutingTable` for the documented order.
+    func specificity(forHost pattern: HostPattern?) -> (Int, Int, Int, Int) {
+        let host = pattern?.specificity ?? 0
+        let path: Int
+        switch self.path {
+        case .exact(let p): path = 1_000_000 + p.utf8.count
+        case .prefix(let p): path = p.utf8.count
+        case .any: path = 0
+        }
+        return (host, path, self.methods.isEmpty ? 0 : 1, self.headers.count)
+    }
+
+    /// Whether the non-host conditions hold.
+    func matches(path: Substring, method: HTTPMethod, headers: HTTPHeaders) -> Bool {
+        switch self.path {
+        case .any: break
+        case .exact(let p): if path != p[...] { return false }
+        case .prefix(let p): if !path.hasPrefix(p) { return false }
+        }
+        if !self.methods.isEmpty && !self.methods.contains(method) { return false }
+        for h in self.headers {
+            switch h.test {
+            case .present: if !headers.contains(name: h.name) { return false }
+            case .absent: if headers.contains(name: h.name) { return false }
+            case .equals(let v): if !headers[h.name].contains(v) { return false }
+            }
+        }
+        return true
+    }
+}
+
+/// What a route does with a request it matched.
+public enum RouteAction: Sendable, Hashable {
+    case proxy(cluster: Int)
+    case redirect(status: Int, target: String)
+    case respond(status: Int, body: String, contentType: String?)
+}

@@ -1,0 +1,112 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Portico open source project
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+public import NIOHTTP1
+
+/// The immutable, compiled form of a `PorticoConfig`: routes, clusters and the settings the data plane reads.
+/// Built once per config generation on the control plane, then published to every worker; never mutated.
+///
+/// ## Route order (most specific wins)
+/// 1. Host: an exact host name, then wildcards from the longest suffix to the shortest, then routes with no host.
+/// 2. Path: an exact `path`, then `path_prefix` from longest to shortest, then no path condition.
+/// 3. Routes with `methods` before routes without.
+/// 4. Routes with more header conditions first.
+/// 5. Config order.
+///
+/// Matching does one dictionary lookup for the host (exact names, then each parent domain for wildcards) and
+/// then scans a precomputed, pre-sorted candidate list; nothing is sorted or allocated per request.
+public final class RoutingTable: Sendable {
+    public let generation: UInt64
+    public let config: PorticoConfig
+    public let routes: [Route]
+    public let clusters: [Cluster]
+    public let forwarding: ForwardingPolicy
+
+    private let exactHosts: [String: [Route]]
+    private let wildcardHosts: [String: [Route]]
+    private let anyHost: [Route]
+    private let hasWildcards: Bool
+
+    public static func compile(_ validated: ValidatedConfig, generation: UInt64) -> RoutingTable {
+        RoutingTable(validated.config, generation: generation)
+    }
+
+    private init(_ c: PorticoConfig, generation: UInt64) {
+        self.generation = generation
+        self.config = c
+        let clusters = (c.clusters ?? []).enumerated().map { Cluster(index: $0, config: $1) }
+        let clusterIndex = Dictionary(uniqueKeysWithValues: clusters.map { ($0.name, $0.index) })
+        let routes = c.routes.enumerated().map { Route(index: $0, config: $1, clusterIndex: clusterIndex) }
+        self.routes = routes
+        self.clusters = clusters
+        self.forwarding = ForwardingPolicy(c.forwarding)
+
+        func sorted(_ candidates: [(Route, HostPattern?)]) -> [Route] {
+            candidates.sorted { a, b in
+                let sa = a.0.specificity(forHost: a.1)
+                let sb = b.0.specificity(forHost: b.1)
+                if sa != sb { return sa > sb }
+                return a.0.index < b.0.index
+            }.map(\.0)
+        }
+        // Candidates for a host: every route whose pattern matches it, with the pattern that matched.
+        func candidates(for host: String) -> [(Route, HostPattern?)] {
+            var out: [(Route, HostPattern?)] = []
+            for r in routes {
+                if r.hosts.isEmpty {
+                    out.append((r, nil))
+                } else if let best = r.hosts.filter({ $0.matches(host) }).max(by: { $0.specificity < $1.specificity }) {
+                    out.append((r, best))
+                }
+            }
+            return out
+        }
+        var exact: [String: [Route]] = [:]
+        var wild: [String: [Route]] = [:]
+        for r in routes {
+            for pattern in r.hosts {
+                switch pattern {
+                case .exact(let name): exact[name] = sorted(candidates(for: name))
+                case .wildcard(let suffix):
+                    // A representative host under this suffix sees exactly the routes whose wildcards end it.
+                    wild[suffix] = sorted(candidates(for: "\u{0}" + suffix).filter { _, p in
+                        if case .exact = p { return false }
+                        return true
+                    })
+                }
+            }
+        }
+        self.exactHosts = exact
+        self.wildcardHosts = wild
+        self.hasWildcards = !wild.isEmpty
+        self.anyHost = sorted(routes.filter { $0.hosts.isEmpty }.map { ($0, nil) })
+    }
+
+    /// The candidate routes for a normalized host (see `normalizedRequestHost`).
+    public func candidates(host: String) -> [Route] {
+        if let list = self.exactHosts[host] { return list }
+        if self.hasWildcards {
+            var suffix = Substring(host)
+            while let dot = suffix.utf8.firstIndex(of: UInt8(ascii: ".")) {
+                suffix = suffix[dot...]
+                if let list = self.wildcardHosts[String(suffix)] { return list }
+                suffix = suffix.dropFirst()
+            }
+        }
+        return self.anyHost
+    }
+
+    /// The route for a request, or nil when none matches (the caller answers 404).
+    ///
+    /// - Parameters:
+    ///   - host: the normalized host (`normalizedRequestHost`), empty when the request has none.
+    ///   - path: the routing path (`PathNormalizer.routingPath`).
+    public func match(host: String, path: Substring, method: HTTPMethod, headers: HTTPHeaders) -> Route? {
+        for route in self.candidates(host: host) where route.matches(path: path, method: method, headers: headers) {
+            return route
+        }
+        return nil
+    }
+}

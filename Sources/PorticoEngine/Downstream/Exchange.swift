@@ -1,0 +1,85 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Portico open source project
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+import NIOCore
+import NIOHTTP1
+import PorticoCore
+
+/// One request/response exchange on a downstream connection: the typed per-request state every phase reads and
+/// writes (Pingora's `CTX`). Owned by its `ProxyHandler`, on that connection's EventLoop.
+final class Exchange {
+    /// The request as the client sent it (for logging).
+    let method: HTTPMethod
+    let uri: String
+    let version: HTTPVersion
+    let start: NIODeadline
+    let isIdempotent: Bool
+    let requestHasBody: Bool
+    var host: String?
+    var referer: String?
+    var userAgent: String?
+
+    var route: Route?
+    var clusterState: ClusterState?
+    /// The head sent upstream, kept so a retry can send it again.
+    var upstreamHead: HTTPRequestHead?
+
+    var state: State = .routing
+    enum State {
+        /// Deciding what to do; nothing sent anywhere yet.
+        case routing
+        /// Waiting for a connection to `hostIndex`.
+        case connecting
+        /// Request going upstream / response coming back.
+        case proxying
+        /// A local response was written; the rest of the request body is discarded.
+        case respondedLocally
+        /// Response finished; waiting for the request body to end before the next request.
+        case done
+    }
+
+    var upstream: UpstreamHandler?
+    var hostIndex = -1
+    var triedHosts: [Bool] = []
+    var attempts = 0
+    var usedReusedConnection = false
+    /// Request parts that arrived before the upstream connection was ready. They are also what a retry resends,
+    /// so they are kept until the response starts (bounded by the one read batch that can arrive while reads
+    /// are paused).
+    var pendingBody: CircularBuffer<HTTPServerRequestPart> = CircularBuffer(initialCapacity: 0)
+    var bodyPartsSentUpstream = 0
+    var requestBodyBytes = 0
+    var requestEnded = false
+    var requestSentUpstreamAt: NIODeadline?
+
+    var responseStarted = false
+    var responseEnded = false
+    var status = 0
+    var responseBodyBytes = 0
+    var upstreamKeepAlive = true
+    /// The response is framed by connection close towards the client (HTTP/1.0 client, unknown length).
+    var closeAfterResponse = false
+    var error: ProxyError?
+    var logged = false
+
+    init(head: HTTPRequestHead, now: NIODeadline) {
+        self.method = head.method
+        self.uri = head.uri
+        self.version = head.version
+        self.start = now
+        switch head.method {
+        case .GET, .HEAD, .OPTIONS, .TRACE, .PUT, .DELETE: self.isIdempotent = true
+        default: self.isIdempotent = false
+        }
+        self.requestHasBody = head.headers.contains(name: "content-length") || head.headers.contains(name: "transfer-encoding")
+    }
+
+    var routeName: String? { self.route?.name }
+    var clusterName: String? { self.clusterState?.cluster.name }
+    var upstreamAuthority: String? {
+        guard let cs = self.clusterState, self.hostIndex >= 0 else { return nil }
+        return cs.cluster.hosts[self.hostIndex].authority
+    }
+}

@@ -1,0 +1,41 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Portico open source project
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+import NIOCore
+import PorticoCore
+
+/// A listener's compiled settings, defaults applied. Read by each new downstream connection when it is accepted;
+/// a reload replaces it for connections accepted afterwards.
+public struct ListenerSettings: Sendable, Hashable {
+    public var name: String
+    public var address: HostPort
+    public var reusePort: Bool
+    public var backlog: Int
+    public var scheme: String
+    public var maxHeaderBytes: Int
+    /// 0 means no limit.
+    public var maxBodyBytes: Int
+    public var maxURIBytes: Int
+    public var maxRequestsPerConnection: Int
+    public var requestHeaderTimeout: TimeAmount
+    public var idleTimeout: TimeAmount
+
+    public init(_ c: ListenerConfig) {
+        self.name = c.name
+        self.address = HostPort(parsing: c.address)!
+        self.reusePort = c.reusePort ?? true
+        self.backlog = c.backlog ?? 4096
+        self.scheme = "http"
+        self.maxHeaderBytes = c.limits?.maxHeaderBytes?.bytes ?? 32 * 1024
+        self.maxBodyBytes = c.limits?.maxBodyBytes?.bytes ?? 10 * 1024 * 1024
+        self.maxURIBytes = c.limits?.maxUriBytes?.bytes ?? 8 * 1024
+        self.maxRequestsPerConnection = c.limits?.maxRequestsPerConnection ?? 0
+        self.requestHeaderTimeout = .nanoseconds(c.timeouts?.requestHeader?.nanoseconds ?? 30_000_000_000)
+        self.idleTimeout = .nanoseconds(c.timeouts?.idle?.nanoseconds ?? 75_000_000_000)
+    }
+
+    /// Two listeners share a socket across a reload when this is equal (Caddy's listener pool).
+    var socketIdentity: String { "\(self.address)|\(self.reusePort)|\(self.backlog)" }
+}

@@ -1,0 +1,868 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Portico open source project
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+import Logging
+import NIOCore
+import NIOHTTP1
+import PorticoCore
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The downstream end of the proxy: runs every phase of each request (route, filter, select upstream, forward,
+/// respond, log) and glues the downstream channel to an `UpstreamHandler` on the same EventLoop.
+///
+/// Runs on the downstream connection's EventLoop only; never blocks, never awaits, takes no locks. Body parts
+/// are the decoder's `ByteBuffer` slices, written to the other side as they are (no copy) and flushed once per
+/// read batch.
+///
+/// Requests are answered strictly in order (RFC 9112 §9.3.2): while one exchange is in flight, parts of later
+/// pipelined requests wait in `queued`, and reads are paused, so at most one read batch waits.
+///
+/// Backpressure both ways (`GlueHandler`): the downstream `read()` is held while the upstream is not writable (or
+/// not connected yet); the upstream's `read()` is held while the downstream is not writable.
+final class ProxyHandler: ChannelDuplexHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let worker: WorkerState
+    private let listener: ListenerSettings
+    private var context: ChannelHandlerContext!
+
+    private var exchange: Exchange?
+    private var queued = CircularBuffer<HTTPServerRequestPart>(initialCapacity: 0)
+    /// A parse error that arrived while an earlier request was still being answered; answered after it.
+    private var deferredError: ProxyError?
+    private var readPending = false
+    private var closeWhenIdle = false
+    private var isClosed = false
+    private var requestsServed = 0
+    private var needsFlushDownstream = false
+    private var needsFlushUpstream = false
+
+    private var clientIP = "-"
+    private var clientTrusted = false
+
+    /// Coarse deadlines, checked by the worker's tick.
+    private var idleDeadline: NIODeadline?
+    private var headerDeadline: NIODeadline?
+    private var upstreamDeadline: NIODeadline?
+    private var upstreamActivity = false
+    var workerSlot = -1
+
+    init(worker: WorkerState, listener: ListenerSettings) {
+        self.worker = worker
+        self.listener = listener
+    }
+
+    var downstreamIsWritable: Bool { self.context?.channel.isWritable ?? false }
+
+    // MARK: Connection lifecycle
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        if context.channel.isActive { self.connectionOpened(context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        self.connectionOpened(context)
+        context.fireChannelActive()
+    }
+
+    private func connectionOpened(_ context: ChannelHandlerContext) {
+        guard self.workerSlot < 0, !self.isClosed else { return }
+        if let remote = context.channel.remoteAddress {
+            self.clientIP = remote.ipAddress ?? "-"
+            self.clientTrusted = self.worker.table.forwarding.isTrusted(IPAddressBytes(self.clientIP))
+        }
+        self.idleDeadline = .now() + self.listener.idleTimeout
+        self.worker.register(self)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.isClosed = true
+        self.worker.unregister(self)
+        if let ex = self.exchange {
+            if !ex.responseEnded {
+                if ex.error == nil { ex.error = ProxyError(.downstreamClosed, source: .downstream) }
+                if !ex.responseStarted { ex.status = 499 }
+            }
+            if let up = ex.upstream {
+                ex.upstream = nil
+                up.close()
+            }
+            self.log(ex)
+            self.exchange = nil
+        }
+        context.fireChannelInactive()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent {
+            self.quiesce()
+            return
+        }
+        if let e = event as? ChannelEvent, case .inputClosed = e {
+            // The client half-closed: finish the current exchange, then close.
+            self.closeWhenIdle = true
+            if self.exchange == nil { self.closeDownstream() }
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    /// Graceful shutdown: finish what is in flight, take no new request.
+    func quiesce() {
+        self.closeWhenIdle = true
+        if self.exchange == nil { self.closeDownstream() }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        let proxyError: ProxyError
+        if let parse = error as? HTTPParserError {
+            switch parse {
+            case .headerOverflow: proxyError = ProxyError(.headerTooLarge, source: .downstream, context: "\(parse)")
+            case .invalidURL: proxyError = ProxyError(.badRequest, source: .downstream, context: "invalid request target")
+            default: proxyError = ProxyError(.badRequest, source: .downstream, context: "\(parse)")
+            }
+        } else if error is ByteToMessageDecoderError {
+            proxyError = ProxyError(.badRequest, source: .downstream, context: "\(error)")
+        } else {
+            // I/O errors: the connection is gone.
+            self.closeDownstream()
+            return
+        }
+        if let ex = self.exchange {
+            if ex.responseEnded || ex.state == .done {
+                self.deferredError = proxyError
+            } else if !ex.requestEnded {
+                // The request being proxied is malformed (bad chunk): reset both sides, never forward ambiguity.
+                self.abortExchange(ex, proxyError)
+            } else {
+                self.deferredError = proxyError
+            }
+        } else {
+            self.respondWithError(proxyError, exchange: nil)
+        }
+    }
+
+    // MARK: Downstream inbound
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let part = self.unwrapInboundIn(data)
+        if self.exchange != nil || !self.queued.isEmpty {
+            self.routePartToExchange(part)
+        } else {
+            self.handleNew(part)
+        }
+    }
+
+    private func routePartToExchange(_ part: HTTPServerRequestPart) {
+        guard let ex = self.exchange else {
+            self.queued.append(part)
+            return
+        }
+        if ex.requestEnded {
+            // A pipelined request: wait for the current one to finish.
+            self.queued.append(part)
+            return
+        }
+        self.requestPart(part, ex)
+    }
+
+    private func handleNew(_ part: HTTPServerRequestPart) {
+        switch part {
+        case .head(let head):
+            self.startExchange(head)
+        case .body, .end:
+            // Body of a request we already answered and stopped tracking (cannot happen: exchanges live until .end).
+            break
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if self.exchange == nil && self.queued.isEmpty && self.headerDeadline == nil && !self.isClosed {
+            // Bytes arrived but no complete head yet: the request-header timeout starts now (slowloris).
+            self.headerDeadline = .now() + self.listener.requestHeaderTimeout
+            self.idleDeadline = nil
+        }
+        self.flushPending()
+        context.fireChannelReadComplete()
+    }
+
+    private func flushPending() {
+        if self.needsFlushUpstream {
+            self.needsFlushUpstream = false
+            self.exchange?.upstream?.flush()
+        }
+        if self.needsFlushDownstream {
+            self.needsFlushDownstream = false
+            self.context.flush()
+        }
+    }
+
+    // MARK: Downstream backpressure
+
+    func read(context: ChannelHandlerContext) {
+        if self.shouldReadDownstream {
+            context.read()
+        } else {
+            self.readPending = true
+        }
+    }
+
+    private var shouldReadDownstream: Bool {
+        guard let ex = self.exchange else { return self.queued.isEmpty }
+        if ex.requestEnded { return false }  // pipelined requests wait (bounded)
+        switch ex.state {
+        case .proxying: return ex.upstream?.isWritable ?? false
+        case .respondedLocally, .done: return true  // discarding the body
+        case .routing, .connecting: return false
+        }
+    }
+
+    private func resumeDownstreamReadIfPossible() {
+        if self.readPending && self.shouldReadDownstream && !self.isClosed {
+            self.readPending = false
+            self.context.read()
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            self.exchange?.upstream?.resumeReading()
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    // MARK: Phase 1-2: validate and route
+
+    private func startExchange(_ head: HTTPRequestHead) {
+        let now = NIODeadline.now()
+        let ex = Exchange(head: head, now: now)
+        self.exchange = ex
+        self.headerDeadline = nil
+        self.idleDeadline = nil
+        self.requestsServed += 1
+        ex.referer = head.headers.first(name: "referer")
+        ex.userAgent = head.headers.first(name: "user-agent")
+
+        if !head.isKeepAlive || self.worker.isShuttingDown
+            || (self.listener.maxRequestsPerConnection > 0 && self.requestsServed >= self.listener.maxRequestsPerConnection)
+        {
+            self.closeWhenIdle = true
+        }
+
+        // RFC 9112 §3.2: exactly one Host in HTTP/1.1; absolute-form targets carry their own authority.
+        let hosts = head.headers[canonicalForm: "host"]
+        var target = Substring(head.uri)
+        var hostText: Substring? = hosts.first
+        if target.utf8.first != UInt8(ascii: "/") {
+            if let (authority, path) = Self.splitAbsoluteForm(target) {
+                hostText = authority
+                target = path
+            } else if head.method == .OPTIONS && target == "*" {
+                // server-wide OPTIONS: routed by host, forwarded as is
+            } else if head.method == .CONNECT {
+                return self.respondWithError(ProxyError(.badRequest, source: .downstream, context: "CONNECT is not supported"), exchange: ex, status: 405)
+            } else {
+                return self.respondWithError(ProxyError(.badRequest, source: .downstream, context: "invalid request target"), exchange: ex)
+            }
+        }
+        if head.version.major != 1 {
+            return self.respondWithError(ProxyError(.badRequest, source: .downstream, context: "unsupported HTTP version"), exchange: ex, status: 505)
+        }
+        if hosts.count > 1 || (head.version.minor >= 1 && hostText == nil) {
+            return self.respondWithError(ProxyError(.badRequest, source: .downstream, context: hosts.count > 1 ? "more than one Host" : "missing Host"), exchange: ex)
+        }
+        if let h = hostText, !Self.isValidHost(h) {
+            return self.respondWithError(ProxyError(.badRequest, source: .downstream, context: "invalid Host"), exchange: ex)
+        }
+        ex.host = hostText.map(String.init)
+        if head.uri.utf8.count > self.listener.maxURIBytes {
+            return self.respondWithError(ProxyError(.uriTooLong, source: .downstream), exchange: ex)
+        }
+        // Request smuggling (RFC 9112 §6.1, §6.3): Transfer-Encoding with Content-Length, or a transfer coding
+        // other than a final chunked, is refused and the connection closed.
+        let te = head.headers[canonicalForm: "transfer-encoding"]
+        if !te.isEmpty {
+            if head.headers.contains(name: "content-length") || te.last?.lowercased() != "chunked" || head.version.minor == 0 {
+                return self.respondWithError(ProxyError(.badRequest, source: .downstream, context: "ambiguous request framing"), exchange: ex)
+            }
+        } else if let cl = head.headers.first(name: "content-length") {
+            guard let length = Int(cl), length >= 0 else {
+                return self.respondWithError(ProxyError(.badRequest, source: .downstream, context: "invalid Content-Length"), exchange: ex)
+            }
+            if self.listener.maxBodyBytes > 0 && length > self.listener.maxBodyBytes {
+                return self.respondWithError(ProxyError(.bodyTooLarge, source: .downstream), exchange: ex)
+            }
+        }
+        let isUpgrade = head.headers.contains(name: "upgrade")
+        if isUpgrade {
+            // The decoder stops parsing after an Upgrade request; it is forwarded without the upgrade (RFC 9110
+            // §7.8 lets a server ignore Upgrade) and the connection closes after the response.
+            self.closeWhenIdle = true
+        }
+
+        let table = self.worker.table
+        let hostKey = hostText.map(normalizedRequestHost) ?? ""
+        let path = PathNormalizer.routingPath(target)
+        guard let route = table.match(host: hostKey, path: path, method: head.method, headers: head.headers) else {
+            return self.respondWithError(ProxyError(.noRoute, source: .downstream), exchange: ex)
+        }
+        ex.route = route
+
+        switch route.action {
+        case .respond(let status, let body, let contentType):
+            var headers = HTTPHeaders()
+            if let contentType { headers.add(name: "Content-Type", value: contentType) }
+            route.responseHeaders.apply(to: &headers)
+            self.respondLocally(ex, status: status, headers: headers, body: body)
+        case .redirect(let status, let targetTemplate):
+            let location = Self.expand(targetTemplate, scheme: self.listener.scheme, host: hostText.map(String.init) ?? "", requestURI: String(target))
+            var headers = HTTPHeaders()
+            headers.add(name: "Location", value: location)
+            headers.add(name: "Content-Type", value: "text/plain; charset=utf-8")
+            route.responseHeaders.apply(to: &headers)
+            self.respondLocally(ex, status: status, headers: headers, body: "Redirecting to \(location)\n")
+        case .proxy(let clusterIndex):
+            let cs = self.worker.clusterStates[clusterIndex]
+            ex.clusterState = cs
+            ex.triedHosts = Array(repeating: false, count: cs.cluster.hosts.count)
+            var up = HTTPRequestHead(version: .http1_1, method: head.method, uri: target.count == head.uri.utf8.count ? head.uri : String(target), headers: head.headers)
+            let chunked = !te.isEmpty
+            HopByHopHeaders.strip(&up.headers)
+            // Keep the body framing explicit upstream: never let a body go out unframed.
+            if chunked { up.headers.add(name: "Transfer-Encoding", value: "chunked") }
+            if hostText != nil, hosts.isEmpty || hosts.first.map({ $0[...] }) != hostText {
+                up.headers.replaceOrAdd(name: "Host", value: String(hostText!))
+            }
+            table.forwarding.applyRequest(&up.headers, clientIP: self.clientIP, trusted: self.clientTrusted, scheme: self.listener.scheme, host: ex.host)
+            route.requestHeaders.apply(to: &up.headers)
+            ex.upstreamHead = up
+            self.selectUpstream(ex)
+        }
+    }
+
+    static func splitAbsoluteForm(_ target: Substring) -> (authority: Substring, path: Substring)? {
+        let lower = target.prefix(8).lowercased()
+        let schemeLength: Int
+        if lower.hasPrefix("http://") {
+            schemeLength = 7
+        } else if lower.hasPrefix("https://") {
+            schemeLength = 8
+        } else {
+            return nil
+        }
+        let rest = target.dropFirst(schemeLength)
+        let end = rest.firstIndex(where: { $0 == "/" || $0 == "?" }) ?? rest.endIndex
+        let authority = rest[..<end]
+        guard !authority.isEmpty, !authority.contains("@") else { return nil }
+        let path = rest[end...]
+        if path.isEmpty { return (authority, "/") }
+        if path.first == "?" { return (authority, Substring("/" + path)) }
+        return (authority, path)
+    }
+
+    static func isValidHost(_ h: Substring) -> Bool {
+        !h.isEmpty && h.utf8.count <= 255
+            && h.utf8.allSatisfy { b in
+                (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) || b == 0x2d || b == 0x2e
+                    || b == 0x3a || b == 0x5b || b == 0x5d || b == 0x5f
+            }
+    }
+
+    static func expand(_ template: String, scheme: String, host: String, requestURI: String) -> String {
+        guard template.contains("$") else { return template }
+        return template
+            .replacingAll("$request_uri", with: requestURI)
+            .replacingAll("$scheme", with: scheme)
+            .replacingAll("$host", with: host)
+    }
+
+    // MARK: Phase 5: select upstream, lease or connect
+
+    private func selectUpstream(_ ex: Exchange) {
+        guard let cs = ex.clusterState else { return }
+        let tried = ex.triedHosts
+        guard let hostIndex = cs.balancer.pick(isAvailable: { !tried[$0] }) else {
+            let error = ex.attempts == 0
+                ? ProxyError(.noHealthyUpstream, source: .internal, context: "cluster \(cs.cluster.name)")
+                : (ex.error ?? ProxyError(.connectFailed, source: .upstream))
+            return self.respondWithError(error, exchange: ex)
+        }
+        ex.hostIndex = hostIndex
+        ex.attempts += 1
+        let pool = cs.pools[hostIndex]
+        if let conn = pool.lease() {
+            ex.usedReusedConnection = true
+            self.attach(conn, ex)
+            return
+        }
+        ex.usedReusedConnection = false
+        ex.state = .connecting
+        pool.connect().assumeIsolated().whenComplete { [self] result in
+            switch result {
+            case .success(let conn):
+                guard self.exchange === ex, ex.state == .connecting, !self.isClosed else {
+                    // The client went away while we connected: keep the connection for the next request.
+                    pool.release(conn, reusable: true)
+                    return
+                }
+                self.attach(conn, ex)
+            case .failure(let error):
+                guard self.exchange === ex, ex.state == .connecting, !self.isClosed else { return }
+                ex.triedHosts[hostIndex] = true
+                let kind: ProxyError.Kind
+                if error is ChannelError, case .connectTimeout = error as! ChannelError {
+                    kind = .connectTimeout
+                } else if let io = error as? IOError, io.errnoCode == ECONNREFUSED {
+                    kind = .connectRefused
+                } else if "\(error)".contains("refused") {
+                    kind = .connectRefused
+                } else {
+                    kind = .connectFailed
+                }
+                ex.error = ProxyError(kind, source: .upstream, context: "\(pool.address): \(error)")
+                self.worker.logger.warning(
+                    "upstream connect failed",
+                    metadata: ["cluster": "\(cs.cluster.name)", "host": "\(pool.address)", "reason": "\(kind)", "error": "\(error)"]
+                )
+                // Nothing was sent: the next host is safe to try for any method.
+                ex.state = .routing
+                self.selectUpstream(ex)
+            }
+        }
+    }
+
+    private func attach(_ conn: UpstreamHandler, _ ex: Exchange) {
+        ex.upstream = conn
+        ex.state = .proxying
+        conn.owner = self
+        conn.requestsServed += 1
+        guard var head = ex.upstreamHead, let cs = ex.clusterState else { return }
+        if ex.route?.hostHeader == .upstream {
+            head.headers.replaceOrAdd(name: "Host", value: cs.cluster.hosts[ex.hostIndex].authority)
+        }
+        conn.write(.head(head))
+        for part in ex.pendingBody {
+            self.forwardBodyPart(part, conn, ex)
+        }
+        ex.bodyPartsSentUpstream = ex.pendingBody.count
+        conn.flush()
+        ex.requestSentUpstreamAt = .now()
+        self.upstreamDeadline = .now() + cs.cluster.responseHeaderTimeout
+        self.upstreamActivity = false
+        self.resumeDownstreamReadIfPossible()
+    }
+
+    private func forwardBodyPart(_ part: HTTPServerRequestPart, _ conn: UpstreamHandler, _ ex: Exchange) {
+        switch part {
+        case .body(let buffer): conn.write(.body(.byteBuffer(buffer)))
+        case .end: conn.write(.end(nil))
+        case .head: break
+        }
+    }
+
+    // MARK: Request body
+
+    private func requestPart(_ part: HTTPServerRequestPart, _ ex: Exchange) {
+        switch part {
+        case .head:
+            // Cannot happen: a head only follows an .end, and those are queued.
+            return
+        case .body(let buffer):
+            ex.requestBodyBytes += buffer.readableBytes
+            if self.listener.maxBodyBytes > 0 && ex.requestBodyBytes > self.listener.maxBodyBytes {
+                if ex.state == .respondedLocally || ex.state == .done {
+                    self.closeWhenIdle = true
+                    self.closeDownstream()
+                    return
+                }
+                return self.abortExchange(ex, ProxyError(.bodyTooLarge, source: .downstream))
+            }
+        case .end:
+            ex.requestEnded = true
+        }
+        switch ex.state {
+        case .routing, .connecting:
+            ex.pendingBody.append(part)
+        case .proxying:
+            guard let conn = ex.upstream else { return }
+            if !ex.responseStarted && ex.pendingBody.count < 64 && ex.requestBodyBytes <= 64 * 1024 {
+                // Keep small bodies replayable for a retry on a fresh connection.
+                ex.pendingBody.append(part)
+                ex.bodyPartsSentUpstream += 1
+            } else if !ex.pendingBody.isEmpty {
+                ex.pendingBody.removeAll()
+                ex.bodyPartsSentUpstream = -1  // not replayable any more
+            }
+            self.forwardBodyPart(part, conn, ex)
+            self.needsFlushUpstream = true
+        case .respondedLocally, .done:
+            // Discarding the body of a request already answered.
+            if ex.requestEnded { self.finishExchange(ex) }
+        }
+    }
+
+    // MARK: Phase 8-9: response from upstream
+
+    func upstreamRead(_ part: HTTPClientResponsePart, from conn: UpstreamHandler) {
+        guard let ex = self.exchange, ex.upstream === conn else {
+            conn.close()
+            return
+        }
+        self.upstreamActivity = true
+        switch part {
+        case .head(var head):
+            if head.status.code < 200 {
+                if head.status.code == 101 {
+                    // We never forward Upgrade, so a 101 is a broken upstream.
+                    ex.upstream = nil
+                    conn.close()
+                    return self.respondWithError(ProxyError(.invalidUpstreamResponse, source: .upstream, context: "unexpected 101"), exchange: ex)
+                }
+                // 100 Continue, 102, 103 Early Hints: forwarded as they are (RFC 9110 §15.2).
+                if ex.version.minor >= 1 {
+                    HopByHopHeaders.strip(&head.headers)
+                    self.context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: ex.version, status: head.status, headers: head.headers))), promise: nil)
+                    self.needsFlushDownstream = true
+                }
+                return
+            }
+            ex.responseStarted = true
+            ex.pendingBody.removeAll()
+            ex.status = Int(head.status.code)
+            if let cs = ex.clusterState { self.upstreamDeadline = .now() + cs.cluster.readTimeout }
+            let tokens = HopByHopHeaders.strip(&head.headers)
+            ex.upstreamKeepAlive = head.version.minor >= 1 ? !tokens.close : tokens.keepAlive
+            let table = self.worker.table
+            if let authority = ex.upstreamAuthority {
+                let publicBase = ex.host.map { "\(self.listener.scheme)://\($0)" }
+                table.forwarding.applyResponse(&head.headers, upstreamAuthority: authority, publicBase: publicBase)
+            }
+            ex.route?.responseHeaders.apply(to: &head.headers)
+            let bodyless = ex.method == .HEAD || head.status.code == 204 || head.status.code == 304
+            let hasLength = head.headers.contains(name: "content-length")
+            if !bodyless && !hasLength && ex.version.minor == 0 {
+                // An HTTP/1.0 client can only learn the end of an unknown-length body from the close.
+                ex.closeAfterResponse = true
+            }
+            if self.closeWhenIdle || ex.closeAfterResponse || (!ex.requestEnded && !ex.requestHasBody) {
+                head.headers.replaceOrAdd(name: "Connection", value: "close")
+            } else if ex.version.minor == 0 {
+                head.headers.replaceOrAdd(name: "Connection", value: "keep-alive")
+            }
+            let out = HTTPResponseHead(version: ex.version, status: head.status, headers: head.headers)
+            self.context.write(self.wrapOutboundOut(.head(out)), promise: nil)
+            self.needsFlushDownstream = true
+        case .body(let buffer):
+            ex.responseBodyBytes += buffer.readableBytes
+            self.context.write(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+            self.needsFlushDownstream = true
+        case .end(let trailers):
+            ex.responseEnded = true
+            ex.state = .done
+            self.upstreamDeadline = nil
+            ex.upstream = nil
+            let reusable = ex.upstreamKeepAlive && ex.requestEnded
+            conn.pool.release(conn, reusable: reusable)
+            if !ex.requestEnded {
+                // The upstream answered before the request body ended (e.g. 413): the rest of the body cannot be
+                // told apart from a next request without reading it all, so the connection closes after this.
+                self.closeWhenIdle = true
+            }
+            self.writeResponseEnd(ex, trailers: trailers)
+        }
+    }
+
+    func upstreamReadComplete() {
+        if self.needsFlushDownstream {
+            self.needsFlushDownstream = false
+            self.context.flush()
+        }
+    }
+
+    func upstreamWritabilityChanged(isWritable: Bool) {
+        if isWritable { self.resumeDownstreamReadIfPossible() }
+    }
+
+    /// The upstream connection closed or failed while leased to this handler.
+    func upstreamClosed(_ conn: UpstreamHandler, error: (any Error)?) {
+        guard let ex = self.exchange, ex.upstream === conn else { return }
+        ex.upstream = nil
+        conn.close()
+        if ex.responseEnded { return }
+        if ex.responseStarted {
+            // Mid-response: the client must see a failed connection, never a short body that looks complete.
+            ex.error = ProxyError(.upstreamReset, source: .upstream, context: error.map { "\($0)" })
+            self.worker.logger.warning("upstream closed mid-response", metadata: ["host": "\(ex.upstreamAuthority ?? "-")", "status": "\(ex.status)"])
+            self.closeDownstream()
+            return
+        }
+        // Before any response byte. A reused connection may have been closed by the upstream just as we sent:
+        // retry safe requests once on a fresh connection (Pingora `ReusedOnly`).
+        let replayable = ex.bodyPartsSentUpstream >= 0 && (ex.requestEnded || ex.bodyPartsSentUpstream == ex.pendingBody.count)
+        if ex.usedReusedConnection && ex.isIdempotent && replayable, let cs = ex.clusterState {
+            ex.state = .connecting
+            ex.usedReusedConnection = false
+            let hostIndex = ex.hostIndex
+            let pool = cs.pools[hostIndex]
+            pool.connect().assumeIsolated().whenComplete { [self] result in
+                guard self.exchange === ex, ex.state == .connecting, !self.isClosed else {
+                    if case .success(let c) = result { pool.release(c, reusable: true) }
+                    return
+                }
+                switch result {
+                case .success(let c):
+                    ex.bodyPartsSentUpstream = 0
+                    self.attach(c, ex)
+                case .failure(let e):
+                    ex.triedHosts[hostIndex] = true
+                    ex.error = ProxyError(.connectFailed, source: .upstream, context: "\(pool.address): \(e)")
+                    ex.state = .routing
+                    self.selectUpstream(ex)
+                }
+            }
+            return
+        }
+        let reason = error.map { "\($0)" } ?? "connection closed"
+        self.worker.logger.warning("upstream closed before responding", metadata: ["host": "\(ex.upstreamAuthority ?? "-")", "error": "\(reason)"])
+        self.respondWithError(ProxyError(.upstreamClosedEarly, source: .upstream, context: reason), exchange: ex)
+    }
+
+    // MARK: Timeouts (worker tick)
+
+    func tick(now: NIODeadline) {
+        if let d = self.idleDeadline, now >= d, self.exchange == nil {
+            self.closeDownstream()
+            return
+        }
+        if let d = self.headerDeadline, now >= d, self.exchange == nil {
+            self.headerDeadline = nil
+            self.respondWithError(ProxyError(.requestHeaderTimeout, source: .downstream), exchange: nil)
+            return
+        }
+        guard let ex = self.exchange, let d = self.upstreamDeadline else { return }
+        if self.upstreamActivity && ex.responseStarted, let cs = ex.clusterState {
+            // Body bytes flowed since the last tick: push the read deadline out.
+            self.upstreamActivity = false
+            self.upstreamDeadline = now + cs.cluster.readTimeout
+            return
+        }
+        guard now >= d else { return }
+        self.upstreamDeadline = nil
+        if let up = ex.upstream {
+            ex.upstream = nil
+            up.close()
+        }
+        if ex.responseStarted {
+            ex.error = ProxyError(.readTimeout, source: .upstream)
+            self.closeDownstream()
+        } else {
+            self.worker.logger.warning("upstream response header timeout", metadata: ["host": "\(ex.upstreamAuthority ?? "-")"])
+            self.respondWithError(ProxyError(.responseHeaderTimeout, source: .upstream), exchange: ex)
+        }
+    }
+
+    // MARK: Local responses and completion
+
+    private func respondLocally(_ ex: Exchange, status: Int, headers: HTTPHeaders, body: String) {
+        var headers = headers
+        var buffer = self.context.channel.allocator.buffer(capacity: body.utf8.count)
+        buffer.writeString(body)
+        headers.replaceOrAdd(name: "Content-Length", value: String(buffer.readableBytes))
+        if self.closeWhenIdle { headers.replaceOrAdd(name: "Connection", value: "close") }
+        ex.status = status
+        ex.state = .respondedLocally
+        ex.responseStarted = true
+        let head = HTTPResponseHead(version: ex.version.major == 1 ? ex.version : .http1_1, status: HTTPResponseStatus(statusCode: status), headers: headers)
+        self.context.write(self.wrapOutboundOut(.head(head)), promise: nil)
+        if ex.method != .HEAD && buffer.readableBytes > 0 {
+            self.context.write(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        }
+        ex.responseBodyBytes = buffer.readableBytes
+        ex.responseEnded = true
+        self.writeResponseEnd(ex, trailers: nil)
+    }
+
+    /// Answers with an error status and closes the connection (the request stream may be out of sync).
+    private func respondWithError(_ error: ProxyError, exchange: Exchange?, status: Int? = nil) {
+        guard !self.isClosed else { return }
+        let ex: Exchange
+        if let exchange {
+            ex = exchange
+        } else {
+            ex = Exchange(head: HTTPRequestHead(version: .http1_1, method: .GET, uri: "-"), now: .now())
+            self.exchange = ex
+        }
+        ex.error = error
+        if let up = ex.upstream {
+            ex.upstream = nil
+            up.close()
+        }
+        if ex.responseStarted {
+            self.closeDownstream()
+            return
+        }
+        let code = status ?? error.status
+        // Client errors before a request is fully read leave the stream unusable; so do upstream failures
+        // while the request body is still arriving.
+        if error.source == .downstream || !ex.requestEnded || code == 408 {
+            self.closeWhenIdle = true
+        }
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: "text/plain; charset=utf-8")
+        if code == 503 { headers.add(name: "Retry-After", value: "1") }
+        let phrase = HTTPResponseStatus(statusCode: code).reasonPhrase
+        self.respondLocally(ex, status: code, headers: headers, body: "\(code) \(phrase)\n")
+    }
+
+    /// Aborts an exchange whose request turned out bad mid-stream.
+    private func abortExchange(_ ex: Exchange, _ error: ProxyError) {
+        if ex.responseStarted {
+            ex.error = error
+            self.closeDownstream()
+        } else {
+            self.respondWithError(error, exchange: ex)
+        }
+    }
+
+    private func writeResponseEnd(_ ex: Exchange, trailers: HTTPHeaders?) {
+        let closing = self.closeWhenIdle || ex.closeAfterResponse
+        if closing {
+            let promise = self.context.eventLoop.makePromise(of: Void.self)
+            self.context.writeAndFlush(self.wrapOutboundOut(.end(trailers)), promise: promise)
+            promise.futureResult.assumeIsolated().whenComplete { [self] _ in self.closeDownstream() }
+            self.needsFlushDownstream = false
+        } else {
+            self.context.write(self.wrapOutboundOut(.end(trailers)), promise: nil)
+            self.needsFlushDownstream = true
+        }
+        if ex.requestEnded {
+            self.finishExchange(ex)
+        } else if closing {
+            self.log(ex)
+        }
+    }
+
+    /// The exchange is complete both ways: log it and move on to the next request.
+    private func finishExchange(_ ex: Exchange) {
+        self.log(ex)
+        guard self.exchange === ex else { return }
+        self.exchange = nil
+        if self.closeWhenIdle || ex.closeAfterResponse {
+            return  // closing after the last write
+        }
+        if let error = self.deferredError {
+            self.deferredError = nil
+            self.respondWithError(error, exchange: nil)
+            return
+        }
+        if !self.queued.isEmpty {
+            self.drainQueued()
+        }
+        if self.exchange == nil {
+            self.idleDeadline = .now() + self.listener.idleTimeout
+            self.needsFlushDownstream = false
+            self.context.flush()
+        }
+        self.resumeDownstreamReadIfPossible()
+    }
+
+    private func drainQueued() {
+        while let part = self.queued.popFirst() {
+            if let ex = self.exchange {
+                if ex.requestEnded {
+                    self.queued.prepend(part)
+                    return
+                }
+                self.requestPart(part, ex)
+            } else if case .head(let head) = part {
+                self.startExchange(head)
+            }
+        }
+        if let error = self.deferredError, self.exchange == nil {
+            self.deferredError = nil
+            self.respondWithError(error, exchange: nil)
+        }
+    }
+
+    private func closeDownstream() {
+        guard !self.isClosed else { return }
+        self.isClosed = true
+        if let ex = self.exchange, let up = ex.upstream {
+            ex.upstream = nil
+            up.close()
+        }
+        self.context.close(promise: nil)
+    }
+
+    // MARK: Phase 10: log, exactly once
+
+    private func log(_ ex: Exchange) {
+        guard !ex.logged else { return }
+        ex.logged = true
+        if ex.error != nil && ex.error?.kind != .downstreamClosed && ex.status >= 500 {
+            self.worker.logger.info("request failed", metadata: ["status": "\(ex.status)", "reason": "\(ex.error!)", "uri": "\(ex.uri)"])
+        }
+        guard let log = self.worker.accessLog else { return }
+        let now = NIODeadline.now()
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        let entry = AccessLogEntry(
+            clientIP: self.clientIP,
+            method: ex.method.rawValue,
+            uri: ex.uri,
+            version: .init(major: ex.version.major, minor: ex.version.minor),
+            status: ex.status,
+            bytesSent: ex.responseBodyBytes,
+            referer: ex.referer,
+            userAgent: ex.userAgent,
+            host: ex.host,
+            route: ex.routeName,
+            cluster: ex.clusterName,
+            upstream: ex.upstreamAuthority,
+            durationSeconds: Double((now - ex.start).nanoseconds) / 1e9,
+            upstreamSeconds: ex.requestSentUpstreamAt.map { Double((now - $0).nanoseconds) / 1e9 },
+            reason: ex.error?.kind.description,
+            attempts: ex.attempts,
+            time: ts
+        )
+        log.append(entry)
+    }
+}
+
+extension String {
+    fileprivate func replacingAll(_ target: String, with replacement: String) -> String {
+        guard !target.isEmpty else { return self }
+        var out = ""
+        var rest = self[...]
+        while let r = rest.range(of: target) {
+            out += rest[..<r.lowerBound]
+            out += replacement
+            rest = rest[r.upperBound...]
+        }
+        out += rest
+        return out
+    }
+}
+
+extension Substring {
+    fileprivate func range(of target: String) -> Range<Substring.Index>? {
+        var i = self.startIndex
+        while i < self.endIndex {
+            if self[i...].hasPrefix(target) {
+                return i..<self.index(i, offsetBy: target.count)
+            }
+            i = self.index(after: i)
+        }
+        return nil
+    }
+}

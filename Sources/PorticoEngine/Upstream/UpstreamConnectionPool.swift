@@ -1,0 +1,116 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Portico open source project
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import PorticoCore
+
+/// One worker's keep-alive connections to one upstream host. Owned by a `WorkerState` and touched only on its
+/// EventLoop, so it needs no lock (Envoy: "each worker thread maintains its own connection pools").
+/// The decisions are `UpstreamPoolStateMachine`'s; this class performs them.
+final class UpstreamConnectionPool {
+    let address: HostPort
+    let eventLoop: any EventLoop
+    private var resolved: SocketAddress?
+    private var machine: UpstreamPoolStateMachine<ObjectIdentifier>
+    private var parked: [ObjectIdentifier: UpstreamHandler] = [:]
+    var connectTimeout: TimeAmount
+
+    init(address: HostPort, eventLoop: any EventLoop, cluster: Cluster) {
+        self.address = address
+        self.eventLoop = eventLoop
+        self.resolved = try? SocketAddress(ipAddress: address.host, port: address.port)
+        self.machine = UpstreamPoolStateMachine(
+            maxIdle: cluster.maxIdlePerHost,
+            idleTimeout: cluster.idleTimeout,
+            maxRequests: cluster.maxRequestsPerConnection
+        )
+        self.connectTimeout = cluster.connectTimeout
+    }
+
+    /// A reload changed the cluster's settings: later decisions follow them.
+    func update(from cluster: Cluster) {
+        self.machine.maxIdle = cluster.maxIdlePerHost
+        self.machine.idleTimeout = cluster.idleTimeout
+        self.machine.maxRequests = cluster.maxRequestsPerConnection
+        self.connectTimeout = cluster.connectTimeout
+    }
+
+    var idleCount: Int { self.machine.idleCount }
+
+    /// A parked connection that is still open, or nil (then `connect()`).
+    func lease() -> UpstreamHandler? {
+        while case .reuse(let id) = self.machine.lease() {
+            guard let handler = self.parked.removeValue(forKey: id) else { continue }
+            if handler.isClosed { continue }
+            return handler
+        }
+        return nil
+    }
+
+    /// Opens a new connection on this pool's EventLoop.
+    func connect() -> EventLoopFuture<UpstreamHandler> {
+        let bootstrap = ClientBootstrap(group: self.eventLoop)
+            .connectTimeout(self.connectTimeout)
+            .channelOption(.socketOption(.so_reuseaddr), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .channelInitializer { [pool = NIOLoopBound(self, eventLoop: self.eventLoop)] channel in
+                do {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers(
+                        leftOverBytesStrategy: .forwardBytes,
+                        enableOutboundHeaderValidation: false
+                    )
+                    // 1xx responses (100 Continue, 103 Early Hints) are forwarded to the client.
+                    try channel.pipeline.syncOperations.addHandler(UpstreamHandler(pool: pool.value))
+                    return channel.eventLoop.makeSucceededVoidFuture()
+                } catch {
+                    return channel.eventLoop.makeFailedFuture(error)
+                }
+            }
+        let connected: EventLoopFuture<any Channel>
+        if let resolved = self.resolved {
+            connected = bootstrap.connect(to: resolved)
+        } else {
+            connected = bootstrap.connect(host: self.address.host, port: self.address.port)
+        }
+        return connected.assumeIsolated().flatMapThrowing { channel in
+            try channel.pipeline.syncOperations.handler(type: UpstreamHandler.self)
+        }.nonisolated()
+    }
+
+    /// The exchange on `handler` ended.
+    func release(_ handler: UpstreamHandler, reusable: Bool) {
+        handler.owner = nil
+        let id = ObjectIdentifier(handler)
+        switch self.machine.release(id, reusable: reusable && !handler.isClosed, requestsServed: handler.requestsServed, now: .now()) {
+        case .park:
+            self.parked[id] = handler
+        case .close:
+            handler.close()
+        }
+    }
+
+    /// A parked connection closed or misbehaved.
+    func evict(_ handler: UpstreamHandler) {
+        let id = ObjectIdentifier(handler)
+        if self.machine.idleEvent(id) {
+            self.parked.removeValue(forKey: id)
+        }
+    }
+
+    /// Closes connections idle for longer than the idle timeout. Called by the worker's tick.
+    func sweep(now: NIODeadline) {
+        for id in self.machine.expired(now: now) {
+            self.parked.removeValue(forKey: id)?.close()
+        }
+    }
+
+    func closeAll() {
+        for id in self.machine.drainAll() {
+            self.parked.removeValue(forKey: id)?.close()
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Portico open source project
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+import NIOCore
+import NIOHTTP1
+import PorticoCore
+
+/// The last handler of an upstream connection's pipeline, and the connection's identity in its pool.
+///
+/// Runs on the EventLoop of the downstream connection that opened it (ARCHITECTURE §2: upstream channels live on
+/// the downstream's loop), so it calls its `ProxyHandler` directly, with no locks and no hops.
+///
+/// While leased, response parts go to `owner`. While parked in the pool, `owner` is nil and any inbound event
+/// (bytes, close) evicts the connection: bytes on an idle HTTP/1 connection mean the upstream is closing or
+/// broken (Pingora `idle_poll`).
+///
+/// Backpressure (swift-nio-examples `GlueHandler`): the outbound `read()` is held while the downstream channel is
+/// not writable and replayed when it becomes writable again.
+final class UpstreamHandler: ChannelDuplexHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundIn = HTTPClientRequestPart
+    typealias OutboundOut = HTTPClientRequestPart
+
+    private(set) var context: ChannelHandlerContext?
+    unowned let pool: UpstreamConnectionPool
+    var owner: ProxyHandler?
+    var requestsServed = 0
+    private var pendingRead = false
+    private(set) var isClosed = false
+
+    init(pool: UpstreamConnectionPool) {
+        self.pool = pool
+    }
+
+    var channel: (any Channel)? { self.context?.channel }
+    var isWritable: Bool { self.context?.channel.isWritable ?? false }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let part = self.unwrapInboundIn(data)
+        if let owner = self.owner {
+            owner.upstreamRead(part, from: self)
+        } else {
+            // Data on an idle connection: never reuse it.
+            self.pool.evict(self)
+            context.close(promise: nil)
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        self.owner?.upstreamReadComplete()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.isClosed = true
+        if let owner = self.owner {
+            self.owner = nil
+            owner.upstreamClosed(self, error: nil)
+        } else {
+            self.pool.evict(self)
+        }
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let owner = self.owner {
+            self.owner = nil
+            owner.upstreamClosed(self, error: error)
+        } else {
+            self.pool.evict(self)
+        }
+        context.close(promise: nil)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        self.owner?.upstreamWritabilityChanged(isWritable: context.channel.isWritable)
+        context.fireChannelWritabilityChanged()
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if let owner = self.owner, !owner.downstreamIsWritable {
+            self.pendingRead = true
+        } else {
+            context.read()
+        }
+    }
+
+    /// Replays a held `read()` once the downstream can take more.
+    func resumeReading() {
+        guard self.pendingRead, let context = self.context else { return }
+        self.pendingRead = false
+        context.read()
+    }
+
+    func write(_ part: HTTPClientRequestPart) {
+        self.context?.write(self.wrapOutboundOut(part), promise: nil)
+    }
+
+    func flush() {
+        self.context?.flush()
+    }
+
+    func close() {
+        self.owner = nil
+        guard !self.isClosed else { return }
+        self.isClosed = true
+        self.context?.close(promise: nil)
+    }
+}

@@ -1,0 +1,248 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Portico open source project
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import PorticoCore
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The data plane: one worker per EventLoop, the listeners that feed them, and the published route table.
+///
+/// An actor on the control plane: `start`, `apply` (reload) and `shutdown` are rare and may allocate and wait.
+/// It reaches the workers only through `eventLoop.execute`/`submit` (ARCHITECTURE §2).
+public actor ProxyEngine {
+    private let group: any EventLoopGroup
+    private let workers: [Worker]
+    private let logger: Logger
+    private var listeners: [String: BoundListener] = [:]
+    private var table: RoutingTable?
+    private var accessLog: AccessLogSink?
+    private var accessLogKey: AccessLogConfig?
+
+    struct BoundListener {
+        var settings: ListenerSettings
+        var channels: [any Channel]
+        var localAddress: SocketAddress
+    }
+
+    /// - Parameter group: the worker loops; one worker is made per loop.
+    public init(group: any EventLoopGroup, logger: Logger) {
+        self.group = group
+        self.logger = logger
+        self.workers = []
+        // Workers need a table; they are created in `start`.
+    }
+
+    private var startedWorkers: [Worker] = []
+
+    /// The addresses each listener is bound to (after port 0 was resolved), by listener name.
+    public var boundAddresses: [String: SocketAddress] {
+        Dictionary(uniqueKeysWithValues: self.listeners.values.map { ($0.settings.name, $0.localAddress) })
+    }
+
+    public var generation: UInt64 { self.table?.generation ?? 0 }
+
+    /// Binds the listeners and starts serving `table`.
+    public func start(table: RoutingTable) async throws {
+        precondition(self.table == nil, "started twice")
+        let sink = Self.makeAccessLog(table.config.accessLog)
+        self.accessLog = sink
+        self.accessLogKey = table.config.accessLog ?? AccessLogConfig()
+        var workers: [Worker] = []
+        var index = 0
+        for loop in self.group.makeIterator() {
+            let i = index
+            let logger = self.logger
+            let state = try await loop.submit {
+                let s = WorkerState(eventLoop: loop, index: i, table: table, accessLog: sink, logger: logger)
+                s.start()
+                return NIOLoopBound(s, eventLoop: loop)
+            }.get()
+            workers.append(Worker(eventLoop: loop, state: state))
+            index += 1
+        }
+        self.startedWorkers = workers
+        self.table = table
+        do {
+            for c in table.config.listeners {
+                let settings = ListenerSettings(c)
+                self.listeners[settings.socketIdentity] = try await self.bind(settings)
+            }
+        } catch {
+            for l in self.listeners.values { for ch in l.channels { try? await ch.close() } }
+            self.listeners = [:]
+            throw error
+        }
+        for l in self.listeners.values {
+            self.logger.info("listening", metadata: ["listener": "\(l.settings.name)", "address": "\(l.localAddress)", "sockets": "\(l.channels.count)"])
+        }
+    }
+
+    /// Publishes a new generation: binds new listeners (never rebinding unchanged ones, as Caddy's listener
+    /// pool), swaps the table on every worker, and closes listeners that disappeared. In-flight requests finish
+    /// on the route they matched. If a new listener cannot be bound, nothing changes and the error is thrown.
+    public func apply(table: RoutingTable) async throws {
+        var added: [String: BoundListener] = [:]
+        var next: [String: BoundListener] = [:]
+        do {
+            for c in table.config.listeners {
+                let settings = ListenerSettings(c)
+                if var existing = self.listeners[settings.socketIdentity] {
+                    existing.settings = settings
+                    next[settings.socketIdentity] = existing
+                } else {
+                    let bound = try await self.bind(settings)
+                    added[settings.socketIdentity] = bound
+                    next[settings.socketIdentity] = bound
+                }
+            }
+        } catch {
+            for l in added.values { for ch in l.channels { try? await ch.close() } }
+            throw error
+        }
+        let removed = self.listeners.filter { next[$0.key] == nil }
+        let logConfig = table.config.accessLog ?? AccessLogConfig()
+        if logConfig != self.accessLogKey {
+            self.accessLog?.stop()
+            self.accessLog = Self.makeAccessLog(table.config.accessLog)
+            self.accessLogKey = logConfig
+        } else {
+            self.accessLog?.reopen()
+        }
+        let sink = self.accessLog
+        let settingsByIdentity = next.mapValues(\.settings)
+        for w in self.startedWorkers {
+            try await w.submit { state in
+                state.publish(table, accessLog: sink)
+                state.listenerSettings = settingsByIdentity
+            }.get()
+        }
+        self.listeners = next
+        self.table = table
+        for (_, l) in removed {
+            for ch in l.channels { try? await ch.close() }
+            self.logger.info("listener closed", metadata: ["listener": "\(l.settings.name)", "address": "\(l.localAddress)"])
+        }
+        for (_, l) in added {
+            self.logger.info("listening", metadata: ["listener": "\(l.settings.name)", "address": "\(l.localAddress)"])
+        }
+    }
+
+    /// Stops accepting, lets in-flight requests finish for up to `grace`, then closes everything.
+    public func shutdown(grace: TimeAmount) async {
+        for l in self.listeners.values {
+            for ch in l.channels { try? await ch.close() }
+        }
+        self.listeners = [:]
+        for w in self.startedWorkers {
+            _ = try? await w.submit { $0.quiesce() }.get()
+        }
+        let deadline = NIODeadline.now() + grace
+        while NIODeadline.now() < deadline {
+            var open = 0
+            for w in self.startedWorkers {
+                open += (try? await w.submit { $0.connectionCount }.get()) ?? 0
+            }
+            if open == 0 { break }
+            try? await Task.sleep(nanoseconds: 50_000_000)
+        }
+        for w in self.startedWorkers {
+            _ = try? await w.submit { $0.stop() }.get()
+        }
+        self.accessLog?.stop()
+    }
+
+    private static func makeAccessLog(_ c: AccessLogConfig?) -> AccessLogSink? {
+        let format = c?.format ?? .combined
+        switch c?.destination ?? "stdout" {
+        case "off": return nil
+        case "stdout": return AccessLogSink(destination: .stdout, format: format)
+        case "stderr": return AccessLogSink(destination: .stderr, format: format)
+        case let path: return AccessLogSink(destination: .file(path), format: format)
+        }
+    }
+
+    // MARK: Binding
+
+    private func bind(_ settings: ListenerSettings) async throws -> BoundListener {
+        var address = try SocketAddress.makeAddressResolvingHost(settings.address.host, port: settings.address.port)
+        var channels: [any Channel] = []
+        let workers = self.startedWorkers
+        if settings.reusePort {
+            // One socket per worker (SO_REUSEPORT): the kernel spreads accepts, and each connection stays on the
+            // loop that accepted it. Port 0 is resolved by the first bind and reused for the rest.
+            do {
+                for w in workers {
+                    let ch = try await self.serverBootstrap(group: w.eventLoop, settings: settings, workers: workers, reusePort: true)
+                        .bind(to: address).get()
+                    if channels.isEmpty, let local = ch.localAddress { address = local }
+                    channels.append(ch)
+                }
+            } catch {
+                for ch in channels { try? await ch.close() }
+                throw ListenerBindError(listener: settings.name, address: settings.address.description, underlying: error)
+            }
+        } else {
+            do {
+                let ch = try await self.serverBootstrap(group: self.group, settings: settings, workers: workers, reusePort: false)
+                    .bind(to: address).get()
+                if let local = ch.localAddress { address = local }
+                channels.append(ch)
+            } catch {
+                throw ListenerBindError(listener: settings.name, address: settings.address.description, underlying: error)
+            }
+        }
+        let identity = settings.socketIdentity
+        for w in workers {
+            try await w.submit { $0.listenerSettings[identity] = settings }.get()
+        }
+        return BoundListener(settings: settings, channels: channels, localAddress: address)
+    }
+
+    private nonisolated func serverBootstrap(
+        group: any EventLoopGroup,
+        settings: ListenerSettings,
+        workers: [Worker],
+        reusePort: Bool
+    ) -> ServerBootstrap {
+        var bootstrap = ServerBootstrap(group: group, childGroup: reusePort ? group : self.group)
+            .serverChannelOption(.backlog, value: Int32(settings.backlog))
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+        if reusePort {
+            bootstrap = bootstrap.serverChannelOption(.socketOption(.init(rawValue: SO_REUSEPORT)), value: 1)
+        }
+        let identity = settings.socketIdentity
+        return bootstrap
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.maxMessagesPerRead, value: 16)
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
+            .childChannelInitializer { channel in
+                guard let worker = workers.first(where: { $0.eventLoop === channel.eventLoop }) else {
+                    return channel.eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel)
+                }
+                let state = worker.state.value
+                let current = state.listenerSettings[identity] ?? settings
+                return channel.eventLoop.makeCompletedFuture {
+                    try DownstreamPipeline.configure(channel, worker: state, listener: current)
+                }
+            }
+    }
+}
+
+/// A listener could not be bound; names the listener and address.
+public struct ListenerBindError: Error, CustomStringConvertible {
+    public var listener: String
+    public var address: String
+    public var underlying: any Error
+    public var description: String { "listener \"\(self.listener)\": cannot bind \(self.address): \(self.underlying)" }
+}

@@ -1,0 +1,138 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Portico open source project
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+import Logging
+import NIOCore
+import PorticoCore
+
+/// Everything one worker EventLoop owns: the route table it serves, its balancers and upstream pools, its
+/// downstream connections (for the coarse timeout tick) and its access log buffer.
+///
+/// Only ever touched on `eventLoop` (enforced by `NIOLoopBound` in `Worker`). The control plane replaces the
+/// table with `publish`, via `eventLoop.execute`: RCU, in-flight requests keep the `Route` they captured.
+final class WorkerState {
+    let eventLoop: any EventLoop
+    let index: Int
+    let logger: Logger
+    private(set) var table: RoutingTable
+    private(set) var clusterStates: [ClusterState] = []
+    private var pools: [HostPort: UpstreamConnectionPool] = [:]
+    var accessLog: AccessLogBuffer?
+    private var connections: [ProxyHandler] = []
+    private var tickTask: RepeatedTask?
+    private var ticks = 0
+    var isShuttingDown = false
+    /// Current settings of each listener socket, by `ListenerSettings.socketIdentity`.
+    var listenerSettings: [String: ListenerSettings] = [:]
+
+    /// How often timeouts are checked. Timers are coarse and shared (Pingora `pingora-timeout`): one task per
+    /// worker instead of one per request, so arming a timeout is a store, not an allocation.
+    static let tickInterval: TimeAmount = .milliseconds(100)
+
+    init(eventLoop: any EventLoop, index: Int, table: RoutingTable, accessLog: AccessLogSink?, logger: Logger) {
+        self.eventLoop = eventLoop
+        self.index = index
+        self.logger = logger
+        self.table = table
+        self.accessLog = accessLog.map(AccessLogBuffer.init(sink:))
+        self.rebuildClusterStates()
+    }
+
+    func start() {
+        let this = NIOLoopBound(self, eventLoop: self.eventLoop)
+        self.tickTask = self.eventLoop.scheduleRepeatedTask(initialDelay: Self.tickInterval, delay: Self.tickInterval) { _ in
+            this.value.tick()
+        }
+    }
+
+    func publish(_ table: RoutingTable, accessLog: AccessLogSink?) {
+        self.eventLoop.assertInEventLoop()
+        self.table = table
+        if accessLog !== self.accessLog?.sink {
+            self.accessLog?.flush()
+            self.accessLog = accessLog.map(AccessLogBuffer.init(sink:))
+        }
+        self.rebuildClusterStates()
+    }
+
+    /// Balancers restart with a new generation; pools are kept by address so warm connections survive reloads.
+    private func rebuildClusterStates() {
+        var pools: [HostPort: UpstreamConnectionPool] = [:]
+        self.clusterStates = self.table.clusters.map { cluster in
+            let hostPools = cluster.hosts.map { host -> UpstreamConnectionPool in
+                if let p = pools[host.address] { return p }
+                let pool = self.pools[host.address] ?? UpstreamConnectionPool(address: host.address, eventLoop: self.eventLoop, cluster: cluster)
+                pool.update(from: cluster)
+                pools[host.address] = pool
+                return pool
+            }
+            return ClusterState(cluster: cluster, balancer: cluster.makeBalancer(), pools: hostPools)
+        }
+        for (address, pool) in self.pools where pools[address] == nil {
+            pool.closeAll()
+        }
+        self.pools = pools
+    }
+
+    func register(_ handler: ProxyHandler) {
+        handler.workerSlot = self.connections.count
+        self.connections.append(handler)
+    }
+
+    func unregister(_ handler: ProxyHandler) {
+        let slot = handler.workerSlot
+        guard slot >= 0, slot < self.connections.count, self.connections[slot] === handler else { return }
+        let last = self.connections.removeLast()
+        if slot < self.connections.count {
+            self.connections[slot] = last
+            last.workerSlot = slot
+        }
+        handler.workerSlot = -1
+    }
+
+    var connectionCount: Int { self.connections.count }
+
+    private func tick() {
+        let now = NIODeadline.now()
+        var i = 0
+        while i < self.connections.count {
+            let h = self.connections[i]
+            h.tick(now: now)
+            // `tick` may close and unregister `h`; only advance when it is still in this slot.
+            if i < self.connections.count && self.connections[i] === h { i += 1 }
+        }
+        self.ticks += 1
+        if self.ticks % 10 == 0 {
+            for pool in self.pools.values { pool.sweep(now: now) }
+        }
+        self.accessLog?.flush()
+    }
+
+    /// Stops accepting work: asks every connection to finish its current request and close.
+    func quiesce() {
+        self.isShuttingDown = true
+        for h in self.connections { h.quiesce() }
+    }
+
+    func stop() {
+        self.tickTask?.cancel()
+        self.tickTask = nil
+        for pool in self.pools.values { pool.closeAll() }
+        self.accessLog?.flush()
+    }
+}
+
+/// A worker's view of one cluster: its balancer cursor and one pool per host.
+final class ClusterState {
+    let cluster: Cluster
+    var balancer: LoadBalancerState
+    let pools: [UpstreamConnectionPool]
+
+    init(cluster: Cluster, balancer: LoadBalancerState, pools: [UpstreamConnectionPool]) {
+        self.cluster = cluster
+        self.balancer = balancer
+        self.pools = pools
+    }
+}

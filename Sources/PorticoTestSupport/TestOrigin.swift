@@ -1,0 +1,301 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Portico open source project
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Synchronization
+
+/// A real HTTP/1.1 origin server for tests and for Portico's built-in demo (`demo_origins`). Binds 127.0.0.1
+/// (port 0 unless told otherwise) and behaves according to the request path:
+///
+/// | path | behaviour |
+/// |---|---|
+/// | `/echo` | the request body back, same framing kind (length or chunked) |
+/// | `/status/N` | status N with a short body |
+/// | `/bytes/N` | N bytes with Content-Length, streamed with backpressure |
+/// | `/chunked/N` | N bytes, chunked |
+/// | `/close-delimited/N` | N bytes framed by closing the connection (no length, no chunking) |
+/// | `/delay/MS` | the default page after MS milliseconds |
+/// | `/die-mid-body` | Content-Length 100000, 1000 bytes, then the connection is reset |
+/// | `/die-before-head` | closes the connection without answering |
+/// | `/redirect` | 302 to `http://<this origin's address>/landing` |
+/// | `/upload` | consumes the body and answers its byte count |
+/// | `/continue` | answers `100 Continue` first when asked to (`Expect: 100-continue`) |
+/// | `/early-hints` | a 103 then the page |
+/// | `/connections` | the number of connections this origin accepted |
+/// | `/health` | 200 `ok`, or 503 when `healthy` is false |
+/// | anything else | a text page naming the origin, method, target and request headers |
+///
+/// Every response carries `X-Origin: <name>`, `Server: TestOrigin/1.0` and `X-Powered-By: test` (to check masking).
+public final class TestOrigin: Sendable {
+    public let name: String
+    public let port: Int
+    public let host: String
+    private let channel: any Channel
+    private let group: any EventLoopGroup
+    private let ownsGroup: Bool
+    let counters: Counters
+
+    final class Counters: Sendable {
+        let connections = Atomic<Int>(0)
+        let requests = Atomic<Int>(0)
+        let healthy = Atomic<Bool>(true)
+    }
+
+    /// Connections accepted so far.
+    public var connectionCount: Int { self.counters.connections.load(ordering: .relaxed) }
+    /// Requests received so far.
+    public var requestCount: Int { self.counters.requests.load(ordering: .relaxed) }
+    /// `/health` answers 503 while false.
+    public var healthy: Bool {
+        get { self.counters.healthy.load(ordering: .relaxed) }
+        set { self.counters.healthy.store(newValue, ordering: .relaxed) }
+    }
+
+    public var address: String { "\(self.host):\(self.port)" }
+
+    private init(name: String, host: String, port: Int, channel: any Channel, group: any EventLoopGroup, ownsGroup: Bool, counters: Counters) {
+        self.name = name
+        self.host = host
+        self.port = port
+        self.channel = channel
+        self.group = group
+        self.ownsGroup = ownsGroup
+        self.counters = counters
+    }
+
+    /// Starts an origin. With no `group`, it runs on its own single EventLoop.
+    public static func start(name: String, host: String = "127.0.0.1", port: Int = 0, group: (any EventLoopGroup)? = nil) async throws -> TestOrigin {
+        let ownGroup = group == nil
+        let group = group ?? MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let counters = Counters()
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelOption(.backlog, value: 1024)
+            .childChannelOption(.allowRemoteHalfClosure, value: false)
+            .childChannelInitializer { channel in
+                counters.connections.add(1, ordering: .relaxed)
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    try channel.pipeline.syncOperations.addHandler(OriginHandler(name: name, counters: counters))
+                }
+            }
+            .bind(host: host, port: port).get()
+        let bound = channel.localAddress?.port ?? port
+        return TestOrigin(name: name, host: host, port: bound, channel: channel, group: group, ownsGroup: ownGroup, counters: counters)
+    }
+
+    public func shutdown() async {
+        try? await self.channel.close()
+        if self.ownsGroup { try? await self.group.shutdownGracefully() }
+    }
+}
+
+private final class OriginHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    let name: String
+    let counters: TestOrigin.Counters
+    private var head: HTTPRequestHead?
+    private var mode: Mode = .normal
+    private var uploadBytes = 0
+    private var pump: Pump?
+
+    enum Mode {
+        case normal
+        case echo(chunked: Bool)
+        case upload
+    }
+
+    struct Pump {
+        var remaining: Int
+        var chunked: Bool
+        var closeAfter: Bool
+    }
+
+    init(name: String, counters: TestOrigin.Counters) {
+        self.name = name
+        self.counters = counters
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch self.unwrapInboundIn(data) {
+        case .head(let head):
+            self.counters.requests.add(1, ordering: .relaxed)
+            self.head = head
+            self.uploadBytes = 0
+            let path = head.uri.split(separator: "?").first.map(String.init) ?? head.uri
+            if path == "/echo" {
+                let chunked = !head.headers.contains(name: "content-length")
+                self.mode = .echo(chunked: chunked)
+                var headers = self.baseHeaders()
+                if let cl = head.headers.first(name: "content-length") { headers.add(name: "Content-Length", value: cl) }
+                if let ct = head.headers.first(name: "content-type") { headers.add(name: "Content-Type", value: ct) }
+                context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .ok, headers: headers))), promise: nil)
+            } else if path == "/upload" {
+                self.mode = .upload
+            } else if path == "/continue", head.headers.first(name: "expect")?.lowercased() == "100-continue" {
+                self.mode = .upload
+                context.writeAndFlush(self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
+            } else {
+                self.mode = .normal
+            }
+        case .body(let buffer):
+            switch self.mode {
+            case .echo: context.write(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+            case .upload: self.uploadBytes += buffer.readableBytes
+            case .normal: break
+            }
+        case .end:
+            guard let head = self.head else { return }
+            switch self.mode {
+            case .echo:
+                context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
+            case .upload:
+                self.respond(context: context, head: head, status: .ok, body: "\(self.uploadBytes)\n")
+            case .normal:
+                self.route(context: context, head: head)
+            }
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        context.flush()
+    }
+
+    private func baseHeaders() -> HTTPHeaders {
+        var h = HTTPHeaders()
+        h.add(name: "X-Origin", value: self.name)
+        h.add(name: "Server", value: "TestOrigin/1.0")
+        h.add(name: "X-Powered-By", value: "test")
+        return h
+    }
+
+    private func respond(context: ChannelHandlerContext, head: HTTPRequestHead, status: HTTPResponseStatus, body: String, extra: HTTPHeaders = [:]) {
+        var headers = self.baseHeaders()
+        headers.add(contentsOf: extra)
+        headers.add(name: "Content-Type", value: "text/plain; charset=utf-8")
+        headers.add(name: "Content-Length", value: String(body.utf8.count))
+        context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
+        if head.method != .HEAD {
+            context.write(self.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
+        }
+        if head.isKeepAlive {
+            context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
+        } else {
+            context.writeAndFlush(self.wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        }
+    }
+
+    private func route(context: ChannelHandlerContext, head: HTTPRequestHead) {
+        let path = head.uri.split(separator: "?").first.map(String.init) ?? head.uri
+        let parts = path.split(separator: "/").map(String.init)
+        switch (parts.first ?? "", parts.count > 1 ? parts[1] : "") {
+        case ("status", let code):
+            let status = HTTPResponseStatus(statusCode: Int(code) ?? 500)
+            if status.code == 204 || status.code == 304 {
+                var headers = self.baseHeaders()
+                headers.add(name: "ETag", value: "\"x\"")
+                context.writeAndFlush(self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
+                context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
+            } else {
+                self.respond(context: context, head: head, status: status, body: "status \(status.code) from \(self.name)\n")
+            }
+        case ("bytes", let n):
+            self.startPump(context: context, head: head, bytes: Int(n) ?? 0, chunked: false, closeDelimited: false)
+        case ("chunked", let n):
+            self.startPump(context: context, head: head, bytes: Int(n) ?? 0, chunked: true, closeDelimited: false)
+        case ("close-delimited", let n):
+            self.startPump(context: context, head: head, bytes: Int(n) ?? 0, chunked: false, closeDelimited: true)
+        case ("delay", let ms):
+            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            context.eventLoop.scheduleTask(in: .milliseconds(Int64(ms) ?? 0)) {
+                let (handler, context) = loopBound.value
+                handler.respond(context: context, head: head, status: .ok, body: "delayed page from \(handler.name)\n")
+            }
+        case ("die-mid-body", _):
+            var headers = self.baseHeaders()
+            headers.add(name: "Content-Length", value: "100000")
+            context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .ok, headers: headers))), promise: nil)
+            context.writeAndFlush(self.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(repeating: UInt8(ascii: "x"), count: 1000)))))
+                .assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        case ("die-before-head", _):
+            context.close(promise: nil)
+        case ("redirect", _):
+            let local = context.channel.localAddress
+            let location = "http://\(local?.ipAddress ?? "127.0.0.1"):\(local?.port ?? 0)/landing"
+            var extra = HTTPHeaders()
+            extra.add(name: "Location", value: location)
+            self.respond(context: context, head: head, status: .found, body: "see \(location)\n", extra: extra)
+        case ("early-hints", _):
+            var hints = HTTPHeaders()
+            hints.add(name: "Link", value: "</style.css>; rel=preload; as=style")
+            context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .init(statusCode: 103), headers: hints))), promise: nil)
+            self.respond(context: context, head: head, status: .ok, body: "page after hints\n")
+        case ("connections", _):
+            self.respond(context: context, head: head, status: .ok, body: "\(self.counters.connections.load(ordering: .relaxed))\n")
+        case ("health", _):
+            let ok = self.counters.healthy.load(ordering: .relaxed)
+            self.respond(context: context, head: head, status: ok ? .ok : .serviceUnavailable, body: ok ? "ok\n" : "unhealthy\n")
+        default:
+            var body = "Hello from \(self.name)\nmethod: \(head.method.rawValue)\ntarget: \(head.uri)\n"
+            for (n, v) in head.headers { body += "\(n.lowercased()): \(v)\n" }
+            self.respond(context: context, head: head, status: .ok, body: body)
+        }
+    }
+
+    private func startPump(context: ChannelHandlerContext, head: HTTPRequestHead, bytes: Int, chunked: Bool, closeDelimited: Bool) {
+        var headers = self.baseHeaders()
+        headers.add(name: "Content-Type", value: "application/octet-stream")
+        var version = head.version
+        if closeDelimited {
+            version = .http1_0
+            headers.add(name: "Connection", value: "close")
+        } else if !chunked {
+            headers.add(name: "Content-Length", value: String(bytes))
+        } else {
+            headers.add(name: "Transfer-Encoding", value: "chunked")
+        }
+        context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: version, status: .ok, headers: headers))), promise: nil)
+        if head.method == .HEAD {
+            context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
+            return
+        }
+        self.pump = Pump(remaining: bytes, chunked: chunked, closeAfter: closeDelimited || !head.isKeepAlive)
+        self.continuePump(context: context)
+    }
+
+    private func continuePump(context: ChannelHandlerContext) {
+        guard var pump = self.pump else { return }
+        let chunk = context.channel.allocator.buffer(repeating: UInt8(ascii: "a"), count: 64 * 1024)
+        while pump.remaining > 0 && context.channel.isWritable {
+            let n = min(pump.remaining, chunk.readableBytes)
+            context.write(self.wrapOutboundOut(.body(.byteBuffer(chunk.getSlice(at: chunk.readerIndex, length: n)!))), promise: nil)
+            pump.remaining -= n
+        }
+        if pump.remaining == 0 {
+            self.pump = nil
+            if pump.closeAfter {
+                context.writeAndFlush(self.wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+            } else {
+                context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
+            }
+        } else {
+            self.pump = pump
+            context.flush()
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { self.continuePump(context: context) }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}
