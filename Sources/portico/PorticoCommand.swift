@@ -23,7 +23,7 @@ let porticoVersion = "0.1.0"
 struct Portico: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "portico",
-        abstract: "A reverse proxy: TLS, load balancing, routing by host and path, in one binary.",
+        abstract: "A reverse proxy: routing by host and path, load balancing, keep-alive pools, in one binary.",
         discussion: """
             Start with a config file:            portico run --config portico.yaml
             Check a config without starting:     portico check --config portico.yaml

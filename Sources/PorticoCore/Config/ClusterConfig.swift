@@ -52,7 +52,8 @@ public struct HostConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
 
 /// Upstream timeouts.
 public struct ClusterTimeoutsConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
-    /// Time to establish a TCP connection; on expiry the next host is tried, then 502. Default `5s`.
+    /// Time to establish a TCP connection; on expiry the next host is tried; when every host failed the client
+    /// gets 504 if the last failure was a timeout, else 502. Default `5s`.
     public var connect: ConfigDuration?
     /// Time from the request being sent to the response head arriving; on expiry 504. Default `60s` (nginx's
     /// `proxy_read_timeout`).

@@ -22,23 +22,31 @@ public struct ConfigDecoder {
 
     /// The decoded value, or every error found. `file` names the source in error messages.
     public func decode<T: Decodable>(_ type: T.Type, from text: String, file: String?) -> Result<DecodedConfig<T>, ConfigErrors> {
+        let partial = self.decodePartially(type, from: text, file: file)
+        if let value = partial.value, partial.errors.isEmpty {
+            return .success(DecodedConfig(value: value, positions: partial.positions))
+        }
+        return .failure(ConfigErrors(partial.errors))
+    }
+
+    /// Decodes as much as possible: the value with placeholders where values were wrong (nil when the
+    /// document could not be parsed at all), and every error. Lets validation run on the rest of the document,
+    /// so one run reports both kinds of error.
+    public func decodePartially<T: Decodable>(_ type: T.Type, from text: String, file: String?) -> (value: T?, positions: ConfigPositions, errors: [ConfigError]) {
         let root: Node
         do {
             guard let node = try Yams.compose(yaml: text) else {
-                return .failure(ConfigErrors([ConfigError(file: file, line: 1, column: 1, path: "", message: "the document is empty")]))
+                return (nil, ConfigPositions(file: file), [ConfigError(file: file, line: 1, column: 1, path: "", message: "the document is empty")])
             }
             root = node
         } catch let error as YamlError {
-            return .failure(ConfigErrors([Self.syntaxError(error, file: file)]))
+            return (nil, ConfigPositions(file: file), [Self.syntaxError(error, file: file)])
         } catch {
-            return .failure(ConfigErrors([ConfigError(file: file, path: "", message: "cannot parse: \(error)")]))
+            return (nil, ConfigPositions(file: file), [ConfigError(file: file, path: "", message: "cannot parse: \(error)")])
         }
         let context = DecodingContext(file: file)
         let value = try? context.decodeValue(T.self, node: root, path: [])
-        if let value, context.errors.isEmpty {
-            return .success(DecodedConfig(value: value, positions: ConfigPositions(file: file, marks: context.marks)))
-        }
-        return .failure(ConfigErrors(context.errors.sorted(by: ConfigError.sourceOrder)))
+        return (value, ConfigPositions(file: file, marks: context.marks), context.errors.sorted(by: ConfigError.sourceOrder))
     }
 
     private static func syntaxError(_ error: YamlError, file: String?) -> ConfigError {
@@ -207,7 +215,9 @@ extension [any CodingKey] {
                 s += "[\(i)]"
             } else {
                 if !s.isEmpty { s += "." }
-                s += snakeCase(key.stringValue)
+                // Model properties start lowercase; a user's map key (a header name) is shown as written.
+                let k = key.stringValue
+                s += k.first?.isLowercase == true ? snakeCase(k) : k
             }
         }
         return s
@@ -311,8 +321,10 @@ private struct NodeDecoder: Decoder {
             }
             entries[name] = (k, v)
         }
+        // A `[String: V]` in the model is a map of the user's own keys (header names): keep them verbatim.
+        let verbatim = "\(Key.self)".contains("DictionaryCodingKey")
         return KeyedDecodingContainer(
-            KeyedContainer<Key>(entries: entries, decoder: self)
+            KeyedContainer<Key>(entries: entries, decoder: self, verbatim: verbatim)
         )
     }
 
@@ -350,6 +362,7 @@ extension Node {
 private struct KeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
     let entries: [String: (key: Node, value: Node)]
     let decoder: NodeDecoder
+    let verbatim: Bool
     var codingPath: [any CodingKey] { self.decoder.codingPath }
 
     var allKeys: [Key] {
@@ -358,7 +371,7 @@ private struct KeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
     }
 
     private func entry(_ key: Key) -> Node? {
-        let name = snakeCase(key.stringValue)
+        let name = self.verbatim ? key.stringValue : snakeCase(key.stringValue)
         self.decoder.tracker.accessed.insert(name)
         return self.entries[name]?.value
     }

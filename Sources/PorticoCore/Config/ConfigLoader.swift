@@ -14,16 +14,21 @@ import Darwin
 public enum ConfigLoader {
     /// Decodes and validates `text`; every error carries `file`, line:column and key path.
     public static func load(text: String, file: String?) -> Result<ValidatedConfig, ConfigErrors> {
-        switch ConfigDecoder().decode(PorticoConfig.self, from: text, file: file) {
-        case .failure(let errors):
-            return .failure(errors)
-        case .success(let decoded):
-            switch ConfigValidator.validate(decoded.value) {
-            case .success(let valid):
-                return .success(valid)
-            case .failure(let errors):
-                return .failure(ConfigErrors(errors.all.map { decoded.positions.locate($0) }.sorted(by: ConfigError.sourceOrder)))
+        let partial = ConfigDecoder().decodePartially(PorticoConfig.self, from: text, file: file)
+        guard let value = partial.value else { return .failure(ConfigErrors(partial.errors)) }
+        switch ConfigValidator.validate(value) {
+        case .success(let valid) where partial.errors.isEmpty:
+            return .success(valid)
+        case .success:
+            return .failure(ConfigErrors(partial.errors))
+        case .failure(let semantic):
+            // Validation ran on placeholders where decoding failed: drop what it says about those places.
+            let decodePaths = partial.errors.map(\.path)
+            let extra = semantic.all.filter { e in
+                !decodePaths.contains { p in e.path == p || e.path.hasPrefix(p + ".") || e.path.hasPrefix(p + "[") }
             }
+            let all = partial.errors + extra.map { partial.positions.locate($0) }
+            return .failure(ConfigErrors(all.sorted(by: ConfigError.sourceOrder)))
         }
     }
 

@@ -59,12 +59,13 @@ final class UpstreamConnectionPool {
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { [pool = NIOLoopBound(self, eventLoop: self.eventLoop)] channel in
                 do {
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers(
-                        leftOverBytesStrategy: .forwardBytes,
-                        enableOutboundHeaderValidation: false
-                    )
-                    // 1xx responses (100 Continue, 103 Early Hints) are forwarded to the client.
-                    try channel.pipeline.syncOperations.addHandler(UpstreamHandler(pool: pool.value))
+                    // The decoder watches outbound request heads (it must know a response answers HEAD), so it sits
+                    // after the encoder. 1xx responses (100 Continue, 103 Early Hints) are kept, to be forwarded.
+                    try channel.pipeline.syncOperations.addHandlers([
+                        HTTPRequestEncoder(),
+                        ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .forwardBytes, informationalResponseStrategy: .forward)),
+                        UpstreamHandler(pool: pool.value),
+                    ])
                     return channel.eventLoop.makeSucceededVoidFuture()
                 } catch {
                     return channel.eventLoop.makeFailedFuture(error)

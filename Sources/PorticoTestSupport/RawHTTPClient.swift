@@ -1,0 +1,148 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Portico open source project
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A blocking TCP client for sending exact bytes (malformed, pipelined, half-written requests) and reading
+/// raw responses. For tests only; call it from a thread that may block.
+public final class RawHTTPClient {
+    private var fd: Int32
+
+    /// Connects to 127.0.0.1:`port`; reads time out after `timeoutSeconds`.
+    public init(port: Int, timeoutSeconds: Int = 5) throws {
+        self.fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard self.fd >= 0 else { throw RawClientError("socket failed") }
+        var tv = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
+        setsockopt(self.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(self.fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard rc == 0 else {
+            close(self.fd)
+            throw RawClientError("connect failed: errno \(errno)")
+        }
+    }
+
+    deinit { if self.fd >= 0 { close(self.fd) } }
+
+    public func send(_ text: String) throws {
+        try self.send(Array(text.utf8))
+    }
+
+    public func send(_ bytes: [UInt8]) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { Glibc.send(self.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            guard n > 0 else { throw RawClientError("send failed: errno \(errno)") }
+            offset += n
+        }
+    }
+
+    /// Half-closes the sending side.
+    public func shutdownWrite() { shutdown(self.fd, Int32(SHUT_WR)) }
+
+    /// Reads until the peer closes, the timeout passes, or `limit` bytes.
+    public func readAll(limit: Int = 64 << 20) -> (text: String, closed: Bool) {
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while out.count < limit {
+            let n = recv(self.fd, &buf, buf.count, 0)
+            if n == 0 { return (String(decoding: out, as: UTF8.self), true) }
+            if n < 0 { return (String(decoding: out, as: UTF8.self), errno == ECONNRESET) }
+            out.append(contentsOf: buf[0..<n])
+        }
+        return (String(decoding: out, as: UTF8.self), false)
+    }
+
+    /// Reads until `count` complete responses (by Content-Length or chunked framing) have arrived or the
+    /// connection closes. Returns their status codes and bodies.
+    /// `headIndexes`: which of the responses answer HEAD requests (their length headers describe no body).
+    public func readResponses(_ count: Int, headIndexes: Set<Int> = []) -> [RawResponse] {
+        var data: [UInt8] = []
+        var responses: [RawResponse] = []
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while responses.count < count {
+            if let (r, used) = RawResponse.parse(data, isHead: headIndexes.contains(responses.count)) {
+                responses.append(r)
+                data.removeFirst(used)
+                continue
+            }
+            let n = recv(self.fd, &buf, buf.count, 0)
+            if n <= 0 { break }
+            data.append(contentsOf: buf[0..<n])
+        }
+        return responses
+    }
+}
+
+public struct RawResponse: Sendable {
+    public var status: Int
+    public var headers: [(String, String)]
+    public var body: String
+
+    public func header(_ name: String) -> String? {
+        self.headers.first { $0.0.lowercased() == name.lowercased() }?.1
+    }
+
+    /// Parses one response (Content-Length, chunked, or bodyless 1xx/204/304) from the front of `data`.
+    static func parse(_ data: [UInt8], isHead: Bool) -> (RawResponse, Int)? {
+        let crlf2: [UInt8] = [13, 10, 13, 10]
+        guard let end = data.firstRange(of: crlf2) else { return nil }
+        let headText = String(decoding: data[..<end.lowerBound], as: UTF8.self)
+        var lines = headText.split(separator: "\r\n", omittingEmptySubsequences: false)
+        let statusLine = lines.removeFirst().split(separator: " ")
+        guard statusLine.count >= 2, let status = Int(statusLine[1]) else { return nil }
+        let headers: [(String, String)] = lines.compactMap { l in
+            guard let c = l.firstIndex(of: ":") else { return nil }
+            return (String(l[..<c]), String(l[l.index(after: c)...]).trimmingLeadingSpaces())
+        }
+        var r = RawResponse(status: status, headers: headers, body: "")
+        var offset = end.upperBound
+        if isHead || (100..<200).contains(status) || status == 204 || status == 304 {
+            return (r, offset)
+        }
+        if let cl = r.header("content-length"), let n = Int(cl) {
+            guard data.count - offset >= n else { return nil }
+            r.body = String(decoding: data[offset..<offset + n], as: UTF8.self)
+            return (r, offset + n)
+        }
+        if r.header("transfer-encoding")?.lowercased() == "chunked" {
+            var body: [UInt8] = []
+            while true {
+                guard let lineEnd = data[offset...].firstRange(of: [13, 10] as [UInt8]) else { return nil }
+                let sizeText = String(decoding: data[offset..<lineEnd.lowerBound], as: UTF8.self)
+                guard let size = Int(sizeText.split(separator: ";").first ?? "", radix: 16) else { return nil }
+                offset = lineEnd.upperBound
+                if size == 0 {
+                    guard let trailerEnd = data[offset...].firstRange(of: [13, 10] as [UInt8]) else { return nil }
+                    offset = trailerEnd.upperBound
+                    r.body = String(decoding: body, as: UTF8.self)
+                    return (r, offset)
+                }
+                guard data.count >= offset + size + 2 else { return nil }
+                body.append(contentsOf: data[offset..<offset + size])
+                offset += size + 2
+            }
+        }
+        return nil
+    }
+}
+
+public struct RawClientError: Error, CustomStringConvertible {
+    public var description: String
+    init(_ d: String) { self.description = d }
+}
+
+extension String {
+    fileprivate func trimmingLeadingSpaces() -> String {
+        String(self.drop(while: { $0 == " " || $0 == "\t" }))
+    }
+}

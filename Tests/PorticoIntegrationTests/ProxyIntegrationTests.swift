@@ -1,0 +1,326 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Portico open source project
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+import AsyncHTTPClient
+import NIOCore
+import NIOHTTP1
+import PorticoControl
+import PorticoCore
+import PorticoTestSupport
+import Testing
+
+/// The real proxy (in process) in front of real origins, on 127.0.0.1 port 0, driven by AsyncHTTPClient and a
+/// raw socket client.
+@Suite(.serialized) struct ProxyIntegrationTests {
+    static func config(_ extra: String = "", cluster: String = "hosts: [ { address: \"{{origin:a}}\" } ]", timeouts: String = "") -> String {
+        """
+        listeners: [ { name: main, address: "127.0.0.1:0", limits: { max_header_bytes: 4KiB, max_body_bytes: 1MiB, max_uri_bytes: 512 } } ]
+        access_log: { destination: "off" }
+        routes:
+          - { name: fixed, match: { path: /fixed }, respond: { status: 418, body: "teapot\\n" } }
+          - { name: moved, match: { path_prefix: /moved/ }, redirect: { status: 308, target: "https://$host$request_uri" } }
+          - { name: all, cluster: c, response_headers: { set: { X-Route: all } } }
+        clusters:
+          - name: c
+            \(cluster)
+            \(timeouts)
+        \(extra)
+        """
+    }
+
+    func withProxy(
+        origins names: [String] = ["a"],
+        yaml: String? = nil,
+        _ body: (ProxyHarness, [TestOrigin]) async throws -> Void
+    ) async throws {
+        var origins: [TestOrigin] = []
+        for n in names { origins.append(try await TestOrigin.start(name: n)) }
+        let proxy = try await ProxyHarness.start(yaml: yaml ?? Self.config(), origins: origins)
+        do {
+            try await body(proxy, origins)
+        } catch {
+            await proxy.shutdown()
+            for o in origins { await o.shutdown() }
+            throw error
+        }
+        await proxy.shutdown()
+        for o in origins { await o.shutdown() }
+    }
+
+    @Test func proxiesAndRewritesHeaders() async throws {
+        try await self.withProxy { proxy, _ in
+            let response = try await HTTPClient.shared.execute(
+                HTTPClientRequest(url: "http://127.0.0.1:\(proxy.port())/hello?x=1"), timeout: .seconds(10))
+            #expect(response.status == .ok)
+            #expect(response.headers["x-origin"] == ["a"])
+            #expect(response.headers["server"].isEmpty)
+            #expect(response.headers["x-powered-by"].isEmpty)
+            #expect(response.headers["via"] == ["1.1 portico"])
+            #expect(response.headers["x-route"] == ["all"])
+            let body = String(buffer: try await response.body.collect(upTo: 1 << 20))
+            #expect(body.contains("target: /hello?x=1"))
+            #expect(body.contains("x-forwarded-for: 127.0.0.1"))
+            #expect(body.contains("x-forwarded-proto: http"))
+            #expect(body.contains("via: 1.1 portico"))
+        }
+    }
+
+    @Test func keepAliveToUpstreamIsReused() async throws {
+        try await self.withProxy { proxy, origins in
+            for _ in 0..<30 {
+                let r = try await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(proxy.port())/"), timeout: .seconds(10))
+                _ = try await r.body.collect(upTo: 1 << 20)
+            }
+            // One pooled connection per worker at most (2 workers), plus none per request.
+            #expect(origins[0].connectionCount <= 2)
+            #expect(origins[0].requestCount == 30)
+        }
+    }
+
+    @Test func roundRobinAcrossHostsAndFailover() async throws {
+        let dead = try await TestOrigin.start(name: "dead")
+        let deadAddress = dead.address
+        await dead.shutdown()
+        let yaml = Self.config(cluster: "hosts: [ { address: \"{{origin:a}}\" }, { address: \"\(deadAddress)\" }, { address: \"{{origin:b}}\" } ]")
+        try await self.withProxy(origins: ["a", "b"], yaml: yaml) { proxy, _ in
+            var seen: [String: Int] = [:]
+            for _ in 0..<12 {
+                let client = try RawHTTPClient(port: proxy.port())
+                try client.send("GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                let r = client.readResponses(1)
+                #expect(r.first?.status == 200)
+                seen[r.first?.header("x-origin") ?? "?", default: 0] += 1
+            }
+            // The refused host is skipped (nothing was sent to it); both live hosts served.
+            #expect(seen["a", default: 0] > 0 && seen["b", default: 0] > 0)
+            #expect(seen["a", default: 0] + seen["b", default: 0] == 12)
+        }
+    }
+
+    @Test func allHostsDownGives502() async throws {
+        let dead = try await TestOrigin.start(name: "dead")
+        let deadAddress = dead.address
+        await dead.shutdown()
+        let yaml = Self.config(cluster: "hosts: [ { address: \"\(deadAddress)\" } ]")
+        try await self.withProxy(origins: [], yaml: yaml) { proxy, _ in
+            let client = try RawHTTPClient(port: proxy.port())
+            try client.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            let r = client.readResponses(1)
+            #expect(r.first?.status == 502)
+        }
+    }
+
+    @Test func responseHeaderTimeoutGives504() async throws {
+        let yaml = Self.config(timeouts: "timeouts: { response_header: 300ms }")
+        try await self.withProxy(yaml: yaml) { proxy, _ in
+            let client = try RawHTTPClient(port: proxy.port())
+            try client.send("GET /delay/3000 HTTP/1.1\r\nHost: t\r\n\r\n")
+            let r = client.readResponses(1)
+            #expect(r.first?.status == 504)
+        }
+    }
+
+    @Test func upstreamDyingMidBodyClosesTheClientConnection() async throws {
+        try await self.withProxy { proxy, _ in
+            let client = try RawHTTPClient(port: proxy.port())
+            try client.send("GET /die-mid-body HTTP/1.1\r\nHost: t\r\n\r\n")
+            let (text, closed) = client.readAll()
+            #expect(closed)
+            #expect(text.hasPrefix("HTTP/1.1 200"))
+            #expect(text.contains("Content-Length: 100000"))
+            // Far fewer body bytes than announced: the client can tell the response is incomplete.
+            #expect(text.utf8.count < 100000)
+
+            let client2 = try RawHTTPClient(port: proxy.port())
+            try client2.send("GET /die-before-head HTTP/1.1\r\nHost: t\r\n\r\n")
+            #expect(client2.readResponses(1).first?.status == 502)
+        }
+    }
+
+    @Test func malformedAndOversizedRequests() async throws {
+        try await self.withProxy { proxy, origins in
+            func statusFor(_ request: String) -> String {
+                guard let c = try? RawHTTPClient(port: proxy.port()), (try? c.send(request)) != nil else { return "connect failed" }
+                let (text, closed) = c.readAll()
+                let status = text.split(separator: " ", maxSplits: 2).dropFirst().first.flatMap { Int($0) }
+                return "\(status ?? 0) \(closed ? "closed" : "open")"
+            }
+            #expect(statusFor("GARBAGE\r\n\r\n") == "400 closed")
+            #expect(statusFor("GET / HTTP/1.1\r\n\r\n") == "400 closed")  // no Host
+            #expect(statusFor("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n") == "400 closed")
+            #expect(statusFor("GET / HTTP/1.1\r\nHost: t\r\nX-Big: \(String(repeating: "x", count: 5000))\r\n\r\n") == "431 closed")
+            #expect(statusFor("GET /\(String(repeating: "u", count: 600)) HTTP/1.1\r\nHost: t\r\n\r\n") == "414 closed")
+            #expect(statusFor("POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 2000000\r\n\r\n") == "413 closed")
+            #expect(statusFor("POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n") == "400 closed")
+            #expect(origins[0].requestCount == 0)
+        }
+    }
+
+    @Test func pipelinedRequestsAreAnsweredInOrder() async throws {
+        try await self.withProxy { proxy, _ in
+            let c = try RawHTTPClient(port: proxy.port())
+            try c.send(
+                "GET /delay/200 HTTP/1.1\r\nHost: t\r\n\r\nGET /status/201 HTTP/1.1\r\nHost: t\r\n\r\nGET /fixed HTTP/1.1\r\nHost: t\r\n\r\nGET /status/202 HTTP/1.1\r\nHost: t\r\n\r\n"
+            )
+            let r = c.readResponses(4)
+            #expect(r.map(\.status) == [200, 201, 418, 202])
+            #expect(r[0].body.contains("delayed page"))
+        }
+    }
+
+    @Test func headNoContentAndNotModifiedAreFramedRight() async throws {
+        try await self.withProxy { proxy, _ in
+            let c = try RawHTTPClient(port: proxy.port())
+            try c.send(
+                "HEAD /bytes/5000 HTTP/1.1\r\nHost: t\r\n\r\nGET /status/204 HTTP/1.1\r\nHost: t\r\n\r\nGET /status/304 HTTP/1.1\r\nHost: t\r\n\r\nGET /bytes/10 HTTP/1.1\r\nHost: t\r\n\r\n"
+            )
+            let r = c.readResponses(4, headIndexes: [0])
+            try #require(r.count == 4)
+            #expect(r.map(\.status) == [200, 204, 304, 200])
+            #expect(r[0].header("content-length") == "5000")
+            #expect(r[0].body.isEmpty)
+            #expect(r[3].body == "aaaaaaaaaa")
+        }
+    }
+
+    @Test func expectContinueAndEarlyHintsAreForwarded() async throws {
+        try await self.withProxy { proxy, _ in
+            let c = try RawHTTPClient(port: proxy.port())
+            try c.send("POST /continue HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+            let interim = c.readResponses(1)
+            #expect(interim.first?.status == 100)
+            try c.send("hello")
+            let final = c.readResponses(1)
+            #expect(final.first?.status == 200)
+            #expect(final.first?.body == "5\n")
+
+            try c.send("GET /early-hints HTTP/1.1\r\nHost: t\r\n\r\n")
+            let r = c.readResponses(2)
+            #expect(r.map(\.status) == [103, 200])
+            #expect(r.first?.header("link") == "</style.css>; rel=preload; as=style")
+        }
+    }
+
+    @Test func bodiesStreamBothWaysInEveryFraming() async throws {
+        try await self.withProxy { proxy, _ in
+            let c = try RawHTTPClient(port: proxy.port())
+            try c.send("POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+            let chunked = c.readResponses(1)
+            #expect(chunked.first?.body == "hello world")
+            try c.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nping")
+            #expect(c.readResponses(1).first?.body == "ping")
+            try c.send("GET /chunked/70000 HTTP/1.1\r\nHost: t\r\n\r\n")
+            let big = c.readResponses(1)
+            #expect(big.first?.body.utf8.count == 70000)
+            // A close-delimited upstream response reaches an HTTP/1.1 client chunked, and keep-alive survives.
+            try c.send("GET /close-delimited/3000 HTTP/1.1\r\nHost: t\r\n\r\n")
+            let cd = c.readResponses(1)
+            #expect(cd.first?.header("transfer-encoding") == "chunked")
+            #expect(cd.first?.body.utf8.count == 3000)
+            try c.send("GET /fixed HTTP/1.1\r\nHost: t\r\n\r\n")
+            #expect(c.readResponses(1).first?.status == 418)
+        }
+    }
+
+    @Test func http10ClientGetsCloseDelimitedBody() async throws {
+        try await self.withProxy { proxy, _ in
+            let c = try RawHTTPClient(port: proxy.port())
+            try c.send("GET /chunked/100 HTTP/1.0\r\n\r\n")
+            let (text, closed) = c.readAll()
+            #expect(closed)
+            #expect(text.hasPrefix("HTTP/1.0 200"))
+            #expect(text.hasSuffix(String(repeating: "a", count: 100)))
+        }
+    }
+
+    @Test func locationPointingAtUpstreamIsRewritten() async throws {
+        try await self.withProxy { proxy, origins in
+            let c = try RawHTTPClient(port: proxy.port())
+            try c.send("GET /redirect HTTP/1.1\r\nHost: app.test\r\n\r\n")
+            let r = c.readResponses(1)
+            #expect(r.first?.status == 302)
+            #expect(r.first?.header("location") == "http://app.test/landing")
+            #expect(!(r.first?.header("location")?.contains(String(origins[0].port)) ?? true))
+        }
+    }
+
+    @Test func redirectAndFixedRoutes() async throws {
+        try await self.withProxy { proxy, origins in
+            let c = try RawHTTPClient(port: proxy.port())
+            try c.send("GET /moved/a?b=1 HTTP/1.1\r\nHost: app.test\r\n\r\nGET /fixed HTTP/1.1\r\nHost: app.test\r\n\r\n")
+            let r = c.readResponses(2)
+            #expect(r.first?.status == 308)
+            #expect(r.first?.header("location") == "https://app.test/moved/a?b=1")
+            #expect(r.last?.status == 418)
+            #expect(r.last?.body == "teapot\n")
+            #expect(origins[0].requestCount == 0)
+        }
+    }
+
+    @Test func upgradeIsForwardedWithoutTheUpgradeAndClosed() async throws {
+        try await self.withProxy { proxy, _ in
+            let c = try RawHTTPClient(port: proxy.port())
+            try c.send("GET / HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+            let (text, closed) = c.readAll()
+            #expect(text.hasPrefix("HTTP/1.1 200"))
+            #expect(!text.lowercased().contains("upgrade: websocket"))
+            #expect(closed)
+        }
+    }
+
+    @Test func reloadKeepsTheListenerAndSwitchesRoutes() async throws {
+        try await self.withProxy(origins: ["a", "b"]) { proxy, origins in
+            let port = proxy.port()
+            let c = try RawHTTPClient(port: port)
+            try c.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            #expect(c.readResponses(1).first?.header("x-origin") == "a")
+            var yaml = Self.config(cluster: "hosts: [ { address: \"{{origin:b}}\" } ]")
+            for o in origins { yaml = yaml.replacingOccurrences(of: "{{origin:\(o.name)}}", with: o.address) }
+            let valid = try ConfigLoader.load(text: yaml, file: nil).get()
+            let result = await proxy.server.apply(valid)
+            #expect((try? result.get()) == 2)
+            // Same socket, same keep-alive connection, new routes.
+            try c.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            #expect(c.readResponses(1).first?.header("x-origin") == "b")
+            let c2 = try RawHTTPClient(port: port)
+            try c2.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            #expect(c2.readResponses(1).first?.header("x-origin") == "b")
+        }
+    }
+
+    @Test func largeStreamsPassThrough() async throws {
+        try await self.withProxy { proxy, _ in
+            let size = 64 << 20
+            let r = try await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(proxy.port())/bytes/\(size)"), timeout: .seconds(60))
+            var received = 0
+            for try await chunk in r.body { received += chunk.readableBytes }
+            #expect(received == size)
+
+            var upload = HTTPClientRequest(url: "http://127.0.0.1:\(proxy.port())/upload")
+            upload.method = .POST
+            let chunk = ByteBuffer(repeating: 0x61, count: 64 * 1024)
+            let count = 16  // 1 MiB: the listener's max_body_bytes
+            upload.body = .stream(AsyncStreamOfBuffers(chunk: chunk, count: count - 1), length: .known(Int64((count - 1) * chunk.readableBytes)))
+            let u = try await HTTPClient.shared.execute(upload, timeout: .seconds(60))
+            #expect(String(buffer: try await u.body.collect(upTo: 1024)) == "\((count - 1) * 64 * 1024)\n")
+        }
+    }
+}
+
+struct AsyncStreamOfBuffers: AsyncSequence, Sendable {
+    typealias Element = ByteBuffer
+    let chunk: ByteBuffer
+    let count: Int
+    struct AsyncIterator: AsyncIteratorProtocol {
+        let chunk: ByteBuffer
+        var left: Int
+        mutating func next() async -> ByteBuffer? {
+            guard self.left > 0 else { return nil }
+            self.left -= 1
+            return self.chunk
+        }
+    }
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(chunk: self.chunk, left: self.count) }
+}
