@@ -48,17 +48,15 @@ public actor ProxyServer: Service {
     public func run() async throws {
         try await self.start()
         let hup = await UnixSignalsSequence(trapping: .sighup)
-        await withDiscardingTaskGroup { group in
-            group.addTask {
-                await cancelWhenGracefulShutdown {
-                    for await _ in hup {
-                        await self.reloadFromFile()
-                    }
-                }
+        // Not a child task: iterating the signal sequence does not end on cancellation, and a task group would
+        // wait for it forever at shutdown.
+        let reloader = Task {
+            for await _ in hup {
+                await self.reloadFromFile()
             }
-            try? await gracefulShutdown()
-            group.cancelAll()
         }
+        try? await gracefulShutdown()
+        reloader.cancel()
         await self.stop()
     }
 

@@ -138,7 +138,8 @@ public struct RawResponse: Sendable {
 
 public struct RawClientError: Error, CustomStringConvertible {
     public var description: String
-    init(_ d: String) { self.description = d }
+    public init(_ d: String) { self.description = d }
+    public init(description: String) { self.description = description }
 }
 
 extension String {

@@ -159,6 +159,7 @@ struct Version: ParsableCommand {
 // MARK: - Shared
 
 func serve(_ valid: ValidatedConfig, configPath: String?, workers: WorkerCount?, logger: Logger) async throws {
+    blockControlSignalsInNewThreads()
     var origins: [TestOrigin] = []
     for d in valid.config.demoOrigins ?? [] {
         let hp = HostPort(parsing: d.address)!
@@ -194,6 +195,17 @@ func serve(_ valid: ValidatedConfig, configPath: String?, workers: WorkerCount?,
     }
     for o in origins { await o.shutdown() }
     try await group.shutdownGracefully()
+}
+
+/// libdispatch delivers SIGTERM/SIGINT/SIGHUP to ServiceLifecycle through a signalfd on Linux, which only sees
+/// signals that every thread blocks. Threads inherit the mask of the thread that creates them, so blocking them
+/// here, before the EventLoop threads exist, keeps the default action (exit) from killing the process when the
+/// kernel happens to pick an EventLoop thread.
+func blockControlSignalsInNewThreads() {
+    var set = sigset_t()
+    sigemptyset(&set)
+    for s in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&set, s) }
+    pthread_sigmask(SIG_BLOCK, &set, nil)
 }
 
 func makeLogger(_ level: String) -> Logger {

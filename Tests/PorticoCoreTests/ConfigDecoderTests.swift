@@ -67,7 +67,7 @@ import Testing
         guard case .failure(let e) = ConfigLoader.load(text: yaml, file: "p.yaml") else { return }
         let descriptions = e.all.map(\.description)
         #expect(descriptions.contains("p.yaml:3:5: listeners[0].adress: unknown key \"adress\" (did you mean \"address\"?)"))
-        #expect(descriptions.contains("p.yaml:2:5: listeners[0]: missing required key \"address\""))
+        #expect(descriptions.contains("p.yaml:2:5: listeners[0].address: missing required key \"address\""))
     }
 
     @Test func durationsAndSizes() {

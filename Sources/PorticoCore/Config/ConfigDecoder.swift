@@ -387,7 +387,7 @@ private struct KeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
         guard let node = self.entry(key) else {
             self.decoder.context.record(
                 "missing required key \"\(snakeCase(key.stringValue))\"",
-                path: self.codingPath,
+                path: self.codingPath + [key],
                 mark: self.decoder.node.mark
             )
             if let p = T.self as? any ConfigPlaceholder.Type { return p.configPlaceholder as! T }

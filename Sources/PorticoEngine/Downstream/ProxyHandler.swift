@@ -61,6 +61,9 @@ final class ProxyHandler: ChannelDuplexHandler {
         self.listener = listener
     }
 
+    /// The loop's clock (virtual under `EmbeddedEventLoop`, so timeouts are testable).
+    private var now: NIODeadline { self.context.eventLoop.now }
+
     var downstreamIsWritable: Bool { self.context?.channel.isWritable ?? false }
 
     // MARK: Connection lifecycle
@@ -81,7 +84,7 @@ final class ProxyHandler: ChannelDuplexHandler {
             self.clientIP = remote.ipAddress ?? "-"
             self.clientTrusted = self.worker.table.forwarding.isTrusted(IPAddressBytes(self.clientIP))
         }
-        self.idleDeadline = .now() + self.listener.idleTimeout
+        self.idleDeadline = self.now + self.listener.idleTimeout
         self.worker.register(self)
     }
 
@@ -189,7 +192,7 @@ final class ProxyHandler: ChannelDuplexHandler {
     func channelReadComplete(context: ChannelHandlerContext) {
         if self.exchange == nil && self.queued.isEmpty && self.headerDeadline == nil && !self.isClosed {
             // Bytes arrived but no complete head yet: the request-header timeout starts now (slowloris).
-            self.headerDeadline = .now() + self.listener.requestHeaderTimeout
+            self.headerDeadline = self.now + self.listener.requestHeaderTimeout
             self.idleDeadline = nil
         }
         self.flushPending()
@@ -244,7 +247,7 @@ final class ProxyHandler: ChannelDuplexHandler {
     // MARK: Phase 1-2: validate and route
 
     private func startExchange(_ head: HTTPRequestHead) {
-        let now = NIODeadline.now()
+        let now = self.now
         let ex = Exchange(head: head, now: now)
         self.exchange = ex
         self.headerDeadline = nil
@@ -456,8 +459,9 @@ final class ProxyHandler: ChannelDuplexHandler {
         }
         ex.bodyPartsSentUpstream = ex.pendingBody.count
         conn.flush()
-        ex.requestSentUpstreamAt = .now()
-        self.upstreamDeadline = .now() + cs.cluster.responseHeaderTimeout
+        let sentAt = self.now
+        ex.requestSentUpstreamAt = sentAt
+        self.upstreamDeadline = sentAt + cs.cluster.responseHeaderTimeout
         self.upstreamActivity = false
         self.resumeDownstreamReadIfPossible()
     }
@@ -539,7 +543,7 @@ final class ProxyHandler: ChannelDuplexHandler {
             ex.responseStarted = true
             ex.pendingBody.removeAll()
             ex.status = Int(head.status.code)
-            if let cs = ex.clusterState { self.upstreamDeadline = .now() + cs.cluster.readTimeout }
+            if let cs = ex.clusterState { self.upstreamDeadline = self.now + cs.cluster.readTimeout }
             let tokens = HopByHopHeaders.strip(&head.headers)
             ex.upstreamKeepAlive = head.version.minor >= 1 ? !tokens.close : tokens.keepAlive
             let table = self.worker.table
@@ -699,7 +703,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         if let exchange {
             ex = exchange
         } else {
-            ex = Exchange(head: HTTPRequestHead(version: .http1_1, method: .GET, uri: "-"), now: .now())
+            ex = Exchange(head: HTTPRequestHead(version: .http1_1, method: .GET, uri: "-"), now: self.now)
             self.exchange = ex
         }
         ex.error = error
@@ -769,7 +773,7 @@ final class ProxyHandler: ChannelDuplexHandler {
             self.drainQueued()
         }
         if self.exchange == nil {
-            self.idleDeadline = .now() + self.listener.idleTimeout
+            self.idleDeadline = self.now + self.listener.idleTimeout
             self.needsFlushDownstream = false
             self.context.flush()
         }
@@ -813,7 +817,7 @@ final class ProxyHandler: ChannelDuplexHandler {
             self.worker.logger.info("request failed", metadata: ["status": "\(ex.status)", "reason": "\(ex.error!)", "uri": "\(ex.uri)"])
         }
         guard let log = self.worker.accessLog else { return }
-        let now = NIODeadline.now()
+        let now = self.now
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
         let entry = AccessLogEntry(

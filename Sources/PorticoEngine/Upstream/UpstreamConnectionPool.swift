@@ -85,8 +85,12 @@ final class UpstreamConnectionPool {
     /// The exchange on `handler` ended.
     func release(_ handler: UpstreamHandler, reusable: Bool) {
         handler.owner = nil
+        if self.isRetired {
+            handler.close()
+            return
+        }
         let id = ObjectIdentifier(handler)
-        switch self.machine.release(id, reusable: reusable && !handler.isClosed, requestsServed: handler.requestsServed, now: .now()) {
+        switch self.machine.release(id, reusable: reusable && !handler.isClosed, requestsServed: handler.requestsServed, now: self.eventLoop.now) {
         case .park:
             self.parked[id] = handler
         case .close:
@@ -107,6 +111,14 @@ final class UpstreamConnectionPool {
         for id in self.machine.expired(now: now) {
             self.parked.removeValue(forKey: id)?.close()
         }
+    }
+
+    /// The host left the config: close what is parked now, and what is leased when it comes back.
+    private(set) var isRetired = false
+
+    func retire() {
+        self.isRetired = true
+        self.closeAll()
     }
 
     func closeAll() {

@@ -24,7 +24,9 @@ final class UpstreamHandler: ChannelDuplexHandler {
     typealias OutboundOut = HTTPClientRequestPart
 
     private(set) var context: ChannelHandlerContext?
-    unowned let pool: UpstreamConnectionPool
+    /// Strong: a connection leased across a reload may outlive its pool's place in the worker (the pool is then
+    /// retired and closes it on release). Parked connections form a cycle with the pool until evicted or closed.
+    let pool: UpstreamConnectionPool
     var owner: ProxyHandler?
     var requestsServed = 0
     private var pendingRead = false

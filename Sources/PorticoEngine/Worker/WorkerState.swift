@@ -71,7 +71,7 @@ final class WorkerState {
             return ClusterState(cluster: cluster, balancer: cluster.makeBalancer(), pools: hostPools)
         }
         for (address, pool) in self.pools where pools[address] == nil {
-            pool.closeAll()
+            pool.retire()
         }
         self.pools = pools
     }
@@ -95,7 +95,7 @@ final class WorkerState {
     var connectionCount: Int { self.connections.count }
 
     private func tick() {
-        let now = NIODeadline.now()
+        let now = self.eventLoop.now
         var i = 0
         while i < self.connections.count {
             let h = self.connections[i]

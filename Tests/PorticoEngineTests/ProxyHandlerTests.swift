@@ -1,0 +1,89 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Portico open source project
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+import Foundation
+import Logging
+import NIOCore
+import NIOEmbedded
+import NIOHTTP1
+import PorticoCore
+import Testing
+
+@testable import PorticoEngine
+
+/// The downstream pipeline on an `EmbeddedChannel`: bytes in, bytes out, no sockets.
+@Suite struct ProxyHandlerTests {
+    static let yaml = """
+        listeners: [ { name: l, address: "127.0.0.1:1", limits: { max_uri_bytes: 100 } } ]
+        routes:
+          - { match: { path: /fixed }, respond: { status: 418, body: "teapot" } }
+          - { match: { hosts: [old.test] }, redirect: { target: "https://new.test$request_uri" } }
+        """
+
+    func makeChannel() throws -> (EmbeddedChannel, WorkerState) {
+        let valid = try ConfigLoader.load(text: Self.yaml, file: nil).get()
+        let table = RoutingTable.compile(valid, generation: 1)
+        let channel = EmbeddedChannel()
+        let worker = WorkerState(eventLoop: channel.eventLoop, index: 0, table: table, accessLog: nil, logger: Logger(label: "t"))
+        try DownstreamPipeline.configure(channel, worker: worker, listener: ListenerSettings(valid.config.listeners[0]))
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        worker.start()
+        return (channel, worker)
+    }
+
+    func exchange(_ channel: EmbeddedChannel, _ request: String) throws -> String {
+        try channel.writeInbound(ByteBuffer(string: request))
+        var out = ""
+        while let b = try channel.readOutbound(as: ByteBuffer.self) { out += String(buffer: b) }
+        return out
+    }
+
+    @Test func fixedResponseAndKeepAlive() throws {
+        let (channel, _) = try self.makeChannel()
+        let out = try self.exchange(channel, "GET /fixed HTTP/1.1\r\nHost: a\r\n\r\nGET /fixed HTTP/1.1\r\nHost: a\r\n\r\n")
+        #expect(out.components(separatedBy: "HTTP/1.1 418 I'm a teapot").count == 3)
+        #expect(out.contains("content-length: 6") || out.contains("Content-Length: 6"))
+        #expect(channel.isActive)
+        _ = try? channel.finish()
+    }
+
+    @Test func noRouteIs404AndRedirectExpands() throws {
+        let (channel, _) = try self.makeChannel()
+        let out = try self.exchange(channel, "GET /nothing HTTP/1.1\r\nHost: a\r\n\r\n")
+        #expect(out.hasPrefix("HTTP/1.1 404"))
+        let (c2, _) = try self.makeChannel()
+        let redirect = try self.exchange(c2, "GET /p?q=1 HTTP/1.1\r\nHost: OLD.test\r\n\r\n")
+        #expect(redirect.hasPrefix("HTTP/1.1 301"))
+        #expect(redirect.contains("Location: https://new.test/p?q=1"))
+        _ = try? channel.finish()
+        _ = try? c2.finish()
+    }
+
+    @Test func malformedRequestIs400AndCloses() throws {
+        let (channel, _) = try self.makeChannel()
+        let out = try self.exchange(channel, "NOT HTTP AT ALL\r\n\r\n")
+        #expect(out.hasPrefix("HTTP/1.1 400"))
+        #expect(out.contains("Connection: close"))
+        #expect(!channel.isActive)
+    }
+
+    @Test func longURIIs414() throws {
+        let (channel, _) = try self.makeChannel()
+        let out = try self.exchange(channel, "GET /\(String(repeating: "a", count: 200)) HTTP/1.1\r\nHost: a\r\n\r\n")
+        #expect(out.hasPrefix("HTTP/1.1 414"))
+        #expect(!channel.isActive)
+    }
+
+    @Test func headerTimeoutAnswers408() throws {
+        let (channel, worker) = try self.makeChannel()
+        try channel.writeInbound(ByteBuffer(string: "GET / HTTP/1.1\r\nHo"))
+        // 30 s default request-header timeout, checked by the worker's tick.
+        channel.embeddedEventLoop.advanceTime(by: .seconds(31))
+        _ = worker
+        var out = ""
+        while let b = try channel.readOutbound(as: ByteBuffer.self) { out += String(buffer: b) }
+        #expect(out.hasPrefix("HTTP/1.1 408"))
+    }
+}
