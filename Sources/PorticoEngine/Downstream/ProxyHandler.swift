@@ -220,15 +220,21 @@ final class ProxyHandler: ChannelDuplexHandler {
         }
     }
 
+    /// Whether the downstream may read more now. Reads stay on whenever the bytes have somewhere bounded to go:
+    /// withholding `read()` makes NIO drop and re-add the socket's epoll interest (two `epoll_ctl` per request,
+    /// 13% of the proxy's time in a profile), so it is only done for real backpressure.
     private var shouldReadDownstream: Bool {
-        guard let ex = self.exchange else { return self.queued.isEmpty }
-        if ex.requestEnded { return false }  // pipelined requests wait (bounded)
+        guard let ex = self.exchange else { return self.queued.count < Self.maxQueuedParts }
+        if ex.requestEnded { return self.queued.count < Self.maxQueuedParts }  // pipelined requests wait, bounded
         switch ex.state {
         case .proxying: return ex.upstream?.isWritable ?? false
         case .respondedLocally, .done: return true  // discarding the body
-        case .routing, .connecting: return false
+        case .routing, .connecting: return ex.pendingBody.count < Self.maxQueuedParts
         }
     }
+
+    /// At most this many decoded parts (each at most one receive buffer) wait per connection.
+    static let maxQueuedParts = 16
 
     private func resumeDownstreamReadIfPossible() {
         if self.readPending && self.shouldReadDownstream && !self.isClosed {

@@ -178,6 +178,11 @@ public actor ProxyEngine {
         var channels: [any Channel] = []
         let workers = self.startedWorkers
         if settings.reusePort {
+            // SO_REUSEPORT would also let us join sockets another process (a second Portico started by mistake)
+            // already listens on, silently splitting its traffic. Bind once without it first, as nginx would fail.
+            if address.port != 0, let conflict = Self.portInUse(address) {
+                throw ListenerBindError(listener: settings.name, address: settings.address.description, underlying: conflict)
+            }
             // One socket per worker (SO_REUSEPORT): the kernel spreads accepts, and each connection stays on the
             // loop that accepted it. Port 0 is resolved by the first bind and reused for the rest.
             do {
@@ -206,6 +211,17 @@ public actor ProxyEngine {
             try await w.submit { $0.listenerSettings[identity] = settings }.get()
         }
         return BoundListener(settings: settings, channels: channels, localAddress: address)
+    }
+
+    /// Returns the error of a plain bind to `address` (without SO_REUSEPORT), or nil when the port is free.
+    private static func portInUse(_ address: SocketAddress) -> IOError? {
+        let fd = socket(Int32(address.protocol.rawValue), Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        let rc = address.withSockAddr { ptr, len in Glibc.bind(fd, ptr, socklen_t(len)) }
+        return rc == 0 ? nil : IOError(errnoCode: errno, reason: "bind")
     }
 
     private nonisolated func serverBootstrap(
