@@ -26,6 +26,9 @@ import Synchronization
 /// | `/continue` | answers `100 Continue` first when asked to (`Expect: 100-continue`) |
 /// | `/early-hints` | a 103 then the page |
 /// | `/connections` | the number of connections this origin accepted |
+/// | `/close-idle/MS` | the page, then the connection is closed MS ms later while idle |
+/// | `/garbage-idle/MS` | the page, then MS ms later stray bytes are written on the idle connection |
+/// | `/arm-drop` | the page; the next request on this connection is dropped (closed, no response) |
 /// | `/health` | 200 `ok`, or 503 when `healthy` is false |
 /// | anything else | a text page naming the origin, method, target and request headers |
 ///
@@ -104,6 +107,7 @@ private final class OriginHandler: ChannelInboundHandler {
     private var mode: Mode = .normal
     private var uploadBytes = 0
     private var pump: Pump?
+    private var dropNext = false
 
     enum Mode {
         case normal
@@ -126,6 +130,10 @@ private final class OriginHandler: ChannelInboundHandler {
         switch self.unwrapInboundIn(data) {
         case .head(let head):
             self.counters.requests.add(1, ordering: .relaxed)
+            if self.dropNext {
+                context.close(promise: nil)
+                return
+            }
             self.head = head
             self.uploadBytes = 0
             let path = head.uri.split(separator: "?").first.map(String.init) ?? head.uri
@@ -236,6 +244,24 @@ private final class OriginHandler: ChannelInboundHandler {
             hints.add(name: "Link", value: "</style.css>; rel=preload; as=style")
             context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .init(statusCode: 103), headers: hints))), promise: nil)
             self.respond(context: context, head: head, status: .ok, body: "page after hints\n")
+        case ("close-idle", let ms), ("garbage-idle", let ms):
+            self.respond(context: context, head: head, status: .ok, body: "page from \(self.name)\n")
+            let garbage = parts[0] == "garbage-idle"
+            let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            context.eventLoop.scheduleTask(in: .milliseconds(Int64(ms) ?? 0)) {
+                let context = bound.value
+                if garbage {
+                    // Raw bytes below the HTTP encoder, as a broken upstream would send them.
+                    if let encoder = try? context.pipeline.syncOperations.context(handlerType: HTTPResponseEncoder.self) {
+                        encoder.writeAndFlush(NIOAny(IOData.byteBuffer(context.channel.allocator.buffer(string: "HTTP/1.1 200 OK\r\n\r\nstray"))), promise: nil)
+                    }
+                } else {
+                    context.close(promise: nil)
+                }
+            }
+        case ("arm-drop", _):
+            self.dropNext = true
+            self.respond(context: context, head: head, status: .ok, body: "armed\n")
         case ("connections", _):
             self.respond(context: context, head: head, status: .ok, body: "\(self.counters.connections.load(ordering: .relaxed))\n")
         case ("health", _):

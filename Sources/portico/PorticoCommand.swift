@@ -100,7 +100,8 @@ struct QuickProxy: AsyncParsableCommand {
         abstract: "Proxy everything on one address to one or more origins, with no config file.",
         discussion: """
             Like `caddy reverse-proxy --from --to`: every request to --listen goes to the --to origins in turn \
-            (round robin), with keep-alive pools, X-Forwarded-* headers, and access logging off.
+            (round robin), with keep-alive pools, X-Forwarded-* headers, no request body size limit, and access \
+            logging off.
             Example: portico proxy --listen 127.0.0.1:8080 --to 127.0.0.1:9001 --to 127.0.0.1:9002
             """
     )
@@ -131,7 +132,8 @@ struct QuickProxy: AsyncParsableCommand {
         }
         let config = PorticoConfig(
             workers: workers,
-            listeners: [ListenerConfig(name: "proxy", address: self.listen)],
+            // No body size limit in quick mode (as `caddy reverse-proxy`); configs default to 10MiB.
+            listeners: [ListenerConfig(name: "proxy", address: self.listen, limits: LimitsConfig(maxBodyBytes: ByteSize(bytes: 0)))],
             routes: [RouteConfig(name: "all", cluster: "origins")],
             clusters: [ClusterConfig(name: "origins", hosts: self.to.map { HostConfig(address: $0) })],
             accessLog: AccessLogConfig(destination: self.accessLog)

@@ -65,6 +65,9 @@ import Testing
             """)
         let r = try Self.run(["check", "--config", path])
         #expect(r.code == 1)
+        // `portico --config FILE` is `portico run --config FILE`: it refuses the same file, binding nothing.
+        let run = try Self.run(["--config", path])
+        #expect(run.code == 1 && run.err.contains("unknown cluster"))
         #expect(r.err.contains("\(path):4:5: listeners[0].bogus: unknown key \"bogus\""))
         #expect(r.err.contains("\(path):6:14: routes[0].cluster: unknown cluster \"nowhere\""))
         #expect(r.err.contains("2 error(s)"))

@@ -4,6 +4,7 @@
 //===----------------------------------------------------------------------===//
 
 import AsyncHTTPClient
+import Foundation
 import NIOCore
 import NIOHTTP1
 import PorticoControl
@@ -290,37 +291,126 @@ import Testing
         }
     }
 
-    @Test func largeStreamsPassThrough() async throws {
-        try await self.withProxy { proxy, _ in
-            let size = 64 << 20
-            let r = try await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(proxy.port())/bytes/\(size)"), timeout: .seconds(60))
+    @Test func idlePooledConnectionsThatCloseOrTalkAreNeverReused() async throws {
+        try await self.withProxy { proxy, origins in
+            for path in ["/close-idle/50", "/garbage-idle/50"] {
+                let before = origins[0].connectionCount
+                let c = try RawHTTPClient(port: proxy.port())
+                try c.send("GET \(path) HTTP/1.1\r\nHost: t\r\n\r\n")
+                #expect(c.readResponses(1).first?.status == 200)
+                try await Task.sleep(nanoseconds: 300_000_000)
+                // The parked connection was evicted, so this request goes out on a new one and succeeds.
+                for _ in 0..<4 {
+                    try c.send("GET /status/201 HTTP/1.1\r\nHost: t\r\n\r\n")
+                    let r = c.readResponses(1).first
+                    #expect(r?.status == 201)
+                    #expect(r?.body.contains("stray") == false)
+                }
+                #expect(origins[0].connectionCount > before)
+            }
+        }
+    }
+
+    @Test func reusedConnectionFailureIsRetriedOnlyForIdempotentMethods() async throws {
+        let yaml = Self.config().replacingOccurrences(of: "listeners: [ { name: main, address: \"127.0.0.1:0\"", with: "workers: 1\nlisteners: [ { name: main, address: \"127.0.0.1:0\"")
+        let origin = try await TestOrigin.start(name: "a")
+        let proxy = try await ProxyHarness.start(yaml: yaml, origins: [origin], workers: 1)
+        defer { Task { await proxy.shutdown(); await origin.shutdown() } }
+        let c = try RawHTTPClient(port: proxy.port())
+        // Arm the pooled connection, then send a GET on it: the origin drops it, the proxy retries on a new one.
+        try c.send("GET /arm-drop HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(c.readResponses(1).first?.status == 200)
+        try c.send("GET /status/200 HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(c.readResponses(1).first?.status == 200)
+        // A POST is not retried: the client gets 502.
+        try c.send("GET /arm-drop HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(c.readResponses(1).first?.status == 200)
+        let post = try RawHTTPClient(port: proxy.port())
+        try post.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi")
+        #expect(post.readResponses(1).first?.status == 502)
+    }
+
+    @Test func accessLogSaysWhy() async throws {
+        let path = "/tmp/portico-access-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).log"
+        defer { unlink(path) }
+        let yaml = Self.config(timeouts: "timeouts: { response_header: 200ms }")
+            .replacingOccurrences(of: "access_log: { destination: \"off\" }", with: "access_log: { format: json, destination: \"\(path)\" }")
+        try await self.withProxy(yaml: yaml) { proxy, _ in
+            let c = try RawHTTPClient(port: proxy.port())
+            try c.send("GET /delay/2000 HTTP/1.1\r\nHost: t\r\nUser-Agent: tester\r\n\r\n")
+            #expect(c.readResponses(1).first?.status == 504)
+            let c2 = try RawHTTPClient(port: proxy.port())
+            try c2.send("GET /status/201 HTTP/1.1\r\nHost: t\r\n\r\n")
+            #expect(c2.readResponses(1).first?.status == 201)
+            try await Task.sleep(nanoseconds: 400_000_000)  // the worker flushes its buffer every 100 ms
+        }
+        let lines = (try String(contentsOfFile: path, encoding: .utf8)).split(separator: "\n")
+        #expect(lines.count == 2)
+        let timeout = lines.first { $0.contains("\"status\":504") }
+        #expect(timeout?.contains("\"reason\":\"upstream_response_header_timeout\"") == true)
+        #expect(timeout?.contains("\"user_agent\":\"tester\"") == true)
+        #expect(lines.contains { $0.contains("\"status\":201") && $0.contains("\"reason\":null") && $0.contains("\"route\":\"all\"") })
+    }
+
+    /// 1 GiB each way through the proxy, with backpressure end to end: the process's resident memory (proxy,
+    /// origin and client together) grows by less than 64 MiB.
+    @Test func oneGibibyteEachWayWithBoundedMemory() async throws {
+        let yaml = """
+            listeners: [ { name: main, address: "127.0.0.1:0", limits: { max_body_bytes: 0 } } ]
+            access_log: { destination: "off" }
+            routes: [ { cluster: c } ]
+            clusters: [ { name: c, hosts: [ { address: "{{origin:a}}" } ] } ]
+            """
+        try await self.withProxy(yaml: yaml) { proxy, _ in
+            let size = 1 << 30
+            let idle = residentBytes()
+            var peak = idle
+            let r = try await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(proxy.port())/bytes/\(size)"), timeout: .seconds(300))
             var received = 0
-            for try await chunk in r.body { received += chunk.readableBytes }
+            for try await chunk in r.body {
+                received += chunk.readableBytes
+                if received % (64 << 20) < chunk.readableBytes { peak = max(peak, residentBytes()) }
+            }
             #expect(received == size)
 
             var upload = HTTPClientRequest(url: "http://127.0.0.1:\(proxy.port())/upload")
             upload.method = .POST
             let chunk = ByteBuffer(repeating: 0x61, count: 64 * 1024)
-            let count = 16  // 1 MiB: the listener's max_body_bytes
-            upload.body = .stream(AsyncStreamOfBuffers(chunk: chunk, count: count - 1), length: .known(Int64((count - 1) * chunk.readableBytes)))
-            let u = try await HTTPClient.shared.execute(upload, timeout: .seconds(60))
-            #expect(String(buffer: try await u.body.collect(upTo: 1024)) == "\((count - 1) * 64 * 1024)\n")
+            let count = size / chunk.readableBytes
+            upload.body = .stream(AsyncStreamOfBuffers(chunk: chunk, count: count, onEvery: 1024) { peak = max(peak, residentBytes()) }, length: .known(Int64(size)))
+            let u = try await HTTPClient.shared.execute(upload, timeout: .seconds(300))
+            #expect(String(buffer: try await u.body.collect(upTo: 1024)) == "\(size)\n")
+            peak = max(peak, residentBytes())
+            #expect(peak - idle < 64 << 20, "resident memory grew by \((peak - idle) >> 20) MiB")
         }
     }
 }
 
-struct AsyncStreamOfBuffers: AsyncSequence, Sendable {
+/// The process's resident set size, from /proc/self/statm.
+func residentBytes() -> Int {
+    guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+    let pages = Int(text.split(separator: " ")[1]) ?? 0
+    return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+}
+
+/// `count` copies of one buffer, calling `probe` every `onEvery` buffers.
+struct AsyncStreamOfBuffers: AsyncSequence, @unchecked Sendable {
+    // @unchecked: `probe` is only called from the one task iterating the sequence.
     typealias Element = ByteBuffer
     let chunk: ByteBuffer
     let count: Int
+    var onEvery = Int.max
+    var probe: () -> Void = {}
+
     struct AsyncIterator: AsyncIteratorProtocol {
-        let chunk: ByteBuffer
-        var left: Int
+        let base: AsyncStreamOfBuffers
+        var sent = 0
         mutating func next() async -> ByteBuffer? {
-            guard self.left > 0 else { return nil }
-            self.left -= 1
-            return self.chunk
+            guard self.sent < self.base.count else { return nil }
+            self.sent += 1
+            if self.sent % self.base.onEvery == 0 { self.base.probe() }
+            return self.base.chunk
         }
     }
-    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(chunk: self.chunk, left: self.count) }
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: self) }
 }

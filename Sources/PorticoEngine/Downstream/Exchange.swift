@@ -42,7 +42,9 @@ final class Exchange {
 
     var upstream: UpstreamHandler?
     var hostIndex = -1
-    var triedHosts: [Bool] = []
+    /// Hosts that failed for this request (connect refused, timed out). Empty, and allocation-free, on the
+    /// common path.
+    var triedHosts = Set<Int>()
     var attempts = 0
     var usedReusedConnection = false
     /// Request parts that arrived before the upstream connection was ready. They are also what a retry resends,

@@ -259,8 +259,10 @@ final class ProxyHandler: ChannelDuplexHandler {
         self.headerDeadline = nil
         self.idleDeadline = nil
         self.requestsServed += 1
-        ex.referer = head.headers.first(name: "referer")
-        ex.userAgent = head.headers.first(name: "user-agent")
+        if self.worker.accessLog != nil {
+            ex.referer = head.headers.first(name: "referer")
+            ex.userAgent = head.headers.first(name: "user-agent")
+        }
 
         if !head.isKeepAlive || self.worker.isShuttingDown
             || (self.listener.maxRequestsPerConnection > 0 && self.requestsServed >= self.listener.maxRequestsPerConnection)
@@ -343,7 +345,6 @@ final class ProxyHandler: ChannelDuplexHandler {
         case .proxy(let clusterIndex):
             let cs = self.worker.clusterStates[clusterIndex]
             ex.clusterState = cs
-            ex.triedHosts = Array(repeating: false, count: cs.cluster.hosts.count)
             var up = HTTPRequestHead(version: .http1_1, method: head.method, uri: target.count == head.uri.utf8.count ? head.uri : String(target), headers: head.headers)
             let chunked = !te.isEmpty
             HopByHopHeaders.strip(&up.headers)
@@ -400,7 +401,7 @@ final class ProxyHandler: ChannelDuplexHandler {
     private func selectUpstream(_ ex: Exchange) {
         guard let cs = ex.clusterState else { return }
         let tried = ex.triedHosts
-        guard let hostIndex = cs.balancer.pick(isAvailable: { !tried[$0] }) else {
+        guard let hostIndex = cs.balancer.pick(isAvailable: { tried.isEmpty || !tried.contains($0) }) else {
             let error = ex.attempts == 0
                 ? ProxyError(.noHealthyUpstream, source: .internal, context: "cluster \(cs.cluster.name)")
                 : (ex.error ?? ProxyError(.connectFailed, source: .upstream))
@@ -427,7 +428,7 @@ final class ProxyHandler: ChannelDuplexHandler {
                 self.attach(conn, ex)
             case .failure(let error):
                 guard self.exchange === ex, ex.state == .connecting, !self.isClosed else { return }
-                ex.triedHosts[hostIndex] = true
+                ex.triedHosts.insert(hostIndex)
                 let kind: ProxyError.Kind
                 if error is ChannelError, case .connectTimeout = error as! ChannelError {
                     kind = .connectTimeout
@@ -634,7 +635,7 @@ final class ProxyHandler: ChannelDuplexHandler {
                     ex.bodyPartsSentUpstream = 0
                     self.attach(c, ex)
                 case .failure(let e):
-                    ex.triedHosts[hostIndex] = true
+                    ex.triedHosts.insert(hostIndex)
                     ex.error = ProxyError(.connectFailed, source: .upstream, context: "\(pool.address): \(e)")
                     ex.state = .routing
                     self.selectUpstream(ex)

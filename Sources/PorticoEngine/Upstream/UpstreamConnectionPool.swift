@@ -55,8 +55,7 @@ final class UpstreamConnectionPool {
     func connect() -> EventLoopFuture<UpstreamHandler> {
         let bootstrap = ClientBootstrap(group: self.eventLoop)
             .connectTimeout(self.connectTimeout)
-            .channelOption(.socketOption(.so_reuseaddr), value: 1)
-            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+            // TCP_NODELAY is ClientBootstrap's default; every further option is a syscall per new connection.
             .channelInitializer { [pool = NIOLoopBound(self, eventLoop: self.eventLoop)] channel in
                 do {
                     // The decoder watches outbound request heads (it must know a response answers HEAD), so it sits
