@@ -92,7 +92,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PorticoCoreTests",
-            dependencies: ["PorticoCore"],
+            dependencies: ["PorticoCore", .product(name: "NIOCore", package: "swift-nio")],
             resources: [.copy("Golden")],
             swiftSettings: swiftSettings
         ),

@@ -17,6 +17,9 @@ import UnixSignals
 /// running generation stays and every error is logged; otherwise the engine publishes the new table.
 public actor ProxyServer: Service {
     public let engine: ProxyEngine
+    public let healthChecks: HealthCheckService
+    /// Host state (in flight, health, ejection) by address, shared by every generation.
+    public let hosts = HostRegistry()
     private let configPath: String?
     private var current: ValidatedConfig
     private var generation: UInt64 = 0
@@ -33,6 +36,7 @@ public actor ProxyServer: Service {
         self.current = config
         self.configPath = configPath
         self.engine = ProxyEngine(group: group, logger: logger)
+        self.healthChecks = HealthCheckService(group: group, logger: logger)
         self.logger = logger
         self.onStarted = onStarted
     }
@@ -40,7 +44,9 @@ public actor ProxyServer: Service {
     /// Starts serving; use this (and `stop`) when not running under a `ServiceGroup`.
     public func start() async throws {
         self.generation = 1
-        try await self.engine.start(table: RoutingTable.compile(self.current, generation: 1))
+        let table = self.compile(self.current, generation: 1)
+        try await self.engine.start(table: table)
+        await self.healthChecks.update(table)
         self.logger.info("portico started", metadata: ["generation": "1"])
         self.onStarted?(await self.engine.boundAddresses)
     }
@@ -64,7 +70,12 @@ public actor ProxyServer: Service {
     public func stop() async {
         let grace = self.current.config.shutdownGrace?.nanoseconds ?? 30_000_000_000
         self.logger.info("shutting down", metadata: ["grace": "\(ConfigDuration(nanoseconds: grace))"])
+        await self.healthChecks.stop()
         await self.engine.shutdown(grace: .nanoseconds(grace))
+    }
+
+    private func compile(_ config: ValidatedConfig, generation: UInt64) -> RoutingTable {
+        RoutingTable.compile(config, generation: generation, registry: self.hosts, now: Int64(NIODeadline.now().uptimeNanoseconds))
     }
 
     /// Re-reads the config file. Errors are logged and leave the running config in force.
@@ -86,8 +97,10 @@ public actor ProxyServer: Service {
     /// Publishes `config` as the next generation.
     public func apply(_ config: ValidatedConfig) async -> Result<UInt64, ConfigErrors> {
         let next = self.generation + 1
+        let table = self.compile(config, generation: next)
         do {
-            try await self.engine.apply(table: RoutingTable.compile(config, generation: next))
+            try await self.engine.apply(table: table)
+            await self.healthChecks.update(table)
         } catch {
             self.logger.error("reload failed, keeping the running config: \(error)")
             return .failure(ConfigErrors([ConfigError(path: "listeners", message: "\(error)")]))

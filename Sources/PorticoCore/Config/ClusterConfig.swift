@@ -15,14 +15,32 @@ public struct ClusterConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
     public var timeouts: ClusterTimeoutsConfig?
     /// The keep-alive connection pool to these hosts.
     public var pool: PoolConfig?
+    /// The key for `balancer: consistent_hash`. Default: the client IP.
+    public var hash: HashKeyConfig?
+    /// Pin a client to the host that served it with a cookie naming that host (opaquely), while it is healthy.
+    public var sticky: StickyConfig?
+    /// Active and passive health checking.
+    public var healthCheck: HealthCheckConfig?
+    /// A host that becomes healthy (or joins) receives a share of traffic that grows linearly from 10% to its full
+    /// weight over this window (Envoy/HAProxy slow start). Default: off.
+    public var slowStart: ConfigDuration?
+    /// When and how failed requests are tried again on another host.
+    public var retries: RetryConfig?
 
     public init(name: String, balancer: BalancerKind? = nil, hosts: [HostConfig] = [],
-                timeouts: ClusterTimeoutsConfig? = nil, pool: PoolConfig? = nil) {
+                timeouts: ClusterTimeoutsConfig? = nil, pool: PoolConfig? = nil, hash: HashKeyConfig? = nil,
+                sticky: StickyConfig? = nil, healthCheck: HealthCheckConfig? = nil, slowStart: ConfigDuration? = nil,
+                retries: RetryConfig? = nil) {
         self.name = name
         self.balancer = balancer
         self.hosts = hosts
         self.timeouts = timeouts
         self.pool = pool
+        self.hash = hash
+        self.sticky = sticky
+        self.healthCheck = healthCheck
+        self.slowStart = slowStart
+        self.retries = retries
     }
 
     public static var configPlaceholder: ClusterConfig { .init(name: "") }
@@ -33,18 +51,198 @@ public enum BalancerKind: String, ConfigEnum {
     case roundRobin = "round_robin"
     /// nginx's smooth weighted round robin: hosts in proportion to their weights, evenly interleaved.
     case weightedRoundRobin = "weighted_round_robin"
+    /// The host with the fewest in-flight requests relative to its weight (ties broken at random).
+    case leastRequest = "least_request"
+    /// Power of two choices: two hosts at random, the one with fewer in-flight requests (Envoy's default).
+    case p2c
+    /// Peak-EWMA: the lowest (latency EWMA × (in-flight + 1)) of two random hosts (Finagle, Linkerd).
+    case ewma
+    /// Uniformly at random, weighted.
+    case random
+    /// The first available host in config order (active/standby).
+    case first
+    /// A hash ring (Ketama, 160 points per unit of weight) keyed by `hash`; when one of N hosts leaves, about 1/N
+    /// of keys move.
+    case consistentHash = "consistent_hash"
+}
+
+/// What `consistent_hash` hashes.
+public struct HashKeyConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
+    /// `client_ip` (default), `header`, `cookie` or `uri` (path and query).
+    public var source: HashSource
+    /// The header or cookie name, for `header` and `cookie`.
+    public var name: String?
+
+    public init(source: HashSource, name: String? = nil) {
+        self.source = source
+        self.name = name
+    }
+
+    public static var configPlaceholder: HashKeyConfig { .init(source: .clientIp) }
+}
+
+public enum HashSource: String, ConfigEnum {
+    case clientIp = "client_ip"
+    case header
+    case cookie
+    case uri
+}
+
+/// Sticky sessions by cookie.
+public struct StickyConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
+    /// The cookie's name. Default `portico_sticky`.
+    public var cookie: String?
+    /// The cookie's Max-Age. Default: a session cookie.
+    public var maxAge: ConfigDuration?
+
+    public init(cookie: String? = nil, maxAge: ConfigDuration? = nil) {
+        self.cookie = cookie
+        self.maxAge = maxAge
+    }
+
+    public static var configPlaceholder: StickyConfig { .init() }
+}
+
+/// Health checking: `active` probes and `passive` outlier detection; either or both.
+public struct HealthCheckConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
+    public var active: ActiveHealthCheckConfig?
+    public var passive: PassiveHealthCheckConfig?
+
+    public init(active: ActiveHealthCheckConfig? = nil, passive: PassiveHealthCheckConfig? = nil) {
+        self.active = active
+        self.passive = passive
+    }
+
+    public static var configPlaceholder: HealthCheckConfig { .init() }
+}
+
+/// Probes sent to every host on a timer, off the request path.
+public struct ActiveHealthCheckConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
+    /// `http` (default) or `tcp` (a connect is enough).
+    public var type: HealthCheckType?
+    /// Path of the HTTP probe. Default `/`.
+    public var path: String?
+    /// Method of the HTTP probe. Default `GET`.
+    public var method: String?
+    /// Host header of the HTTP probe. Default: the host's address.
+    public var host: String?
+    /// Statuses that count as healthy, `200-399` (default), `200` or a list `200,204`.
+    public var expectStatus: String?
+    /// A substring the body must contain (first 64 KiB). Default: not checked.
+    public var expectBody: String?
+    /// Time between probes of one host. Default `5s`.
+    public var interval: ConfigDuration?
+    /// Random extra delay added to each interval, up to this. Default: 10% of `interval`.
+    public var jitter: ConfigDuration?
+    /// A probe that takes longer fails. Default `2s`.
+    public var timeout: ConfigDuration?
+    /// Consecutive passing probes that make an unhealthy host healthy. Default `2`.
+    public var healthyThreshold: Int?
+    /// Consecutive failing probes that make a healthy host unhealthy. Default `3`.
+    public var unhealthyThreshold: Int?
+
+    public init(type: HealthCheckType? = nil, path: String? = nil, method: String? = nil, host: String? = nil,
+                expectStatus: String? = nil, expectBody: String? = nil, interval: ConfigDuration? = nil,
+                jitter: ConfigDuration? = nil, timeout: ConfigDuration? = nil, healthyThreshold: Int? = nil,
+                unhealthyThreshold: Int? = nil) {
+        self.type = type
+        self.path = path
+        self.method = method
+        self.host = host
+        self.expectStatus = expectStatus
+        self.expectBody = expectBody
+        self.interval = interval
+        self.jitter = jitter
+        self.timeout = timeout
+        self.healthyThreshold = healthyThreshold
+        self.unhealthyThreshold = unhealthyThreshold
+    }
+
+    public static var configPlaceholder: ActiveHealthCheckConfig { .init() }
+}
+
+public enum HealthCheckType: String, ConfigEnum {
+    case http
+    case tcp
+}
+
+/// Outlier detection from live traffic (Envoy): consecutive failures eject a host for a time that grows with
+/// each ejection.
+public struct PassiveHealthCheckConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
+    /// Consecutive failures (connect failures, timeouts, resets, and `failure_statuses`) that eject a host.
+    /// Default `5`.
+    public var consecutiveFailures: Int?
+    /// Responses with these statuses count as failures. Default `[502, 503, 504]`.
+    public var failureStatuses: [Int]?
+    /// First ejection time; the n-th consecutive ejection lasts n times this, up to 10 times. Default `30s`.
+    public var baseEjectionTime: ConfigDuration?
+    /// At most this share of the cluster's hosts is ejected at once, so some keep serving. Default `50`.
+    public var maxEjectionPercent: Int?
+
+    public init(consecutiveFailures: Int? = nil, failureStatuses: [Int]? = nil, baseEjectionTime: ConfigDuration? = nil,
+                maxEjectionPercent: Int? = nil) {
+        self.consecutiveFailures = consecutiveFailures
+        self.failureStatuses = failureStatuses
+        self.baseEjectionTime = baseEjectionTime
+        self.maxEjectionPercent = maxEjectionPercent
+    }
+
+    public static var configPlaceholder: PassiveHealthCheckConfig { .init() }
+}
+
+/// Retries (Envoy `retry_policy`, Pingora's safety rules): never once the response has started downstream, never to
+/// the same host while another is available, idempotent methods only unless `methods: all`.
+public struct RetryConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
+    /// What is retried: `connect_failure`, `reset` (closed before a response), `timeout` (no response head in
+    /// time), and statuses `502`, `503`, `504`. Default `[connect_failure]`.
+    public var retryOn: [String]?
+    /// Retries after the first try. Default `2`.
+    public var maxRetries: Int?
+    /// Response-header timeout of each try. Default: the cluster's `timeouts.response_header`.
+    public var perTryTimeout: ConfigDuration?
+    /// First backoff; each further retry doubles it (with full jitter), up to `backoff_max`. Default `25ms`.
+    public var backoffBase: ConfigDuration?
+    /// Default `250ms`.
+    public var backoffMax: ConfigDuration?
+    /// Retries in flight may be at most this percentage of requests in flight (at least 3 are always allowed).
+    /// Default `20`.
+    public var budgetPercent: Int?
+    /// `idempotent` (default: GET, HEAD, OPTIONS, TRACE, PUT, DELETE) or `all`.
+    public var methods: RetryMethods?
+
+    public init(retryOn: [String]? = nil, maxRetries: Int? = nil, perTryTimeout: ConfigDuration? = nil,
+                backoffBase: ConfigDuration? = nil, backoffMax: ConfigDuration? = nil, budgetPercent: Int? = nil,
+                methods: RetryMethods? = nil) {
+        self.retryOn = retryOn
+        self.maxRetries = maxRetries
+        self.perTryTimeout = perTryTimeout
+        self.backoffBase = backoffBase
+        self.backoffMax = backoffMax
+        self.budgetPercent = budgetPercent
+        self.methods = methods
+    }
+
+    public static var configPlaceholder: RetryConfig { .init() }
+}
+
+public enum RetryMethods: String, ConfigEnum {
+    case idempotent
+    case all
 }
 
 /// One upstream host.
 public struct HostConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
     /// `ip:port` or `hostname:port`. Required.
     public var address: String
-    /// Relative share of requests under `weighted_round_robin`, 1 to 1000. Default `1`.
+    /// Relative share of requests under the weighted balancers, 1 to 1000. Default `1`.
     public var weight: Int?
+    /// A backup host receives traffic only when no primary host is available. Default `false`.
+    public var backup: Bool?
 
-    public init(address: String, weight: Int? = nil) {
+    public init(address: String, weight: Int? = nil, backup: Bool? = nil) {
         self.address = address
         self.weight = weight
+        self.backup = backup
     }
 
     public static var configPlaceholder: HostConfig { .init(address: "") }

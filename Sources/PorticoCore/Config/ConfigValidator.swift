@@ -81,6 +81,46 @@ public enum ConfigValidator {
                     if let d, d.nanoseconds == 0 { fail("\(p).timeouts.\(key)", "must be more than 0") }
                 }
             }
+            if cl.hosts.allSatisfy({ $0.backup == true }) && !cl.hosts.isEmpty {
+                fail("\(p).hosts", "at least one host must not be a backup")
+            }
+            if let h = cl.hash {
+                if cl.balancer != .consistentHash { fail("\(p).hash", "only used with balancer: consistent_hash") }
+                if (h.source == .header || h.source == .cookie) && (h.name ?? "").isEmpty {
+                    fail("\(p).hash.name", "a \(h.source.rawValue) name is required")
+                }
+            }
+            if let st = cl.sticky, let c = st.cookie, !isToken(c) { fail("\(p).sticky.cookie", "invalid cookie name \"\(c)\"") }
+            if let a = cl.healthCheck?.active {
+                let q = "\(p).health_check.active"
+                if let path = a.path, !path.hasPrefix("/") { fail("\(q).path", "must start with \"/\"") }
+                if let m = a.method, !isToken(m) || m.uppercased() != m { fail("\(q).method", "invalid method \"\(m)\"") }
+                if let e = a.expectStatus, StatusSet(parsing: e) == nil {
+                    fail("\(q).expect_status", "invalid status set \"\(e)\" (expected e.g. 200-399 or 200,204)")
+                }
+                for (key, d) in [("interval", a.interval), ("timeout", a.timeout)] {
+                    if let d, d.nanoseconds == 0 { fail("\(q).\(key)", "must be more than 0") }
+                }
+                for (key, n) in [("healthy_threshold", a.healthyThreshold), ("unhealthy_threshold", a.unhealthyThreshold)] {
+                    if let n, !(1...100).contains(n) { fail("\(q).\(key)", "must be from 1 to 100") }
+                }
+            }
+            if let ps = cl.healthCheck?.passive {
+                let q = "\(p).health_check.passive"
+                if let n = ps.consecutiveFailures, !(1...1000).contains(n) { fail("\(q).consecutive_failures", "must be from 1 to 1000") }
+                if let n = ps.maxEjectionPercent, !(0...100).contains(n) { fail("\(q).max_ejection_percent", "must be from 0 to 100") }
+                for (j, st) in (ps.failureStatuses ?? []).enumerated() where !(500...599).contains(st) {
+                    fail("\(q).failure_statuses[\(j)]", "must be a 5xx status")
+                }
+            }
+            if let r = cl.retries {
+                let q = "\(p).retries"
+                for (j, cond) in (r.retryOn ?? []).enumerated() where RetryCondition(rawValue: cond) == nil {
+                    fail("\(q).retry_on[\(j)]", "unknown condition \"\(cond)\" (expected connect_failure, reset, timeout, 502, 503 or 504)")
+                }
+                if let n = r.maxRetries, !(0...10).contains(n) { fail("\(q).max_retries", "must be from 0 to 10") }
+                if let n = r.budgetPercent, !(0...100).contains(n) { fail("\(q).budget_percent", "must be from 0 to 100") }
+            }
             if let pool = cl.pool {
                 if let n = pool.maxIdlePerHost, n < 0 || n > 100_000 { fail("\(p).pool.max_idle_per_host", "must be from 0 to 100000") }
                 if let n = pool.maxRequestsPerConnection, n < 0 { fail("\(p).pool.max_requests_per_connection", "must not be negative") }

@@ -29,14 +29,18 @@ public final class RoutingTable: Sendable {
     private let anyHost: [Route]
     private let hasWildcards: Bool
 
-    public static func compile(_ validated: ValidatedConfig, generation: UInt64) -> RoutingTable {
-        RoutingTable(validated.config, generation: generation)
+    /// - Parameters:
+    ///   - registry: where host state lives across generations; pass the same one to every compile of a process.
+    ///   - now: `NIODeadline.now().uptimeNanoseconds`, when new hosts start their slow start.
+    public static func compile(_ validated: ValidatedConfig, generation: UInt64, registry: HostRegistry = HostRegistry(), now: Int64 = 0) -> RoutingTable {
+        RoutingTable(validated.config, generation: generation, registry: registry, now: now)
     }
 
-    private init(_ c: PorticoConfig, generation: UInt64) {
+    private init(_ c: PorticoConfig, generation: UInt64, registry: HostRegistry, now: Int64) {
         self.generation = generation
         self.config = c
-        let clusters = (c.clusters ?? []).enumerated().map { Cluster(index: $0, config: $1) }
+        let clusters = (c.clusters ?? []).enumerated().map { Cluster(index: $0, config: $1, registry: registry, now: now) }
+        registry.retain(only: Set(clusters.flatMap { $0.hosts.map(\.address) }))
         let clusterIndex = Dictionary(uniqueKeysWithValues: clusters.map { ($0.name, $0.index) })
         let routes = c.routes.enumerated().map { Route(index: $0, config: $1, clusterIndex: clusterIndex) }
         self.routes = routes

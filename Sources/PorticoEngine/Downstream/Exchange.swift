@@ -45,6 +45,18 @@ final class Exchange {
     /// Hosts that failed for this request (connect refused, timed out). Empty, and allocation-free, on the
     /// common path.
     var triedHosts = Set<Int>()
+    /// Retries made (`retries` policy); a same-host reconnect after a stale pooled connection is not one.
+    var retries = 0
+    var holdsRetrySlot = false
+    var countedInBudget = false
+    /// The host whose in-flight count this request holds.
+    var countedHost: HostState?
+    /// For `consistent_hash`.
+    var hashKey: UInt64 = 0
+    /// The host a sticky cookie asked for.
+    var stickyHost: Int?
+    /// A `Set-Cookie` to add to the response (sticky sessions).
+    var setStickyCookie: String?
     var attempts = 0
     var usedReusedConnection = false
     /// Request parts that arrived before the upstream connection was ready. They are also what a retry resends,
@@ -76,6 +88,27 @@ final class Exchange {
         default: self.isIdempotent = false
         }
         self.requestHasBody = head.headers.contains(name: "content-length") || head.headers.contains(name: "transfer-encoding")
+    }
+
+    /// Ends this request's claim on its host's in-flight count (idempotent).
+    func releaseHost() {
+        if let h = self.countedHost {
+            h.requestFinished()
+            self.countedHost = nil
+        }
+    }
+
+    /// Ends this request's part in its cluster's retry budget (idempotent).
+    func finishBudget() {
+        guard let cluster = self.clusterState?.cluster else { return }
+        if self.holdsRetrySlot {
+            cluster.retryBudget.retryFinished()
+            self.holdsRetrySlot = false
+        }
+        if self.countedInBudget {
+            cluster.retryBudget.requestFinished()
+            self.countedInBudget = false
+        }
     }
 
     var routeName: String? { self.route?.name }

@@ -31,28 +31,28 @@ final class ProxyHandler: ChannelDuplexHandler {
     typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart
 
-    private let worker: WorkerState
+    let worker: WorkerState
     private let listener: ListenerSettings
     private var context: ChannelHandlerContext!
 
-    private var exchange: Exchange?
+    private(set) var exchange: Exchange?
     private var queued = CircularBuffer<HTTPServerRequestPart>(initialCapacity: 0)
     /// A parse error that arrived while an earlier request was still being answered; answered after it.
     private var deferredError: ProxyError?
     private var readPending = false
     private var closeWhenIdle = false
-    private var isClosed = false
+    private(set) var isClosed = false
     private var requestsServed = 0
     private var needsFlushDownstream = false
     private var needsFlushUpstream = false
 
-    private var clientIP = "-"
+    private(set) var clientIP = "-"
     private var clientTrusted = false
 
     /// Coarse deadlines, checked by the worker's tick.
     private var idleDeadline: NIODeadline?
     private var headerDeadline: NIODeadline?
-    private var upstreamDeadline: NIODeadline?
+    var upstreamDeadline: NIODeadline?
     private var upstreamActivity = false
     var workerSlot = -1
 
@@ -62,7 +62,7 @@ final class ProxyHandler: ChannelDuplexHandler {
     }
 
     /// The loop's clock (virtual under `EmbeddedEventLoop`, so timeouts are testable).
-    private var now: NIODeadline { self.context.eventLoop.now }
+    var now: NIODeadline { self.context.eventLoop.now }
 
     var downstreamIsWritable: Bool { self.context?.channel.isWritable ?? false }
 
@@ -100,6 +100,7 @@ final class ProxyHandler: ChannelDuplexHandler {
                 ex.upstream = nil
                 up.close()
             }
+            ex.releaseHost()
             self.log(ex)
             self.exchange = nil
         }
@@ -356,6 +357,7 @@ final class ProxyHandler: ChannelDuplexHandler {
             table.forwarding.applyRequest(&up.headers, clientIP: self.clientIP, trusted: self.clientTrusted, scheme: self.listener.scheme, host: ex.host)
             route.requestHeaders.apply(to: &up.headers)
             ex.upstreamHead = up
+            self.prepareSelection(ex, cluster: cs.cluster, head: head)
             self.selectUpstream(ex)
         }
     }
@@ -396,62 +398,7 @@ final class ProxyHandler: ChannelDuplexHandler {
             .replacingAll("$host", with: host)
     }
 
-    // MARK: Phase 5: select upstream, lease or connect
-
-    private func selectUpstream(_ ex: Exchange) {
-        guard let cs = ex.clusterState else { return }
-        let tried = ex.triedHosts
-        guard let hostIndex = cs.balancer.pick(isAvailable: { tried.isEmpty || !tried.contains($0) }) else {
-            let error = ex.attempts == 0
-                ? ProxyError(.noHealthyUpstream, source: .internal, context: "cluster \(cs.cluster.name)")
-                : (ex.error ?? ProxyError(.connectFailed, source: .upstream))
-            return self.respondWithError(error, exchange: ex)
-        }
-        ex.hostIndex = hostIndex
-        ex.attempts += 1
-        let pool = cs.pools[hostIndex]
-        if let conn = pool.lease() {
-            ex.usedReusedConnection = true
-            self.attach(conn, ex)
-            return
-        }
-        ex.usedReusedConnection = false
-        ex.state = .connecting
-        pool.connect().assumeIsolated().whenComplete { [self] result in
-            switch result {
-            case .success(let conn):
-                guard self.exchange === ex, ex.state == .connecting, !self.isClosed else {
-                    // The client went away while we connected: keep the connection for the next request.
-                    pool.release(conn, reusable: true)
-                    return
-                }
-                self.attach(conn, ex)
-            case .failure(let error):
-                guard self.exchange === ex, ex.state == .connecting, !self.isClosed else { return }
-                ex.triedHosts.insert(hostIndex)
-                let kind: ProxyError.Kind
-                if error is ChannelError, case .connectTimeout = error as! ChannelError {
-                    kind = .connectTimeout
-                } else if let io = error as? IOError, io.errnoCode == ECONNREFUSED {
-                    kind = .connectRefused
-                } else if "\(error)".contains("refused") {
-                    kind = .connectRefused
-                } else {
-                    kind = .connectFailed
-                }
-                ex.error = ProxyError(kind, source: .upstream, context: "\(pool.address): \(error)")
-                self.worker.logger.warning(
-                    "upstream connect failed",
-                    metadata: ["cluster": "\(cs.cluster.name)", "host": "\(pool.address)", "reason": "\(kind)", "error": "\(error)"]
-                )
-                // Nothing was sent: the next host is safe to try for any method.
-                ex.state = .routing
-                self.selectUpstream(ex)
-            }
-        }
-    }
-
-    private func attach(_ conn: UpstreamHandler, _ ex: Exchange) {
+    func attach(_ conn: UpstreamHandler, _ ex: Exchange) {
         ex.upstream = conn
         ex.state = .proxying
         conn.owner = self
@@ -468,7 +415,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         conn.flush()
         let sentAt = self.now
         ex.requestSentUpstreamAt = sentAt
-        self.upstreamDeadline = sentAt + cs.cluster.responseHeaderTimeout
+        self.upstreamDeadline = sentAt + (cs.cluster.retry.perTryTimeout ?? cs.cluster.responseHeaderTimeout)
         self.upstreamActivity = false
         self.resumeDownstreamReadIfPossible()
     }
@@ -547,9 +494,26 @@ final class ProxyHandler: ChannelDuplexHandler {
                 }
                 return
             }
+            let status = Int(head.status.code)
+            if let cs = ex.clusterState {
+                let host = cs.cluster.hosts[ex.hostIndex]
+                let nowNanos = Int64(self.now.uptimeNanoseconds)
+                if let sent = ex.requestSentUpstreamAt {
+                    host.state.recordLatency(Int64(self.now.uptimeNanoseconds - sent.uptimeNanoseconds), now: nowNanos)
+                }
+                self.recordOutcome(ex, failed: cs.cluster.outlier?.failureStatuses.contains(status) ?? false, reason: "status \(status)")
+                if let condition = RetryCondition.forStatus(status), self.canRetry(ex, condition) {
+                    // Never forwarded: this response is dropped with its connection and the request goes elsewhere.
+                    ex.upstream = nil
+                    conn.close()
+                    self.tryFailed(ex, condition, ProxyError(.invalidUpstreamResponse, source: .upstream, context: "status \(status)"), recordFailure: false)
+                    return
+                }
+            }
             ex.responseStarted = true
             ex.pendingBody.removeAll()
-            ex.status = Int(head.status.code)
+            ex.status = status
+            if let cookie = ex.setStickyCookie { head.headers.add(name: "Set-Cookie", value: cookie) }
             if let cs = ex.clusterState { self.upstreamDeadline = self.now + cs.cluster.readTimeout }
             let tokens = HopByHopHeaders.strip(&head.headers)
             ex.upstreamKeepAlive = head.version.minor >= 1 ? !tokens.close : tokens.keepAlive
@@ -582,6 +546,7 @@ final class ProxyHandler: ChannelDuplexHandler {
             ex.state = .done
             self.upstreamDeadline = nil
             ex.upstream = nil
+            ex.releaseHost()
             let reusable = ex.upstreamKeepAlive && ex.requestEnded
             conn.pool.release(conn, reusable: reusable)
             if !ex.requestEnded {
@@ -618,34 +583,17 @@ final class ProxyHandler: ChannelDuplexHandler {
             return
         }
         // Before any response byte. A reused connection may have been closed by the upstream just as we sent:
-        // retry safe requests once on a fresh connection (Pingora `ReusedOnly`).
-        let replayable = ex.bodyPartsSentUpstream >= 0 && (ex.requestEnded || ex.bodyPartsSentUpstream == ex.pendingBody.count)
+        // retry safe requests once on a fresh connection to the same host (Pingora `ReusedOnly`); this is not a
+        // retry in the `retries` sense.
+        let replayable = ex.bodyPartsSentUpstream >= 0
         if ex.usedReusedConnection && ex.isIdempotent && replayable, let cs = ex.clusterState {
-            ex.state = .connecting
             ex.usedReusedConnection = false
-            let hostIndex = ex.hostIndex
-            let pool = cs.pools[hostIndex]
-            pool.connect().assumeIsolated().whenComplete { [self] result in
-                guard self.exchange === ex, ex.state == .connecting, !self.isClosed else {
-                    if case .success(let c) = result { pool.release(c, reusable: true) }
-                    return
-                }
-                switch result {
-                case .success(let c):
-                    ex.bodyPartsSentUpstream = 0
-                    self.attach(c, ex)
-                case .failure(let e):
-                    ex.triedHosts.insert(hostIndex)
-                    ex.error = ProxyError(.connectFailed, source: .upstream, context: "\(pool.address): \(e)")
-                    ex.state = .routing
-                    self.selectUpstream(ex)
-                }
-            }
+            self.connect(ex, pool: cs.pools[ex.hostIndex])
             return
         }
         let reason = error.map { "\($0)" } ?? "connection closed"
         self.worker.logger.warning("upstream closed before responding", metadata: ["host": "\(ex.upstreamAuthority ?? "-")", "error": "\(reason)"])
-        self.respondWithError(ProxyError(.upstreamClosedEarly, source: .upstream, context: reason), exchange: ex)
+        self.tryFailed(ex, .reset, ProxyError(.upstreamClosedEarly, source: .upstream, context: reason))
     }
 
     // MARK: Timeouts (worker tick)
@@ -678,7 +626,7 @@ final class ProxyHandler: ChannelDuplexHandler {
             self.closeDownstream()
         } else {
             self.worker.logger.warning("upstream response header timeout", metadata: ["host": "\(ex.upstreamAuthority ?? "-")"])
-            self.respondWithError(ProxyError(.responseHeaderTimeout, source: .upstream), exchange: ex)
+            self.tryFailed(ex, .timeout, ProxyError(.responseHeaderTimeout, source: .upstream))
         }
     }
 
@@ -704,7 +652,7 @@ final class ProxyHandler: ChannelDuplexHandler {
     }
 
     /// Answers with an error status and closes the connection (the request stream may be out of sync).
-    private func respondWithError(_ error: ProxyError, exchange: Exchange?, status: Int? = nil) {
+    func respondWithError(_ error: ProxyError, exchange: Exchange?, status: Int? = nil) {
         guard !self.isClosed else { return }
         let ex: Exchange
         if let exchange {
@@ -714,6 +662,7 @@ final class ProxyHandler: ChannelDuplexHandler {
             self.exchange = ex
         }
         ex.error = error
+        ex.releaseHost()
         if let up = ex.upstream {
             ex.upstream = nil
             up.close()
@@ -820,6 +769,8 @@ final class ProxyHandler: ChannelDuplexHandler {
     private func log(_ ex: Exchange) {
         guard !ex.logged else { return }
         ex.logged = true
+        ex.releaseHost()
+        ex.finishBudget()
         if ex.error != nil && ex.error?.kind != .downstreamClosed && ex.status >= 500 {
             self.worker.logger.info("request failed", metadata: ["status": "\(ex.status)", "reason": "\(ex.error!)", "uri": "\(ex.uri)"])
         }

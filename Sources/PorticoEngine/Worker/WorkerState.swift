@@ -24,6 +24,8 @@ final class WorkerState {
     private var tickTask: RepeatedTask?
     private var ticks = 0
     var isShuttingDown = false
+    /// Randomness for balancers (p2c, random, jitter): cheap, and never a syscall per pick.
+    var rng = SplitMix64(seed: UInt64.random(in: 0...UInt64.max))
     /// Current settings of each listener socket, by `ListenerSettings.socketIdentity`.
     var listenerSettings: [String: ListenerSettings] = [:]
 
@@ -68,7 +70,7 @@ final class WorkerState {
                 pools[host.address] = pool
                 return pool
             }
-            return ClusterState(cluster: cluster, balancer: cluster.makeBalancer(), pools: hostPools)
+            return ClusterState(cluster: cluster, balancer: cluster.makeBalancer(worker: self.index), pools: hostPools)
         }
         for (address, pool) in self.pools where pools[address] == nil {
             pool.retire()
@@ -106,8 +108,18 @@ final class WorkerState {
         self.ticks += 1
         if self.ticks % 10 == 0 {
             for pool in self.pools.values { pool.sweep(now: now) }
+            self.logReturnsFromEjection(now: Int64(now.uptimeNanoseconds))
         }
         self.accessLog?.flush()
+    }
+
+    /// Logs, once across all workers, each host whose ejection has run out.
+    private func logReturnsFromEjection(now: Int64) {
+        for cs in self.clusterStates {
+            for host in cs.cluster.hosts where host.state.clearExpiredEjection(now: now) {
+                self.logger.notice("host back from ejection", metadata: ["cluster": "\(cs.cluster.name)", "host": "\(host.address)"])
+            }
+        }
     }
 
     /// Stops accepting work: asks every connection to finish its current request and close.

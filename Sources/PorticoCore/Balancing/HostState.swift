@@ -1,0 +1,144 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Portico open source project
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// What every worker knows about one upstream host: requests in flight, health, ejection, latency. Shared by all
+/// workers through atomics (no locks on the request path) and kept in a `HostRegistry` by address, so it survives
+/// config reloads (Caddy's `hosts` usage pool).
+///
+/// Times are `NIODeadline.uptimeNanoseconds` values, passed in by callers so the logic is testable.
+public final class HostState: Sendable {
+    public let address: HostPort
+    private let _inFlight = Atomic<Int>(0)
+    private let _activeHealthy = Atomic<Bool>(true)
+    private let _ejectedUntil = Atomic<Int64>(0)
+    private let _consecutiveFailures = Atomic<Int>(0)
+    private let _ejections = Atomic<Int>(0)
+    private let _ewma = Atomic<Int64>(0)
+    private let _ewmaStamp = Atomic<Int64>(0)
+    /// When the host last became available (joined, turned healthy, or came back from ejection): slow start.
+    private let _availableSince = Atomic<Int64>(0)
+
+    public init(address: HostPort, now: Int64 = 0) {
+        self.address = address
+        self._availableSince.store(now, ordering: .relaxed)
+    }
+
+    // MARK: Load
+
+    public var inFlight: Int { self._inFlight.load(ordering: .relaxed) }
+    public func requestStarted() { self._inFlight.add(1, ordering: .relaxed) }
+    public func requestFinished() { self._inFlight.subtract(1, ordering: .relaxed) }
+
+    // MARK: Health
+
+    /// Healthy by active checks (true when there are none).
+    public var isActiveHealthy: Bool { self._activeHealthy.load(ordering: .relaxed) }
+
+    /// Returns true when the value changed.
+    @discardableResult
+    public func setActiveHealthy(_ healthy: Bool, now: Int64) -> Bool {
+        let old = self._activeHealthy.exchange(healthy, ordering: .relaxed)
+        if old != healthy && healthy { self._availableSince.store(now, ordering: .relaxed) }
+        return old != healthy
+    }
+
+    public func isEjected(now: Int64) -> Bool { self._ejectedUntil.load(ordering: .relaxed) > now }
+
+    /// Usable for new requests: healthy and not ejected.
+    public func isAvailable(now: Int64) -> Bool { self.isActiveHealthy && !self.isEjected(now: now) }
+
+    public var consecutiveFailures: Int { self._consecutiveFailures.load(ordering: .relaxed) }
+    public var ejections: Int { self._ejections.load(ordering: .relaxed) }
+
+    /// A request to this host failed in a way outlier detection counts. Returns the new consecutive count.
+    public func recordFailure() -> Int { self._consecutiveFailures.add(1, ordering: .relaxed).newValue }
+
+    /// A request succeeded: the failure streak ends. After a full base ejection time without a new ejection, the
+    /// ejection multiplier decays (`OutlierDetector`).
+    public func recordSuccess() {
+        if self._consecutiveFailures.load(ordering: .relaxed) != 0 { self._consecutiveFailures.store(0, ordering: .relaxed) }
+    }
+
+    public func eject(until: Int64) {
+        self._ejectedUntil.store(until, ordering: .relaxed)
+        self._ejections.add(1, ordering: .relaxed)
+        self._consecutiveFailures.store(0, ordering: .relaxed)
+        self._availableSince.store(until, ordering: .relaxed)
+    }
+
+    /// Marks an ejection that has run out as over; true for exactly one caller (so it is logged once).
+    public func clearExpiredEjection(now: Int64) -> Bool {
+        let until = self._ejectedUntil.load(ordering: .relaxed)
+        guard until != 0, until <= now else { return false }
+        return self._ejectedUntil.compareExchange(expected: until, desired: 0, ordering: .relaxed).exchanged
+    }
+
+    public func resetEjections() { self._ejections.store(0, ordering: .relaxed) }
+    public var ejectedUntil: Int64 { self._ejectedUntil.load(ordering: .relaxed) }
+
+    // MARK: Slow start
+
+    public var availableSince: Int64 { self._availableSince.load(ordering: .relaxed) }
+
+    /// `weight` scaled by 100 and ramped linearly from 10% to 100% over `window` after the host became available.
+    public func effectiveWeight(_ weight: Int, window: Int64, now: Int64) -> Int {
+        let full = weight * 100
+        guard window > 0 else { return full }
+        let elapsed = now - self.availableSince
+        if elapsed >= window { return full }
+        let fraction = 0.1 + 0.9 * Double(max(0, elapsed)) / Double(window)
+        return max(1, Int(Double(full) * fraction))
+    }
+
+    // MARK: Latency (peak EWMA)
+
+    /// Peak-EWMA of response-header latency, in nanoseconds: jumps up to a slower sample at once, decays towards
+    /// faster ones with a 10 s time constant (Finagle's `PeakEwma`).
+    public var latency: Int64 { self._ewma.load(ordering: .relaxed) }
+
+    public func recordLatency(_ nanos: Int64, now: Int64) {
+        let old = self._ewma.load(ordering: .relaxed)
+        let stamp = self._ewmaStamp.exchange(now, ordering: .relaxed)
+        if old == 0 || nanos > old {
+            self._ewma.store(nanos, ordering: .relaxed)
+            return
+        }
+        let tau = 10_000_000_000.0
+        let w = exp(-Double(max(0, now - stamp)) / tau)
+        self._ewma.store(Int64(Double(old) * w + Double(nanos) * (1 - w)), ordering: .relaxed)
+    }
+}
+
+/// Every `HostState` by address; lives as long as the proxy, across config generations.
+public final class HostRegistry: Sendable {
+    private let states = Mutex<[HostPort: HostState]>([:])
+
+    public init() {}
+
+    /// The state for `address`, made on first use. Called when a config is compiled (never per request).
+    public func state(for address: HostPort, now: Int64) -> HostState {
+        self.states.withLock { states in
+            if let s = states[address] { return s }
+            let s = HostState(address: address, now: now)
+            states[address] = s
+            return s
+        }
+    }
+
+    /// Forgets hosts no config uses any more (in-flight requests keep their references).
+    public func retain(only addresses: Set<HostPort>) {
+        self.states.withLock { states in states = states.filter { addresses.contains($0.key) } }
+    }
+
+    public var count: Int { self.states.withLock { $0.count } }
+}

@@ -1,0 +1,246 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Portico open source project
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+import Logging
+import NIOCore
+import NIOHTTP1
+import PorticoCore
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Phase 5 (select upstream), failure handling and retries. Runs on the connection's EventLoop like the rest of
+/// `ProxyHandler`; the decisions are the pure `LoadBalancer`, `OutlierDetector` and `RetryPolicy` values.
+extension ProxyHandler {
+    /// Per-request inputs of balancing, computed once from the request head.
+    func prepareSelection(_ ex: Exchange, cluster: Cluster, head: HTTPRequestHead) {
+        cluster.retryBudget.requestStarted()
+        ex.countedInBudget = true
+        if cluster.balancer == .consistentHash {
+            let key = cluster.hashKey
+            switch key.source {
+            case .clientIp: ex.hashKey = StableHash.fnv1a(self.clientIP)
+            case .uri: ex.hashKey = StableHash.fnv1a(head.uri)
+            case .header: ex.hashKey = StableHash.fnv1a(head.headers[key.name ?? ""].first ?? "")
+            case .cookie: ex.hashKey = StableHash.fnv1a(Cookies.value(named: key.name ?? "", in: head.headers) ?? "")
+            }
+        }
+        if let name = cluster.stickyCookie, let id = Cookies.value(named: name, in: head.headers) {
+            ex.stickyHost = cluster.hosts.firstIndex { $0.stickyID == id }
+        }
+    }
+
+    func selectUpstream(_ ex: Exchange) {
+        guard let cs = ex.clusterState else { return }
+        let cluster = cs.cluster
+        let now = Int64(self.now.uptimeNanoseconds)
+        var chosen: Int?
+        if let sticky = ex.stickyHost, !ex.triedHosts.contains(sticky), cluster.hosts[sticky].state.isAvailable(now: now) {
+            chosen = sticky
+        } else {
+            var view = EligibleHosts(cluster: cluster, tried: ex.triedHosts, now: now, backups: false, ignoreTried: false)
+            chosen = cs.balancer.pick(view, hash: ex.hashKey, using: &self.worker.rng)
+            if chosen == nil && cluster.hasBackups {
+                // Backups only when no primary is available (nginx `backup`).
+                view.backups = true
+                chosen = cs.balancer.pick(view, hash: ex.hashKey, using: &self.worker.rng)
+            }
+            if chosen == nil && ex.retries > 0 {
+                // Never the same host while another is available; when none is, the same host may be tried again.
+                view = EligibleHosts(cluster: cluster, tried: [], now: now, backups: false, ignoreTried: true)
+                chosen = cs.balancer.pick(view, hash: ex.hashKey, using: &self.worker.rng)
+            }
+            if let chosen, cluster.stickyCookie != nil, ex.stickyHost != chosen {
+                ex.setStickyCookie = self.stickyCookie(cluster, cluster.hosts[chosen])
+            }
+        }
+        guard let hostIndex = chosen else {
+            let error = ex.attempts == 0
+                ? ProxyError(.noHealthyUpstream, source: .internal, context: "cluster \(cluster.name)")
+                : (ex.error ?? ProxyError(.connectFailed, source: .upstream))
+            if ex.attempts == 0 {
+                self.worker.logger.warning("no upstream available", metadata: ["cluster": "\(cluster.name)"])
+            }
+            return self.respondWithError(error, exchange: ex)
+        }
+        ex.hostIndex = hostIndex
+        ex.attempts += 1
+        let host = cluster.hosts[hostIndex]
+        host.state.requestStarted()
+        ex.countedHost = host.state
+        let pool = cs.pools[hostIndex]
+        if let conn = pool.lease() {
+            ex.usedReusedConnection = true
+            self.attach(conn, ex)
+            return
+        }
+        ex.usedReusedConnection = false
+        self.connect(ex, pool: pool)
+    }
+
+    /// Opens a new connection to the exchange's current host.
+    func connect(_ ex: Exchange, pool: UpstreamConnectionPool) {
+        ex.state = .connecting
+        pool.connect().assumeIsolated().whenComplete { [self] result in
+            switch result {
+            case .success(let conn):
+                guard self.exchange === ex, ex.state == .connecting, !self.isClosed else {
+                    // The client went away while we connected: keep the connection for the next request.
+                    pool.release(conn, reusable: true)
+                    return
+                }
+                self.attach(conn, ex)
+            case .failure(let error):
+                guard self.exchange === ex, ex.state == .connecting, !self.isClosed else { return }
+                let kind: ProxyError.Kind
+                if let channelError = error as? ChannelError, case .connectTimeout = channelError {
+                    kind = .connectTimeout
+                } else if let io = error as? IOError, io.errnoCode == ECONNREFUSED {
+                    kind = .connectRefused
+                } else if "\(error)".contains("refused") {
+                    kind = .connectRefused
+                } else {
+                    kind = .connectFailed
+                }
+                self.worker.logger.warning(
+                    "upstream connect failed",
+                    metadata: ["cluster": "\(ex.clusterName ?? "-")", "host": "\(pool.address)", "reason": "\(kind)", "error": "\(error)"]
+                )
+                self.tryFailed(ex, .connectFailure, ProxyError(kind, source: .upstream, context: "\(pool.address): \(error)"))
+            }
+        }
+    }
+
+    /// Whether a failure of this kind would be retried now (used before dropping a retryable response).
+    func canRetry(_ ex: Exchange, _ condition: RetryCondition) -> Bool {
+        guard let cluster = ex.clusterState?.cluster else { return false }
+        return cluster.retry.shouldRetry(
+            condition,
+            retriesSoFar: ex.retries,
+            idempotent: ex.isIdempotent,
+            responseStarted: ex.responseStarted,
+            replayable: ex.bodyPartsSentUpstream >= 0,
+            budgetAllows: true
+        )
+    }
+
+    /// A try failed before any response byte went downstream: count it against the host, then retry elsewhere
+    /// if the cluster's policy allows, or answer with `error`.
+    func tryFailed(_ ex: Exchange, _ condition: RetryCondition, _ error: ProxyError, recordFailure: Bool = true) {
+        guard let cs = ex.clusterState else { return self.respondWithError(error, exchange: ex) }
+        let cluster = cs.cluster
+        ex.error = error
+        self.upstreamDeadline = nil
+        if recordFailure { self.recordOutcome(ex, failed: true, reason: error.kind.description) }
+        ex.releaseHost()
+        ex.triedHosts.insert(ex.hostIndex)
+        if ex.holdsRetrySlot {
+            cluster.retryBudget.retryFinished()
+            ex.holdsRetrySlot = false
+        }
+        let policy = cluster.retry
+        let replayable = ex.bodyPartsSentUpstream >= 0
+        guard policy.shouldRetry(condition, retriesSoFar: ex.retries, idempotent: ex.isIdempotent, responseStarted: ex.responseStarted, replayable: replayable, budgetAllows: true) else {
+            return self.respondWithError(error, exchange: ex)
+        }
+        if condition != .connectFailure {
+            guard cluster.retryBudget.tryStartRetry(percent: policy.budgetPercent) else {
+                self.worker.logger.info("retry budget exhausted", metadata: ["cluster": "\(cluster.name)"])
+                return self.respondWithError(error, exchange: ex)
+            }
+            ex.holdsRetrySlot = true
+        }
+        ex.retries += 1
+        ex.state = .connecting
+        let delay = policy.backoff(retry: ex.retries - 1, using: &self.worker.rng)
+        let resend = { [self] in
+            guard self.exchange === ex, ex.state == .connecting, !self.isClosed else { return }
+            ex.state = .routing
+            self.selectUpstream(ex)
+        }
+        if delay.nanoseconds <= 0 {
+            resend()
+        } else {
+            self.worker.eventLoop.assumeIsolated().scheduleTask(in: delay, resend)
+        }
+    }
+
+    /// Passive health (outlier detection): one outcome of a request to the exchange's current host.
+    func recordOutcome(_ ex: Exchange, failed: Bool, reason: String) {
+        guard let cluster = ex.clusterState?.cluster, ex.hostIndex >= 0 else { return }
+        let host = cluster.hosts[ex.hostIndex]
+        guard failed else {
+            host.state.recordSuccess()
+            return
+        }
+        let failures = host.state.recordFailure()
+        guard let detector = cluster.outlier else { return }
+        let now = Int64(self.now.uptimeNanoseconds)
+        switch detector.decide(
+            failures: failures,
+            previousEjections: host.state.ejections,
+            ejectedNow: cluster.ejectedCount(now: now),
+            hostCount: cluster.hosts.count,
+            now: now
+        ) {
+        case .none:
+            break
+        case .eject(let until):
+            host.state.eject(until: until)
+            self.worker.logger.warning(
+                "host ejected",
+                metadata: [
+                    "cluster": "\(cluster.name)", "host": "\(host.address)", "reason": "\(failures) consecutive failures, last: \(reason)",
+                    "for": "\(ConfigDuration(nanoseconds: until - now))",
+                ]
+            )
+        case .refusedByMaxPercent:
+            break
+        }
+    }
+
+    private func stickyCookie(_ cluster: Cluster, _ host: UpstreamHost) -> String {
+        var cookie = "\(cluster.stickyCookie ?? "portico_sticky")=\(host.stickyID); Path=/; HttpOnly; SameSite=Lax"
+        if let maxAge = cluster.stickyMaxAge { cookie += "; Max-Age=\(maxAge)" }
+        return cookie
+    }
+}
+
+/// The engine's view of a cluster's hosts for one pick: shared host state plus this request's tried hosts.
+struct EligibleHosts: BalancerHosts {
+    let cluster: Cluster
+    let tried: Set<Int>
+    let now: Int64
+    var backups: Bool
+    let ignoreTried: Bool
+
+    init(cluster: Cluster, tried: Set<Int>, now: Int64, backups: Bool, ignoreTried: Bool) {
+        self.cluster = cluster
+        self.tried = tried
+        self.now = now
+        self.backups = backups
+        self.ignoreTried = ignoreTried
+    }
+
+    var count: Int { self.cluster.hosts.count }
+
+    func isEligible(_ index: Int) -> Bool {
+        let host = self.cluster.hosts[index]
+        guard host.isBackup == self.backups else { return false }
+        if !self.ignoreTried && !self.tried.isEmpty && self.tried.contains(index) { return false }
+        return host.state.isAvailable(now: self.now)
+    }
+
+    func weight(_ index: Int) -> Int {
+        let host = self.cluster.hosts[index]
+        return host.state.effectiveWeight(host.weight, window: self.cluster.slowStartNanos, now: self.now)
+    }
+
+    func inFlight(_ index: Int) -> Int { self.cluster.hosts[index].state.inFlight }
+    func latency(_ index: Int) -> Int64 { self.cluster.hosts[index].state.latency }
+}
