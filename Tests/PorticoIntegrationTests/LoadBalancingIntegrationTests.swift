@@ -1,0 +1,218 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Portico open source project
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+import AsyncHTTPClient
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import PorticoControl
+import PorticoCore
+import PorticoTestSupport
+import Testing
+
+/// Balancing, health and failover with three real origins on port 0.
+@Suite(.serialized) struct LoadBalancingIntegrationTests {
+    /// One GET through the proxy; the origin that answered, or nil when the request failed.
+    static func get(_ port: Int, _ path: String = "/", headers: [(String, String)] = []) async -> (origin: String?, status: Int, headers: HTTPHeaders) {
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
+        for (n, v) in headers { request.headers.add(name: n, value: v) }
+        do {
+            let r = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+            _ = try await r.body.collect(upTo: 1 << 20)
+            return (r.headers.first(name: "x-origin"), Int(r.status.code), r.headers)
+        } catch {
+            return (nil, 0, [:])
+        }
+    }
+
+    static func yaml(_ names: [String], cluster: String, workers: Int = 1, extraHosts: String = "") -> String {
+        let hosts = names.map { "{ address: \"{{origin:\($0)}}\" }" }.joined(separator: ", ")
+        return """
+            workers: \(workers)
+            listeners: [ { name: main, address: "127.0.0.1:0" } ]
+            access_log: { destination: "off" }
+            routes: [ { cluster: c } ]
+            clusters:
+              - name: c
+                hosts: [ \(hosts)\(extraHosts) ]
+            \(cluster.split(separator: "\n").map { "    " + $0 }.joined(separator: "\n"))
+            """
+    }
+
+    @Test func killingAnOriginFailsNoRequestAndItComesBackWithSlowStart() async throws {
+        var origins = [try await TestOrigin.start(name: "a"), try await TestOrigin.start(name: "b"), try await TestOrigin.start(name: "c")]
+        let cPort = origins[2].port
+        let config = Self.yaml(["a", "b", "c"], cluster: """
+            balancer: weighted_round_robin
+            slow_start: 2s
+            health_check: { passive: { consecutive_failures: 1, base_ejection_time: 1s, max_ejection_percent: 50 } }
+            retries: { retry_on: [connect_failure, reset, "502", "503", "504"], max_retries: 2, backoff_base: 1ms }
+            """)
+        let proxy = try await ProxyHarness.start(yaml: config, origins: origins, workers: 1, logLevel: .critical)
+        let port = proxy.port()
+
+        var failures = 0
+        var seen: [String: Int] = [:]
+        for _ in 0..<60 {
+            let r = await Self.get(port)
+            if r.status != 200 { failures += 1 }
+            seen[r.origin ?? "-", default: 0] += 1
+        }
+        #expect(failures == 0)
+        #expect(seen["a", default: 0] > 10 && seen["b", default: 0] > 10 && seen["c", default: 0] > 10)
+
+        // Kill c while requests keep coming: none fails, and c is ejected (it gets nothing).
+        await origins[2].shutdown()
+        var afterKill: [String: Int] = [:]
+        for _ in 0..<60 {
+            let r = await Self.get(port)
+            if r.status != 200 { failures += 1 }
+            afterKill[r.origin ?? "-", default: 0] += 1
+        }
+        #expect(failures == 0, "failed requests in the kill-one-origin test: \(failures)")
+        #expect(afterKill["c", default: 0] == 0)
+
+        // Bring c back on the same port; once its ejection ends it takes traffic again, ramping up (slow start).
+        origins[2] = try await TestOrigin.start(name: "c", port: cPort)
+        try await Task.sleep(nanoseconds: 1_200_000_000)
+        var early = 0
+        var earlyTotal = 0
+        var late = 0
+        var lateTotal = 0
+        let start = NIODeadline.now()
+        while NIODeadline.now() - start < .milliseconds(3500) {
+            let r = await Self.get(port)
+            if r.status != 200 { failures += 1 }
+            let elapsed = NIODeadline.now() - start
+            if elapsed < .milliseconds(700) {
+                earlyTotal += 1
+                if r.origin == "c" { early += 1 }
+            } else if elapsed > .milliseconds(2600) {
+                lateTotal += 1
+                if r.origin == "c" { late += 1 }
+            }
+        }
+        #expect(failures == 0)
+        #expect(late > 0, "c is used again after it recovers")
+        let earlyShare = Double(early) / Double(max(earlyTotal, 1))
+        let lateShare = Double(late) / Double(max(lateTotal, 1))
+        #expect(earlyShare < lateShare, "slow start: early share \(earlyShare), late share \(lateShare)")
+
+        await proxy.shutdown()
+        for o in origins { await o.shutdown() }
+    }
+
+    @Test func activeCheckTakesOutAHostWhoseHealthPathFails() async throws {
+        let origins = [try await TestOrigin.start(name: "a"), try await TestOrigin.start(name: "b"), try await TestOrigin.start(name: "c")]
+        let config = Self.yaml(["a", "b", "c"], cluster: """
+            health_check: { active: { path: /health, interval: 100ms, jitter: 0s, timeout: 1s, healthy_threshold: 1, unhealthy_threshold: 2 } }
+            """)
+        let proxy = try await ProxyHarness.start(yaml: config, origins: origins, workers: 2, logLevel: .critical)
+        defer { Task { await proxy.shutdown(); for o in origins { await o.shutdown() } } }
+        let port = proxy.port()
+
+        origins[1].healthy = false
+        try await Task.sleep(nanoseconds: 600_000_000)
+        var seen: [String: Int] = [:]
+        for _ in 0..<40 { seen[await Self.get(port).origin ?? "-", default: 0] += 1 }
+        #expect(seen["b", default: 0] == 0)
+        #expect(seen["a", default: 0] + seen["c", default: 0] == 40)
+        // b's other paths still work: only its health path fails.
+        let direct = try await HTTPClient.shared.execute(HTTPClientRequest(url: "http://\(origins[1].address)/page"), timeout: .seconds(5))
+        #expect(direct.status == .ok)
+
+        origins[1].healthy = true
+        try await Task.sleep(nanoseconds: 600_000_000)
+        seen = [:]
+        for _ in 0..<40 { seen[await Self.get(port).origin ?? "-", default: 0] += 1 }
+        #expect(seen["b", default: 0] > 0)
+    }
+
+    @Test func backupHostsTakeOverWhenEveryPrimaryIsDown() async throws {
+        let a = try await TestOrigin.start(name: "a")
+        let b = try await TestOrigin.start(name: "b")
+        let backup = try await TestOrigin.start(name: "backup")
+        var config = Self.yaml(["a", "b"], cluster: """
+            health_check: { active: { path: /health, interval: 100ms, jitter: 0s, healthy_threshold: 1, unhealthy_threshold: 1 } }
+            """, extraHosts: ", { address: \"{{origin:backup}}\", backup: true }")
+        config = config.replacingOccurrences(of: "{{origin:backup}}", with: backup.address)
+        let proxy = try await ProxyHarness.start(yaml: config, origins: [a, b], workers: 1, logLevel: .critical)
+        defer { Task { await proxy.shutdown(); await a.shutdown(); await b.shutdown(); await backup.shutdown() } }
+        let port = proxy.port()
+
+        var seen: [String: Int] = [:]
+        for _ in 0..<20 { seen[await Self.get(port).origin ?? "-", default: 0] += 1 }
+        #expect(seen["backup", default: 0] == 0)
+        a.healthy = false
+        b.healthy = false
+        try await Task.sleep(nanoseconds: 500_000_000)
+        seen = [:]
+        for _ in 0..<20 { seen[await Self.get(port).origin ?? "-", default: 0] += 1 }
+        #expect(seen == ["backup": 20])
+        a.healthy = true
+        try await Task.sleep(nanoseconds: 500_000_000)
+        seen = [:]
+        for _ in 0..<20 { seen[await Self.get(port).origin ?? "-", default: 0] += 1 }
+        #expect(seen == ["a": 20])
+    }
+
+    @Test func noAvailableHostGives503WithRetryAfter() async throws {
+        let a = try await TestOrigin.start(name: "a")
+        let config = Self.yaml(["a"], cluster: """
+            health_check: { active: { path: /health, interval: 100ms, jitter: 0s, unhealthy_threshold: 1 } }
+            """)
+        let proxy = try await ProxyHarness.start(yaml: config, origins: [a], workers: 1, logLevel: .critical)
+        defer { Task { await proxy.shutdown(); await a.shutdown() } }
+        a.healthy = false
+        try await Task.sleep(nanoseconds: 500_000_000)
+        let r = await Self.get(proxy.port())
+        #expect(r.status == 503)
+        #expect(r.headers.first(name: "retry-after") != nil)
+    }
+
+    @Test func stickySessionsAndConsistentHashing() async throws {
+        let origins = [try await TestOrigin.start(name: "a"), try await TestOrigin.start(name: "b"), try await TestOrigin.start(name: "c")]
+        let config = Self.yaml(["a", "b", "c"], cluster: "sticky: { cookie: lb }", workers: 2)
+        let proxy = try await ProxyHarness.start(yaml: config, origins: origins, workers: 2, logLevel: .critical)
+        let first = await Self.get(proxy.port())
+        let setCookie = try #require(first.headers.first(name: "set-cookie"))
+        #expect(setCookie.hasPrefix("lb="))
+        #expect(!setCookie.contains(String(origins[0].port)) && !setCookie.contains("127.0.0.1"))  // opaque
+        let cookie = String(setCookie.split(separator: ";")[0])
+        for _ in 0..<20 {
+            let r = await Self.get(proxy.port(), headers: [("Cookie", cookie)])
+            #expect(r.origin == first.origin)
+        }
+        await proxy.shutdown()
+
+        let hashed = Self.yaml(["a", "b", "c"], cluster: "balancer: consistent_hash\nhash: { source: header, name: X-User }", workers: 2)
+        let proxy2 = try await ProxyHarness.start(yaml: hashed, origins: origins, workers: 2, logLevel: .critical)
+        var owners: Set<String> = []
+        for user in 0..<30 {
+            let one = await Self.get(proxy2.port(), headers: [("X-User", "user-\(user)")]).origin
+            let two = await Self.get(proxy2.port(), headers: [("X-User", "user-\(user)")]).origin
+            #expect(one == two)
+            if let one { owners.insert(one) }
+        }
+        #expect(owners.count == 3)
+        await proxy2.shutdown()
+        for o in origins { await o.shutdown() }
+    }
+
+    @Test func statusRetriesGoToAnotherHost() async throws {
+        let a = try await TestOrigin.start(name: "a")
+        let b = try await TestOrigin.start(name: "b")
+        let config = Self.yaml(["a", "b"], cluster: "retries: { retry_on: [\"503\"], max_retries: 1 }")
+        let proxy = try await ProxyHarness.start(yaml: config, origins: [a, b], workers: 1, logLevel: .critical)
+        defer { Task { await proxy.shutdown(); await a.shutdown(); await b.shutdown() } }
+        // /status/503 answers 503 on every origin: the proxy tries the other host once, then passes the 503 on.
+        let before = a.requestCount + b.requestCount
+        let r = await Self.get(proxy.port(), "/status/503")
+        #expect(r.status == 503)
+        #expect(a.requestCount + b.requestCount - before == 2)
+        #expect(a.requestCount >= 1 && b.requestCount >= 1)
+    }
+}
