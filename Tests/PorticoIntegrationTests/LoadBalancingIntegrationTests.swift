@@ -215,4 +215,41 @@ import Testing
         #expect(a.requestCount + b.requestCount - before == 2)
         #expect(a.requestCount >= 1 && b.requestCount >= 1)
     }
+
+    @Test func circuitBreakerQueuesThenRefusesWith503() async throws {
+        let a = try await TestOrigin.start(name: "a")
+        let config = Self.yaml(["a"], cluster: "circuit_breaker: { max_connections: 1, max_pending: 1, queue_timeout: 2s }")
+        let proxy = try await ProxyHarness.start(yaml: config, origins: [a], workers: 1, logLevel: .critical)
+        defer { Task { await proxy.shutdown(); await a.shutdown() } }
+        let port = proxy.port()
+        // One request holds the only connection; a second waits in the queue and then gets it; a third overflows.
+        let first = try RawHTTPClient(port: port)
+        try first.send("GET /delay/400 HTTP/1.1\r\nHost: t\r\n\r\n")
+        try await Task.sleep(nanoseconds: 100_000_000)
+        let second = try RawHTTPClient(port: port)
+        try second.send("GET /status/201 HTTP/1.1\r\nHost: t\r\n\r\n")
+        try await Task.sleep(nanoseconds: 100_000_000)
+        let third = try RawHTTPClient(port: port)
+        try third.send("GET /status/202 HTTP/1.1\r\nHost: t\r\n\r\n")
+        let refused = third.readResponses(1).first
+        #expect(refused?.status == 503)
+        #expect(refused?.header("retry-after") != nil)
+        #expect(first.readResponses(1).first?.status == 200)
+        #expect(second.readResponses(1).first?.status == 201)
+        #expect(a.connectionCount == 1)
+    }
+
+    @Test func circuitBreakerQueueTimesOut() async throws {
+        let a = try await TestOrigin.start(name: "a")
+        let config = Self.yaml(["a"], cluster: "circuit_breaker: { max_connections: 1, max_pending: 4, queue_timeout: 300ms }")
+        let proxy = try await ProxyHarness.start(yaml: config, origins: [a], workers: 1, logLevel: .critical)
+        defer { Task { await proxy.shutdown(); await a.shutdown() } }
+        let first = try RawHTTPClient(port: proxy.port())
+        try first.send("GET /delay/1500 HTTP/1.1\r\nHost: t\r\n\r\n")
+        try await Task.sleep(nanoseconds: 100_000_000)
+        let second = try RawHTTPClient(port: proxy.port())
+        try second.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(second.readResponses(1).first?.status == 503)
+        #expect(first.readResponses(1).first?.status == 200)
+    }
 }

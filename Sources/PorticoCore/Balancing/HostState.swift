@@ -122,6 +122,17 @@ public final class HostState: Sendable {
 /// Every `HostState` by address; lives as long as the proxy, across config generations.
 public final class HostRegistry: Sendable {
     private let states = Mutex<[HostPort: HostState]>([:])
+    private let breakers = Mutex<[String: CircuitBreakerState]>([:])
+
+    /// The circuit-breaker counters of the cluster called `name`.
+    public func breaker(forCluster name: String) -> CircuitBreakerState {
+        self.breakers.withLock { b in
+            if let s = b[name] { return s }
+            let s = CircuitBreakerState()
+            b[name] = s
+            return s
+        }
+    }
 
     public init() {}
 

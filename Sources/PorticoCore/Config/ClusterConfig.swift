@@ -26,11 +26,13 @@ public struct ClusterConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
     public var slowStart: ConfigDuration?
     /// When and how failed requests are tried again on another host.
     public var retries: RetryConfig?
+    /// Limits that protect the hosts from overload; requests over them get 503 with Retry-After.
+    public var circuitBreaker: CircuitBreakerConfig?
 
     public init(name: String, balancer: BalancerKind? = nil, hosts: [HostConfig] = [],
                 timeouts: ClusterTimeoutsConfig? = nil, pool: PoolConfig? = nil, hash: HashKeyConfig? = nil,
                 sticky: StickyConfig? = nil, healthCheck: HealthCheckConfig? = nil, slowStart: ConfigDuration? = nil,
-                retries: RetryConfig? = nil) {
+                retries: RetryConfig? = nil, circuitBreaker: CircuitBreakerConfig? = nil) {
         self.name = name
         self.balancer = balancer
         self.hosts = hosts
@@ -41,6 +43,7 @@ public struct ClusterConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
         self.healthCheck = healthCheck
         self.slowStart = slowStart
         self.retries = retries
+        self.circuitBreaker = circuitBreaker
     }
 
     public static var configPlaceholder: ClusterConfig { .init(name: "") }
@@ -223,6 +226,28 @@ public struct RetryConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
     }
 
     public static var configPlaceholder: RetryConfig { .init() }
+}
+
+/// Circuit breaking (Envoy's cluster circuit breakers), counted across all workers.
+public struct CircuitBreakerConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
+    /// Connections open to the cluster's hosts at most. Default: no limit.
+    public var maxConnections: Int?
+    /// Requests waiting for a connection when `max_connections` is reached, at most; more get 503 at once.
+    /// Default `0` (no queue).
+    public var maxPending: Int?
+    /// How long a request may wait in that queue before it gets 503. Default `1s`.
+    public var queueTimeout: ConfigDuration?
+    /// Requests in flight to the cluster at most. Default: no limit.
+    public var maxRequests: Int?
+
+    public init(maxConnections: Int? = nil, maxPending: Int? = nil, queueTimeout: ConfigDuration? = nil, maxRequests: Int? = nil) {
+        self.maxConnections = maxConnections
+        self.maxPending = maxPending
+        self.queueTimeout = queueTimeout
+        self.maxRequests = maxRequests
+    }
+
+    public static var configPlaceholder: CircuitBreakerConfig { .init() }
 }
 
 public enum RetryMethods: String, ConfigEnum {

@@ -121,6 +121,15 @@ public enum ConfigValidator {
                 if let n = r.maxRetries, !(0...10).contains(n) { fail("\(q).max_retries", "must be from 0 to 10") }
                 if let n = r.budgetPercent, !(0...100).contains(n) { fail("\(q).budget_percent", "must be from 0 to 100") }
             }
+            if let cb = cl.circuitBreaker {
+                for (key, n) in [("max_connections", cb.maxConnections), ("max_requests", cb.maxRequests)] {
+                    if let n, n < 1 { fail("\(p).circuit_breaker.\(key)", "must be at least 1") }
+                }
+                if let n = cb.maxPending, n < 0 { fail("\(p).circuit_breaker.max_pending", "must not be negative") }
+                if cb.maxPending != nil && cb.maxConnections == nil {
+                    fail("\(p).circuit_breaker.max_pending", "only used with max_connections")
+                }
+            }
             if let pool = cl.pool {
                 if let n = pool.maxIdlePerHost, n < 0 || n > 100_000 { fail("\(p).pool.max_idle_per_host", "must be from 0 to 100000") }
                 if let n = pool.maxRequestsPerConnection, n < 0 { fail("\(p).pool.max_requests_per_connection", "must not be negative") }

@@ -28,6 +28,7 @@ public struct ProxyError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let requestHeaderTimeout = Kind("request_header_timeout")
         public static let noRoute = Kind("no_route")
         public static let upgradeNotSupported = Kind("upgrade_not_supported")
+        public static let circuitBreakerOverflow = Kind("circuit_breaker_overflow")
     }
 
     public enum Source: Sendable, Hashable {
@@ -47,7 +48,7 @@ public struct ProxyError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The status a client gets for this error when no response has started (ARCHITECTURE §8).
     public var status: Int {
         switch self.kind {
-        case .noHealthyUpstream: return 503
+        case .noHealthyUpstream, .circuitBreakerOverflow: return 503
         case .connectTimeout, .responseHeaderTimeout, .readTimeout: return 504
         case .connectRefused, .connectFailed, .upstreamClosedEarly, .upstreamReset, .invalidUpstreamResponse: return 502
         case .headerTooLarge: return 431

@@ -26,6 +26,11 @@ public final class Cluster: Sendable {
     public let retry: RetryPolicy
     public let retryBudget = RetryBudget()
     public let hasBackups: Bool
+    public let breaker: CircuitBreakerState
+    public let maxConnections: Int?
+    public let maxPending: Int
+    public let queueTimeout: TimeAmount
+    public let maxRequests: Int?
 
     init(index: Int, config: ClusterConfig, registry: HostRegistry, now: Int64) {
         self.index = index
@@ -56,6 +61,11 @@ public final class Cluster: Sendable {
         self.outlier = config.healthCheck?.passive.map(OutlierDetector.init)
         self.activeHealth = config.healthCheck?.active
         self.retry = RetryPolicy(config.retries)
+        self.breaker = registry.breaker(forCluster: config.name)
+        self.maxConnections = config.circuitBreaker?.maxConnections
+        self.maxPending = config.circuitBreaker?.maxPending ?? 0
+        self.queueTimeout = .nanoseconds(config.circuitBreaker?.queueTimeout?.nanoseconds ?? 1_000_000_000)
+        self.maxRequests = config.circuitBreaker?.maxRequests
     }
 
     /// A fresh balancer for one worker (each worker keeps its own cursor: no cross-core atomics). Round robin

@@ -57,6 +57,19 @@ final class Exchange {
     var stickyHost: Int?
     /// A `Set-Cookie` to add to the response (sticky sessions).
     var setStickyCookie: String?
+    /// Holds one of the cluster's `max_requests` slots.
+    var holdsRequestSlot = false
+    /// Waiting in the worker's queue for a connection (circuit breaking), until `queueDeadline`.
+    var isQueued = false
+    var queueDeadline: NIODeadline?
+    weak var owner: ProxyHandler?
+
+    /// Leaves the connection queue, giving back the pending slot (idempotent).
+    func leaveQueue() {
+        guard self.isQueued else { return }
+        self.isQueued = false
+        self.clusterState?.cluster.breaker.releasePending()
+    }
     var attempts = 0
     var usedReusedConnection = false
     /// Request parts that arrived before the upstream connection was ready. They are also what a retry resends,
@@ -101,6 +114,11 @@ final class Exchange {
     /// Ends this request's part in its cluster's retry budget (idempotent).
     func finishBudget() {
         guard let cluster = self.clusterState?.cluster else { return }
+        self.leaveQueue()
+        if self.holdsRequestSlot {
+            cluster.breaker.releaseRequest()
+            self.holdsRequestSlot = false
+        }
         if self.holdsRetrySlot {
             cluster.retryBudget.retryFinished()
             self.holdsRetrySlot = false

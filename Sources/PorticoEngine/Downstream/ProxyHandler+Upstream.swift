@@ -18,9 +18,18 @@ import Darwin
 /// `ProxyHandler`; the decisions are the pure `LoadBalancer`, `OutlierDetector` and `RetryPolicy` values.
 extension ProxyHandler {
     /// Per-request inputs of balancing, computed once from the request head.
-    func prepareSelection(_ ex: Exchange, cluster: Cluster, head: HTTPRequestHead) {
+    /// Returns false when the cluster's `max_requests` refuses the request (it has then been answered).
+    func prepareSelection(_ ex: Exchange, cluster: Cluster, head: HTTPRequestHead) -> Bool {
         cluster.retryBudget.requestStarted()
         ex.countedInBudget = true
+        ex.owner = self
+        if cluster.maxRequests != nil {
+            guard cluster.breaker.acquireRequest(limit: cluster.maxRequests) else {
+                self.overflow(ex, cluster, "max_requests")
+                return false
+            }
+            ex.holdsRequestSlot = true
+        }
         if cluster.balancer == .consistentHash {
             let key = cluster.hashKey
             switch key.source {
@@ -32,6 +41,61 @@ extension ProxyHandler {
         }
         if let name = cluster.stickyCookie, let id = Cookies.value(named: name, in: head.headers) {
             ex.stickyHost = cluster.hosts.firstIndex { $0.stickyID == id }
+        }
+        return true
+    }
+
+    /// A circuit-breaker limit refused the request: 503 with Retry-After, counted and logged.
+    func overflow(_ ex: Exchange, _ cluster: Cluster, _ limit: String) {
+        let total = cluster.breaker.recordOverflow()
+        self.worker.logger.warning("circuit breaker overflow", metadata: ["cluster": "\(cluster.name)", "limit": "\(limit)", "overflows": "\(total)"])
+        self.respondWithError(ProxyError(.circuitBreakerOverflow, source: .internal, context: "\(cluster.name) \(limit)"), exchange: ex)
+    }
+
+    /// Gets a connection for the exchange's current host: a parked one, a new one under `max_connections`, or a
+    /// place in the worker's queue (`max_pending`, `queue_timeout`).
+    func acquireConnection(_ ex: Exchange, _ cs: ClusterState) {
+        let pool = cs.pools[ex.hostIndex]
+        if let conn = pool.lease() {
+            ex.usedReusedConnection = true
+            self.attach(conn, ex)
+            return
+        }
+        ex.usedReusedConnection = false
+        if pool.reserveConnection() {
+            self.connect(ex, pool: pool)
+            return
+        }
+        let cluster = cs.cluster
+        guard cluster.maxPending > 0, cluster.breaker.acquirePending(limit: cluster.maxPending) else {
+            return self.overflow(ex, cluster, "max_connections")
+        }
+        ex.isQueued = true
+        ex.state = .connecting
+        ex.queueDeadline = self.now + cluster.queueTimeout
+        self.worker.waiting.append(ex)
+    }
+
+    /// Called by the worker for a queued exchange: try again, or give up at its deadline.
+    func retryQueued(_ ex: Exchange, now: NIODeadline) {
+        guard self.exchange === ex, ex.isQueued, !self.isClosed, let cs = ex.clusterState else {
+            ex.leaveQueue()
+            return
+        }
+        let pool = cs.pools[ex.hostIndex]
+        if let conn = pool.lease() {
+            ex.leaveQueue()
+            ex.usedReusedConnection = true
+            self.attach(conn, ex)
+        } else if pool.reserveConnection() {
+            ex.leaveQueue()
+            ex.usedReusedConnection = false
+            self.connect(ex, pool: pool)
+        } else if let deadline = ex.queueDeadline, now >= deadline {
+            ex.leaveQueue()
+            self.overflow(ex, cs.cluster, "queue_timeout")
+        } else {
+            self.worker.waiting.append(ex)
         }
     }
 
@@ -73,17 +137,10 @@ extension ProxyHandler {
         let host = cluster.hosts[hostIndex]
         host.state.requestStarted()
         ex.countedHost = host.state
-        let pool = cs.pools[hostIndex]
-        if let conn = pool.lease() {
-            ex.usedReusedConnection = true
-            self.attach(conn, ex)
-            return
-        }
-        ex.usedReusedConnection = false
-        self.connect(ex, pool: pool)
+        self.acquireConnection(ex, cs)
     }
 
-    /// Opens a new connection to the exchange's current host.
+    /// Opens a new connection to the exchange's current host; its slot under `max_connections` is reserved.
     func connect(_ ex: Exchange, pool: UpstreamConnectionPool) {
         ex.state = .connecting
         pool.connect().assumeIsolated().whenComplete { [self] result in

@@ -101,6 +101,7 @@ final class ProxyHandler: ChannelDuplexHandler {
                 up.close()
             }
             ex.releaseHost()
+            ex.leaveQueue()
             self.log(ex)
             self.exchange = nil
         }
@@ -357,8 +358,9 @@ final class ProxyHandler: ChannelDuplexHandler {
             table.forwarding.applyRequest(&up.headers, clientIP: self.clientIP, trusted: self.clientTrusted, scheme: self.listener.scheme, host: ex.host)
             route.requestHeaders.apply(to: &up.headers)
             ex.upstreamHead = up
-            self.prepareSelection(ex, cluster: cs.cluster, head: head)
-            self.selectUpstream(ex)
+            if self.prepareSelection(ex, cluster: cs.cluster, head: head) {
+                self.selectUpstream(ex)
+            }
         }
     }
 
@@ -587,8 +589,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         // retry in the `retries` sense.
         let replayable = ex.bodyPartsSentUpstream >= 0
         if ex.usedReusedConnection && ex.isIdempotent && replayable, let cs = ex.clusterState {
-            ex.usedReusedConnection = false
-            self.connect(ex, pool: cs.pools[ex.hostIndex])
+            self.acquireConnection(ex, cs)
             return
         }
         let reason = error.map { "\($0)" } ?? "connection closed"
@@ -663,6 +664,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         }
         ex.error = error
         ex.releaseHost()
+        ex.leaveQueue()
         if let up = ex.upstream {
             ex.upstream = nil
             up.close()

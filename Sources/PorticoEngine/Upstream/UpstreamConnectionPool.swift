@@ -18,6 +18,11 @@ final class UpstreamConnectionPool {
     private var machine: UpstreamPoolStateMachine<ObjectIdentifier>
     private var parked: [ObjectIdentifier: UpstreamHandler] = [:]
     var connectTimeout: TimeAmount
+    /// The owning cluster's shared counters (connections open).
+    private(set) var breaker: CircuitBreakerState
+    private(set) var maxConnections: Int?
+    /// Called on this loop when a connection of this pool closes or is parked: queued requests may proceed.
+    var onCapacity: (() -> Void)?
 
     init(address: HostPort, eventLoop: any EventLoop, cluster: Cluster) {
         self.address = address
@@ -29,6 +34,8 @@ final class UpstreamConnectionPool {
             maxRequests: cluster.maxRequestsPerConnection
         )
         self.connectTimeout = cluster.connectTimeout
+        self.breaker = cluster.breaker
+        self.maxConnections = cluster.maxConnections
     }
 
     /// A reload changed the cluster's settings: later decisions follow them.
@@ -37,6 +44,16 @@ final class UpstreamConnectionPool {
         self.machine.idleTimeout = cluster.idleTimeout
         self.machine.maxRequests = cluster.maxRequestsPerConnection
         self.connectTimeout = cluster.connectTimeout
+        self.maxConnections = cluster.maxConnections
+    }
+
+    /// Reserves a connection under the cluster's `max_connections`; false when the cluster is at its limit.
+    func reserveConnection() -> Bool { self.breaker.acquireConnection(limit: self.maxConnections) }
+
+    /// A connection of this pool closed (or never opened): its slot is free.
+    func connectionClosed() {
+        self.breaker.releaseConnection()
+        self.onCapacity?()
     }
 
     var idleCount: Int { self.machine.idleCount }
@@ -51,7 +68,8 @@ final class UpstreamConnectionPool {
         return nil
     }
 
-    /// Opens a new connection on this pool's EventLoop.
+    /// Opens a new connection on this pool's EventLoop. The caller has reserved its slot (`reserveConnection`);
+    /// it is given back when the connection closes, or here if the connect fails.
     func connect() -> EventLoopFuture<UpstreamHandler> {
         let bootstrap = ClientBootstrap(group: self.eventLoop)
             .connectTimeout(self.connectTimeout)
@@ -78,6 +96,9 @@ final class UpstreamConnectionPool {
         }
         return connected.assumeIsolated().flatMapThrowing { channel in
             try channel.pipeline.syncOperations.handler(type: UpstreamHandler.self)
+        }.flatMapErrorThrowing { [self] error in
+            self.connectionClosed()
+            throw error
         }.nonisolated()
     }
 
@@ -92,6 +113,7 @@ final class UpstreamConnectionPool {
         switch self.machine.release(id, reusable: reusable && !handler.isClosed, requestsServed: handler.requestsServed, now: self.eventLoop.now) {
         case .park:
             self.parked[id] = handler
+            self.onCapacity?()
         case .close:
             handler.close()
         }

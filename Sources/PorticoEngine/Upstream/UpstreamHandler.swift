@@ -64,6 +64,7 @@ final class UpstreamHandler: ChannelDuplexHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         self.isClosed = true
+        self.pool.connectionClosed()
         if let owner = self.owner {
             self.owner = nil
             owner.upstreamClosed(self, error: nil)

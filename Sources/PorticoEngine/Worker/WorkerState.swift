@@ -18,7 +18,10 @@ final class WorkerState {
     let logger: Logger
     private(set) var table: RoutingTable
     private(set) var clusterStates: [ClusterState] = []
-    private var pools: [HostPort: UpstreamConnectionPool] = [:]
+    /// Pools by cluster name and host address: each pool belongs to one cluster, whose limits it counts against.
+    private var pools: [String: UpstreamConnectionPool] = [:]
+    /// Requests waiting for a connection under a cluster's `max_connections` (circuit breaking).
+    var waiting: [Exchange] = []
     var accessLog: AccessLogBuffer?
     private var connections: [ProxyHandler] = []
     private var tickTask: RepeatedTask?
@@ -61,13 +64,18 @@ final class WorkerState {
 
     /// Balancers restart with a new generation; pools are kept by address so warm connections survive reloads.
     private func rebuildClusterStates() {
-        var pools: [HostPort: UpstreamConnectionPool] = [:]
+        var pools: [String: UpstreamConnectionPool] = [:]
         self.clusterStates = self.table.clusters.map { cluster in
             let hostPools = cluster.hosts.map { host -> UpstreamConnectionPool in
-                if let p = pools[host.address] { return p }
-                let pool = self.pools[host.address] ?? UpstreamConnectionPool(address: host.address, eventLoop: self.eventLoop, cluster: cluster)
+                let key = "\(cluster.name)|\(host.address)"
+                if let p = pools[key] { return p }
+                let pool = self.pools[key] ?? UpstreamConnectionPool(address: host.address, eventLoop: self.eventLoop, cluster: cluster)
                 pool.update(from: cluster)
-                pools[host.address] = pool
+                pool.onCapacity = { [weak self] in
+                    guard let self, !self.waiting.isEmpty else { return }
+                    self.serveWaiting(now: self.eventLoop.now)
+                }
+                pools[key] = pool
                 return pool
             }
             return ClusterState(cluster: cluster, balancer: cluster.makeBalancer(worker: self.index), pools: hostPools)
@@ -105,12 +113,23 @@ final class WorkerState {
             // `tick` may close and unregister `h`; only advance when it is still in this slot.
             if i < self.connections.count && self.connections[i] === h { i += 1 }
         }
+        if !self.waiting.isEmpty { self.serveWaiting(now: now) }
         self.ticks += 1
         if self.ticks % 10 == 0 {
             for pool in self.pools.values { pool.sweep(now: now) }
             self.logReturnsFromEjection(now: Int64(now.uptimeNanoseconds))
         }
         self.accessLog?.flush()
+    }
+
+    /// Gives queued requests another chance at a connection, and answers those that waited too long. Runs on
+    /// every tick and whenever this worker closes or parks an upstream connection.
+    func serveWaiting(now: NIODeadline) {
+        let waiting = self.waiting
+        self.waiting = []
+        for ex in waiting {
+            ex.owner?.retryQueued(ex, now: now)
+        }
     }
 
     /// Logs, once across all workers, each host whose ejection has run out.
