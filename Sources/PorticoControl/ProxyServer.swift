@@ -18,6 +18,7 @@ import UnixSignals
 public actor ProxyServer: Service {
     public let engine: ProxyEngine
     public let healthChecks: HealthCheckService
+    public let dns: DNSRefreshService
     /// Host state (in flight, health, ejection) by address, shared by every generation.
     public let hosts = HostRegistry()
     private let configPath: String?
@@ -37,6 +38,7 @@ public actor ProxyServer: Service {
         self.configPath = configPath
         self.engine = ProxyEngine(group: group, logger: logger)
         self.healthChecks = HealthCheckService(group: group, logger: logger)
+        self.dns = DNSRefreshService(logger: logger)
         self.logger = logger
         self.onStarted = onStarted
     }
@@ -45,6 +47,7 @@ public actor ProxyServer: Service {
     public func start() async throws {
         self.generation = 1
         let table = self.compile(self.current, generation: 1)
+        await self.dns.update(table)
         try await self.engine.start(table: table)
         await self.healthChecks.update(table)
         self.logger.info("portico started", metadata: ["generation": "1"])
@@ -71,6 +74,7 @@ public actor ProxyServer: Service {
         let grace = self.current.config.shutdownGrace?.nanoseconds ?? 30_000_000_000
         self.logger.info("shutting down", metadata: ["grace": "\(ConfigDuration(nanoseconds: grace))"])
         await self.healthChecks.stop()
+        await self.dns.stop()
         await self.engine.shutdown(grace: .nanoseconds(grace))
     }
 
@@ -101,6 +105,7 @@ public actor ProxyServer: Service {
         do {
             try await self.engine.apply(table: table)
             await self.healthChecks.update(table)
+            await self.dns.update(table)
         } catch {
             self.logger.error("reload failed, keeping the running config: \(error)")
             return .failure(ConfigErrors([ConfigError(path: "listeners", message: "\(error)")]))

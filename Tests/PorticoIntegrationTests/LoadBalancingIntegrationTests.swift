@@ -8,7 +8,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
-import PorticoControl
+@testable import PorticoControl
 import PorticoCore
 import PorticoTestSupport
 import Testing
@@ -251,5 +251,24 @@ import Testing
         try second.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n")
         #expect(second.readResponses(1).first?.status == 503)
         #expect(first.readResponses(1).first?.status == 200)
+    }
+
+    @Test func hostsByNameAreResolvedAndKeepTheirLastGoodAddresses() async throws {
+        let a = try await TestOrigin.start(name: "a")
+        let config = Self.yaml([], cluster: "dns_refresh: 200ms\nretries: { retry_on: [connect_failure], max_retries: 2 }", extraHosts: "{ address: \"localhost:\(a.port)\" }")
+        let proxy = try await ProxyHarness.start(yaml: config, origins: [a], workers: 1, logLevel: .critical)
+        defer { Task { await proxy.shutdown(); await a.shutdown() } }
+        try await Task.sleep(nanoseconds: 300_000_000)
+        let r = await Self.get(proxy.port())
+        #expect(r.status == 200 && r.origin == "a")
+
+        let addresses = try DNSRefreshService.resolve("localhost", port: 80)
+        #expect(addresses.contains { $0.ipAddress == "127.0.0.1" })
+        // A failed resolution leaves the last good addresses in place.
+        let state = HostState(address: HostPort(host: "no-such-host.invalid", port: 80))
+        state.setResolved(addresses)
+        let host = UpstreamHost(index: 0, address: state.address, weight: 1, state: state, stickyID: "x")
+        await DNSRefreshService.refresh(host, threadPool: NIOThreadPool.singleton, logger: Logger(label: "t"))
+        #expect(state.resolvedAddresses.map(\.description) == addresses.map(\.description))
     }
 }

@@ -3,6 +3,7 @@
 // SPDX-License-Identifier: Apache-2.0
 //===----------------------------------------------------------------------===//
 
+public import NIOCore
 import Synchronization
 
 #if canImport(Glibc)
@@ -27,10 +28,35 @@ public final class HostState: Sendable {
     private let _ewmaStamp = Atomic<Int64>(0)
     /// When the host last became available (joined, turned healthy, or came back from ejection): slow start.
     private let _availableSince = Atomic<Int64>(0)
+    /// Addresses of a host given by name, from the last successful resolution (empty: not resolved yet).
+    private let _resolved = Mutex<[SocketAddress]>([])
+    private let _nextAddress = Atomic<Int>(0)
 
     public init(address: HostPort, now: Int64 = 0) {
         self.address = address
         self._availableSince.store(now, ordering: .relaxed)
+    }
+
+    // MARK: Resolution
+
+    /// The last good addresses of a host given by name. Read once per new upstream connection, not per request.
+    public var resolvedAddresses: [SocketAddress] { self._resolved.withLock { $0 } }
+
+    /// Stores a successful resolution; returns true when the set of addresses changed.
+    @discardableResult
+    public func setResolved(_ addresses: [SocketAddress]) -> Bool {
+        self._resolved.withLock { current in
+            let changed = Set(current.map(\.description)) != Set(addresses.map(\.description))
+            current = addresses
+            return changed
+        }
+    }
+
+    /// The address for the next new connection: the resolved addresses in turn, or nil when there are none.
+    public func nextResolvedAddress() -> SocketAddress? {
+        let all = self.resolvedAddresses
+        guard !all.isEmpty else { return nil }
+        return all[self._nextAddress.add(1, ordering: .relaxed).newValue % all.count]
     }
 
     // MARK: Load

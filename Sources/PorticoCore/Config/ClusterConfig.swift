@@ -28,11 +28,14 @@ public struct ClusterConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
     public var retries: RetryConfig?
     /// Limits that protect the hosts from overload; requests over them get 503 with Retry-After.
     public var circuitBreaker: CircuitBreakerConfig?
+    /// How often hosts given by name are resolved again. The system resolver does not report TTLs, so this
+    /// interval stands in for them; a failed resolution keeps the last good addresses. Default `30s`.
+    public var dnsRefresh: ConfigDuration?
 
     public init(name: String, balancer: BalancerKind? = nil, hosts: [HostConfig] = [],
                 timeouts: ClusterTimeoutsConfig? = nil, pool: PoolConfig? = nil, hash: HashKeyConfig? = nil,
                 sticky: StickyConfig? = nil, healthCheck: HealthCheckConfig? = nil, slowStart: ConfigDuration? = nil,
-                retries: RetryConfig? = nil, circuitBreaker: CircuitBreakerConfig? = nil) {
+                retries: RetryConfig? = nil, circuitBreaker: CircuitBreakerConfig? = nil, dnsRefresh: ConfigDuration? = nil) {
         self.name = name
         self.balancer = balancer
         self.hosts = hosts
@@ -44,6 +47,7 @@ public struct ClusterConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
         self.slowStart = slowStart
         self.retries = retries
         self.circuitBreaker = circuitBreaker
+        self.dnsRefresh = dnsRefresh
     }
 
     public static var configPlaceholder: ClusterConfig { .init(name: "") }

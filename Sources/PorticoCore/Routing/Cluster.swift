@@ -31,6 +31,7 @@ public final class Cluster: Sendable {
     public let maxPending: Int
     public let queueTimeout: TimeAmount
     public let maxRequests: Int?
+    public let dnsRefresh: TimeAmount
 
     init(index: Int, config: ClusterConfig, registry: HostRegistry, now: Int64) {
         self.index = index
@@ -66,6 +67,7 @@ public final class Cluster: Sendable {
         self.maxPending = config.circuitBreaker?.maxPending ?? 0
         self.queueTimeout = .nanoseconds(config.circuitBreaker?.queueTimeout?.nanoseconds ?? 1_000_000_000)
         self.maxRequests = config.circuitBreaker?.maxRequests
+        self.dnsRefresh = .nanoseconds(config.dnsRefresh?.nanoseconds ?? 30_000_000_000)
     }
 
     /// A fresh balancer for one worker (each worker keeps its own cursor: no cross-core atomics). Round robin

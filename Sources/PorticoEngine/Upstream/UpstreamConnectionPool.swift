@@ -24,8 +24,12 @@ final class UpstreamConnectionPool {
     /// Called on this loop when a connection of this pool closes or is parked: queued requests may proceed.
     var onCapacity: (() -> Void)?
 
-    init(address: HostPort, eventLoop: any EventLoop, cluster: Cluster) {
+    /// Shared state of the host (resolved addresses of a named host).
+    let host: HostState
+
+    init(address: HostPort, eventLoop: any EventLoop, cluster: Cluster, host: HostState) {
         self.address = address
+        self.host = host
         self.eventLoop = eventLoop
         self.resolved = try? SocketAddress(ipAddress: address.host, port: address.port)
         self.machine = UpstreamPoolStateMachine(
@@ -89,9 +93,10 @@ final class UpstreamConnectionPool {
                 }
             }
         let connected: EventLoopFuture<any Channel>
-        if let resolved = self.resolved {
+        if let resolved = self.resolved ?? self.host.nextResolvedAddress() {
             connected = bootstrap.connect(to: resolved)
         } else {
+            // A name not resolved yet by `DNSRefreshService`: NIO resolves it for this connection.
             connected = bootstrap.connect(host: self.address.host, port: self.address.port)
         }
         return connected.assumeIsolated().flatMapThrowing { channel in

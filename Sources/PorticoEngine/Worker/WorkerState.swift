@@ -69,7 +69,7 @@ final class WorkerState {
             let hostPools = cluster.hosts.map { host -> UpstreamConnectionPool in
                 let key = "\(cluster.name)|\(host.address)"
                 if let p = pools[key] { return p }
-                let pool = self.pools[key] ?? UpstreamConnectionPool(address: host.address, eventLoop: self.eventLoop, cluster: cluster)
+                let pool = self.pools[key] ?? UpstreamConnectionPool(address: host.address, eventLoop: self.eventLoop, cluster: cluster, host: host.state)
                 pool.update(from: cluster)
                 pool.onCapacity = { [weak self] in
                     guard let self, !self.waiting.isEmpty else { return }
@@ -116,7 +116,12 @@ final class WorkerState {
         if !self.waiting.isEmpty { self.serveWaiting(now: now) }
         self.ticks += 1
         if self.ticks % 10 == 0 {
-            for pool in self.pools.values { pool.sweep(now: now) }
+            let nowNanos = Int64(now.uptimeNanoseconds)
+            for pool in self.pools.values {
+                pool.sweep(now: now)
+                // A host that turned unhealthy or was ejected: its parked connections go (Envoy).
+                if pool.idleCount > 0 && !pool.host.isAvailable(now: nowNanos) { pool.closeAll() }
+            }
             self.logReturnsFromEjection(now: Int64(now.uptimeNanoseconds))
         }
         self.accessLog?.flush()
