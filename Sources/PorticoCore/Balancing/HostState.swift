@@ -24,6 +24,7 @@ public final class HostState: Sendable {
     private let _ejectedUntil = Atomic<Int64>(0)
     private let _consecutiveFailures = Atomic<Int>(0)
     private let _ejections = Atomic<Int>(0)
+    private let _lastEjectionEnd = Atomic<Int64>(0)
     private let _ewma = Atomic<Int64>(0)
     private let _ewmaStamp = Atomic<Int64>(0)
     /// When the host last became available (joined, turned healthy, or came back from ejection): slow start.
@@ -97,6 +98,7 @@ public final class HostState: Sendable {
 
     public func eject(until: Int64) {
         self._ejectedUntil.store(until, ordering: .relaxed)
+        self._lastEjectionEnd.store(until, ordering: .relaxed)
         self._ejections.add(1, ordering: .relaxed)
         self._consecutiveFailures.store(0, ordering: .relaxed)
         self._availableSince.store(until, ordering: .relaxed)
@@ -110,6 +112,17 @@ public final class HostState: Sendable {
     }
 
     public func resetEjections() { self._ejections.store(0, ordering: .relaxed) }
+
+    /// Ejections in a row: the count starts over once the host has served for `quiet` nanoseconds since its last
+    /// ejection ended (so a host that failed once a week is not ejected for 10× the base time).
+    public func recentEjections(now: Int64, quiet: Int64) -> Int {
+        let n = self.ejections
+        if n > 0, now - self._lastEjectionEnd.load(ordering: .relaxed) > quiet {
+            self.resetEjections()
+            return 0
+        }
+        return n
+    }
     public var ejectedUntil: Int64 { self._ejectedUntil.load(ordering: .relaxed) }
 
     // MARK: Slow start
@@ -143,39 +156,4 @@ public final class HostState: Sendable {
         let w = exp(-Double(max(0, now - stamp)) / tau)
         self._ewma.store(Int64(Double(old) * w + Double(nanos) * (1 - w)), ordering: .relaxed)
     }
-}
-
-/// Every `HostState` by address; lives as long as the proxy, across config generations.
-public final class HostRegistry: Sendable {
-    private let states = Mutex<[HostPort: HostState]>([:])
-    private let breakers = Mutex<[String: CircuitBreakerState]>([:])
-
-    /// The circuit-breaker counters of the cluster called `name`.
-    public func breaker(forCluster name: String) -> CircuitBreakerState {
-        self.breakers.withLock { b in
-            if let s = b[name] { return s }
-            let s = CircuitBreakerState()
-            b[name] = s
-            return s
-        }
-    }
-
-    public init() {}
-
-    /// The state for `address`, made on first use. Called when a config is compiled (never per request).
-    public func state(for address: HostPort, now: Int64) -> HostState {
-        self.states.withLock { states in
-            if let s = states[address] { return s }
-            let s = HostState(address: address, now: now)
-            states[address] = s
-            return s
-        }
-    }
-
-    /// Forgets hosts no config uses any more (in-flight requests keep their references).
-    public func retain(only addresses: Set<HostPort>) {
-        self.states.withLock { states in states = states.filter { addresses.contains($0.key) } }
-    }
-
-    public var count: Int { self.states.withLock { $0.count } }
 }

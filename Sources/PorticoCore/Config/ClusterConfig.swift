@@ -181,7 +181,8 @@ public struct PassiveHealthCheckConfig: Codable, Sendable, Hashable, ConfigPlace
     public var consecutiveFailures: Int?
     /// Responses with these statuses count as failures. Default `[502, 503, 504]`.
     public var failureStatuses: [Int]?
-    /// First ejection time; the n-th consecutive ejection lasts n times this, up to 10 times. Default `30s`.
+    /// First ejection time; the n-th ejection in a row lasts n times this, up to 10 times (the count starts over
+    /// after 10 base times without an ejection). Default `30s`.
     public var baseEjectionTime: ConfigDuration?
     /// At most this share of the cluster's hosts is ejected at once, so some keep serving. Default `50`.
     public var maxEjectionPercent: Int?

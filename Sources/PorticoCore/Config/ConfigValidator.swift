@@ -121,6 +121,13 @@ public enum ConfigValidator {
                 if let n = r.maxRetries, !(0...10).contains(n) { fail("\(q).max_retries", "must be from 0 to 10") }
                 if let n = r.budgetPercent, !(0...100).contains(n) { fail("\(q).budget_percent", "must be from 0 to 100") }
             }
+            if let d = cl.dnsRefresh, d.nanoseconds < 100_000_000 { fail("\(p).dns_refresh", "must be at least 100ms") }
+            for (key, d) in [
+                ("retries.per_try_timeout", cl.retries?.perTryTimeout), ("circuit_breaker.queue_timeout", cl.circuitBreaker?.queueTimeout),
+                ("health_check.passive.base_ejection_time", cl.healthCheck?.passive?.baseEjectionTime),
+            ] {
+                if let d, d.nanoseconds == 0 { fail("\(p).\(key)", "must be more than 0") }
+            }
             if let cb = cl.circuitBreaker {
                 for (key, n) in [("max_connections", cb.maxConnections), ("max_requests", cb.maxRequests)] {
                     if let n, n < 1 { fail("\(p).circuit_breaker.\(key)", "must be at least 1") }

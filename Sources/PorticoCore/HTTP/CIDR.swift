@@ -16,14 +16,13 @@ public struct IPAddressBytes: Sendable, Hashable {
     public init(bytes: [UInt8]) { self.bytes = bytes }
 
     public init?(_ text: String) {
-        var v4 = in_addr()
-        if inet_pton(AF_INET, text, &v4) == 1 {
-            self.bytes = withUnsafeBytes(of: &v4) { Array($0) }
+        var buffer = [UInt8](repeating: 0, count: 16)
+        if inet_pton(AF_INET, text, &buffer) == 1 {
+            self.bytes = Array(buffer[0..<4])
             return
         }
-        var v6 = in6_addr()
-        if inet_pton(AF_INET6, text, &v6) == 1 {
-            self.bytes = withUnsafeBytes(of: &v6) { Array($0) }
+        if inet_pton(AF_INET6, text, &buffer) == 1 {
+            self.bytes = buffer
             return
         }
         return nil

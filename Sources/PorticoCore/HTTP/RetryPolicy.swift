@@ -34,6 +34,8 @@ public struct RetryPolicy: Sendable {
     public var backoffMax: TimeAmount
     public var budgetPercent: Int
     public var allMethods: Bool
+    /// Whether any condition needs the retry budget (connect failures do not: nothing reached the host).
+    public let usesBudget: Bool
 
     public init(_ c: RetryConfig?) {
         self.conditions = Set((c?.retryOn ?? ["connect_failure"]).compactMap(RetryCondition.init(rawValue:)))
@@ -43,6 +45,7 @@ public struct RetryPolicy: Sendable {
         self.backoffMax = .nanoseconds(c?.backoffMax?.nanoseconds ?? 250_000_000)
         self.budgetPercent = c?.budgetPercent ?? 20
         self.allMethods = c?.methods == .all
+        self.usesBudget = self.conditions.contains { $0 != .connectFailure }
     }
 
     /// Whether a failed try may be retried.

@@ -20,9 +20,10 @@ extension ProxyHandler {
     /// Per-request inputs of balancing, computed once from the request head.
     /// Returns false when the cluster's `max_requests` refuses the request (it has then been answered).
     func prepareSelection(_ ex: Exchange, cluster: Cluster, head: HTTPRequestHead) -> Bool {
-        cluster.retryBudget.requestStarted()
-        ex.countedInBudget = true
-        ex.owner = self
+        if cluster.retry.usesBudget {
+            cluster.retryBudget.requestStarted()
+            ex.countedInBudget = true
+        }
         if cluster.maxRequests != nil {
             guard cluster.breaker.acquireRequest(limit: cluster.maxRequests) else {
                 self.overflow(ex, cluster, "max_requests")
@@ -71,6 +72,7 @@ extension ProxyHandler {
             return self.overflow(ex, cluster, "max_connections")
         }
         ex.isQueued = true
+        ex.owner = self
         ex.state = .connecting
         ex.queueDeadline = self.now + cluster.queueTimeout
         self.worker.waiting.append(ex)
@@ -229,7 +231,7 @@ extension ProxyHandler {
 
     /// Passive health (outlier detection): one outcome of a request to the exchange's current host.
     func recordOutcome(_ ex: Exchange, failed: Bool, reason: String) {
-        guard let cluster = ex.clusterState?.cluster, ex.hostIndex >= 0 else { return }
+        guard let cluster = ex.clusterState?.cluster, cluster.outlier != nil, ex.hostIndex >= 0 else { return }
         let host = cluster.hosts[ex.hostIndex]
         guard failed else {
             host.state.recordSuccess()
@@ -240,7 +242,7 @@ extension ProxyHandler {
         let now = Int64(self.now.uptimeNanoseconds)
         switch detector.decide(
             failures: failures,
-            previousEjections: host.state.ejections,
+            previousEjections: host.state.recentEjections(now: now, quiet: detector.baseEjectionNanos * 10),
             ejectedNow: cluster.ejectedCount(now: now),
             hostCount: cluster.hosts.count,
             now: now

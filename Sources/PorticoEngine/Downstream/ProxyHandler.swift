@@ -347,7 +347,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         case .proxy(let clusterIndex):
             let cs = self.worker.clusterStates[clusterIndex]
             ex.clusterState = cs
-            var up = HTTPRequestHead(version: .http1_1, method: head.method, uri: target.count == head.uri.utf8.count ? head.uri : String(target), headers: head.headers)
+            var up = HTTPRequestHead(version: .http1_1, method: head.method, uri: target.utf8.count == head.uri.utf8.count ? head.uri : String(target), headers: head.headers)
             let chunked = !te.isEmpty
             HopByHopHeaders.strip(&up.headers)
             // Keep the body framing explicit upstream: never let a body go out unframed.
@@ -500,7 +500,7 @@ final class ProxyHandler: ChannelDuplexHandler {
             if let cs = ex.clusterState {
                 let host = cs.cluster.hosts[ex.hostIndex]
                 let nowNanos = Int64(self.now.uptimeNanoseconds)
-                if let sent = ex.requestSentUpstreamAt {
+                if cs.cluster.balancer == .ewma, let sent = ex.requestSentUpstreamAt {
                     host.state.recordLatency(Int64(self.now.uptimeNanoseconds - sent.uptimeNanoseconds), now: nowNanos)
                 }
                 self.recordOutcome(ex, failed: cs.cluster.outlier?.failureStatuses.contains(status) ?? false, reason: "status \(status)")
