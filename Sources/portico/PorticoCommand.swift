@@ -9,6 +9,7 @@ import NIOCore
 import NIOPosix
 import PorticoControl
 import PorticoCore
+import PorticoEngine
 import PorticoTestSupport
 import ServiceLifecycle
 import UnixSignals
@@ -55,7 +56,7 @@ struct Run: AsyncParsableCommand {
     func run() async throws {
         let logger = makeLogger(self.logLevel)
         let valid: ValidatedConfig
-        switch ConfigLoader.load(path: self.config) {
+        switch ConfigLoader.load(path: self.config, extraChecks: ListenerTLS.check) {
         case .failure(let errors):
             printErrors(errors)
             throw ExitCode(1)
@@ -80,7 +81,7 @@ struct Check: AsyncParsableCommand {
     var config: String = "portico.yaml"
 
     func run() async throws {
-        switch ConfigLoader.load(path: self.config) {
+        switch ConfigLoader.load(path: self.config, extraChecks: ListenerTLS.check) {
         case .failure(let errors):
             printErrors(errors)
             throw ExitCode(1)
@@ -115,6 +116,15 @@ struct QuickProxy: AsyncParsableCommand {
     @Option(help: "Worker threads: a number, or auto for one per core.")
     var workers: String = "auto"
 
+    @Option(help: "Also serve HTTPS on this address, host:port (needs --tls-cert and --tls-key).")
+    var tlsListen: String?
+
+    @Option(help: "Certificate chain (PEM) for HTTPS.")
+    var tlsCert: String?
+
+    @Option(help: "Private key (PEM) for HTTPS.")
+    var tlsKey: String?
+
     @Option(help: "Access log: off, stdout, stderr or a file path.")
     var accessLog: String = "off"
 
@@ -130,19 +140,33 @@ struct QuickProxy: AsyncParsableCommand {
             guard let n = Int(self.workers), n > 0 else { throw ValidationError("--workers takes a positive number or auto") }
             workers = .count(n)
         }
+        // No body size limit in quick mode (as `caddy reverse-proxy`); configs default to 10MiB.
+        let limits = LimitsConfig(maxBodyBytes: ByteSize(bytes: 0))
+        var listeners = [ListenerConfig(name: "proxy", address: self.listen, limits: limits)]
+        if self.tlsListen != nil || self.tlsCert != nil || self.tlsKey != nil {
+            guard let address = self.tlsListen, let cert = self.tlsCert, let key = self.tlsKey else {
+                throw ValidationError("HTTPS needs all of --tls-listen, --tls-cert and --tls-key")
+            }
+            listeners.append(ListenerConfig(name: "proxy-tls", address: address, limits: limits, tls: ListenerTLSConfig(certificates: [CertificateConfig(certFile: cert, keyFile: key)])))
+        }
         let config = PorticoConfig(
             workers: workers,
-            // No body size limit in quick mode (as `caddy reverse-proxy`); configs default to 10MiB.
-            listeners: [ListenerConfig(name: "proxy", address: self.listen, limits: LimitsConfig(maxBodyBytes: ByteSize(bytes: 0)))],
+            listeners: listeners,
             routes: [RouteConfig(name: "all", cluster: "origins")],
             clusters: [ClusterConfig(name: "origins", hosts: self.to.map { HostConfig(address: $0) })],
             accessLog: AccessLogConfig(destination: self.accessLog)
         )
         let valid: ValidatedConfig
-        switch ConfigValidator.validate(config) {
+        var result = ConfigValidator.validate(config)
+        if case .success = result, case let tlsErrors = ListenerTLS.check(config), !tlsErrors.isEmpty {
+            result = .failure(ConfigErrors(tlsErrors))
+        }
+        switch result {
         case .failure(let errors):
             for e in errors.all {
-                let option = e.path.hasPrefix("listeners") ? "--listen" : e.path.hasPrefix("clusters") ? "--to" : e.path
+                let option = e.path.hasPrefix("listeners[1].tls") ? "--tls-cert/--tls-key"
+                    : e.path.hasPrefix("listeners[1]") ? "--tls-listen"
+                    : e.path.hasPrefix("listeners") ? "--listen" : e.path.hasPrefix("clusters") ? "--to" : e.path
                 FileHandleStderr.write("portico proxy: \(option): \(e.message)\n")
             }
             throw ExitCode(1)

@@ -13,10 +13,17 @@ import Darwin
 /// reload). Blocking file I/O: call it off the EventLoops.
 public enum ConfigLoader {
     /// Decodes and validates `text`; every error carries `file`, line:column and key path.
-    public static func load(text: String, file: String?) -> Result<ValidatedConfig, ConfigErrors> {
+    /// - Parameter extraChecks: further checks that need more than this module (TLS files are read and verified
+    ///   by the engine); their errors are placed and reported with the rest.
+    public static func load(text: String, file: String?, extraChecks: (PorticoConfig) -> [ConfigError] = { _ in [] }) -> Result<ValidatedConfig, ConfigErrors> {
         let partial = ConfigDecoder().decodePartially(PorticoConfig.self, from: text, file: file)
         guard let value = partial.value else { return .failure(ConfigErrors(partial.errors)) }
-        switch ConfigValidator.validate(value) {
+        var result = ConfigValidator.validate(value)
+        if partial.errors.isEmpty, case .success = result {
+            let extra = extraChecks(value)
+            if !extra.isEmpty { result = .failure(ConfigErrors(extra)) }
+        }
+        switch result {
         case .success(let valid) where partial.errors.isEmpty:
             return .success(valid)
         case .success:
@@ -33,9 +40,9 @@ public enum ConfigLoader {
     }
 
     /// Reads `path` and loads it.
-    public static func load(path: String) -> Result<ValidatedConfig, ConfigErrors> {
+    public static func load(path: String, extraChecks: (PorticoConfig) -> [ConfigError] = { _ in [] }) -> Result<ValidatedConfig, ConfigErrors> {
         switch readFile(path) {
-        case .success(let text): return self.load(text: text, file: path)
+        case .success(let text): return self.load(text: text, file: path, extraChecks: extraChecks)
         case .failure(let e): return .failure(ConfigErrors([ConfigError(file: path, path: "", message: e.message)]))
         }
     }

@@ -50,6 +50,23 @@ public enum ConfigValidator {
                 if let u = lim.maxUriBytes, u.bytes < 64 { fail("\(p).limits.max_uri_bytes", "must be at least 64") }
                 if let r = lim.maxRequestsPerConnection, r < 0 { fail("\(p).limits.max_requests_per_connection", "must not be negative") }
             }
+            if let tls = l.tls {
+                if tls.certificates.isEmpty { fail("\(p).tls.certificates", "at least one certificate is required") }
+                for (j, c) in tls.certificates.enumerated() {
+                    if c.certFile.isEmpty { fail("\(p).tls.certificates[\(j)].cert_file", "must not be empty") }
+                    if c.keyFile.isEmpty { fail("\(p).tls.certificates[\(j)].key_file", "must not be empty") }
+                    for (k, h) in (c.hosts ?? []).enumerated() where HostPattern(parsing: h) == nil {
+                        fail("\(p).tls.certificates[\(j)].hosts[\(k)]", "invalid host pattern \"\(h)\"")
+                    }
+                }
+                if let ca = tls.clientAuth {
+                    if ca.caFile.isEmpty { fail("\(p).tls.client_auth.ca_file", "must not be empty") }
+                    for (key, h) in [("subject_header", ca.subjectHeader), ("fingerprint_header", ca.fingerprintHeader)] {
+                        if let h, !isToken(h) { fail("\(p).tls.client_auth.\(key)", "invalid header name \"\(h)\"") }
+                    }
+                }
+                if let d = tls.reloadInterval, d.nanoseconds < 100_000_000 { fail("\(p).tls.reload_interval", "must be at least 100ms") }
+            }
             if let t = l.timeouts {
                 if let d = t.requestHeader, d.nanoseconds == 0 { fail("\(p).timeouts.request_header", "must be more than 0") }
                 if let d = t.idle, d.nanoseconds == 0 { fail("\(p).timeouts.idle", "must be more than 0") }

@@ -18,15 +18,18 @@ public struct ListenerConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
     public var limits: LimitsConfig?
     /// Downstream timeouts on this listener.
     public var timeouts: ListenerTimeoutsConfig?
+    /// Serve HTTPS on this listener.
+    public var tls: ListenerTLSConfig?
 
     public init(name: String, address: String, reusePort: Bool? = nil, backlog: Int? = nil,
-                limits: LimitsConfig? = nil, timeouts: ListenerTimeoutsConfig? = nil) {
+                limits: LimitsConfig? = nil, timeouts: ListenerTimeoutsConfig? = nil, tls: ListenerTLSConfig? = nil) {
         self.name = name
         self.address = address
         self.reusePort = reusePort
         self.backlog = backlog
         self.limits = limits
         self.timeouts = timeouts
+        self.tls = tls
     }
 
     public static var configPlaceholder: ListenerConfig { .init(name: "", address: "") }

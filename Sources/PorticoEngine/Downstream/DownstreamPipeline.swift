@@ -5,6 +5,7 @@
 
 import NIOCore
 import NIOHTTP1
+import NIOSSL
 
 /// Builds a downstream connection's pipeline, on its EventLoop:
 ///
@@ -15,6 +16,10 @@ import NIOHTTP1
 /// whose fields the decoder already checked). Every handler costs on every request (DEPENDENCIES.md).
 enum DownstreamPipeline {
     static func configure(_ channel: any Channel, worker: WorkerState, listener: ListenerSettings) throws {
+        if let tls = listener.tls {
+            // A failed handshake only closes this connection (NIOSSL sends the alert and closes).
+            try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.context))
+        }
         var limits = NIOHTTPDecoderLimitConfiguration()
         limits.maxHeaderListSize = listener.maxHeaderBytes
         limits.maxHeaderFieldSize = listener.maxHeaderBytes

@@ -8,7 +8,7 @@ import PorticoCore
 
 /// A listener's compiled settings, defaults applied. Read by each new downstream connection when it is accepted;
 /// a reload replaces it for connections accepted afterwards.
-public struct ListenerSettings: Sendable, Hashable {
+public struct ListenerSettings: Sendable {
     public var name: String
     public var address: HostPort
     public var reusePort: Bool
@@ -21,13 +21,16 @@ public struct ListenerSettings: Sendable, Hashable {
     public var maxRequestsPerConnection: Int
     public var requestHeaderTimeout: TimeAmount
     public var idleTimeout: TimeAmount
+    /// TLS termination, when the listener has `tls`.
+    public var tls: ListenerTLS?
 
-    public init(_ c: ListenerConfig) {
+    public init(_ c: ListenerConfig, tls: ListenerTLS? = nil) {
         self.name = c.name
         self.address = HostPort(parsing: c.address)!
         self.reusePort = c.reusePort ?? true
         self.backlog = c.backlog ?? 4096
-        self.scheme = "http"
+        self.scheme = tls == nil ? "http" : "https"
+        self.tls = tls
         self.maxHeaderBytes = c.limits?.maxHeaderBytes?.bytes ?? 32 * 1024
         self.maxBodyBytes = c.limits?.maxBodyBytes?.bytes ?? 10 * 1024 * 1024
         self.maxURIBytes = c.limits?.maxUriBytes?.bytes ?? 8 * 1024
@@ -37,5 +40,5 @@ public struct ListenerSettings: Sendable, Hashable {
     }
 
     /// Two listeners share a socket across a reload when this is equal (Caddy's listener pool).
-    var socketIdentity: String { "\(self.address)|\(self.reusePort)|\(self.backlog)" }
+    var socketIdentity: String { "\(self.address)|\(self.reusePort)|\(self.backlog)|\(self.tls == nil ? "http" : "https")" }
 }

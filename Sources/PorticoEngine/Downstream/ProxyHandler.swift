@@ -6,6 +6,7 @@
 import Logging
 import NIOCore
 import NIOHTTP1
+import NIOSSL
 import PorticoCore
 
 #if canImport(Glibc)
@@ -46,6 +47,8 @@ final class ProxyHandler: ChannelDuplexHandler {
     private var needsFlushDownstream = false
     private var needsFlushUpstream = false
 
+    /// The verified client certificate (mTLS), read once after the handshake.
+    private var clientCertificate: ClientCertificateInfo??
     private(set) var clientIP = "-"
     private var clientTrusted = false
 
@@ -356,12 +359,29 @@ final class ProxyHandler: ChannelDuplexHandler {
                 up.headers.replaceOrAdd(name: "Host", value: String(hostText!))
             }
             table.forwarding.applyRequest(&up.headers, clientIP: self.clientIP, trusted: self.clientTrusted, scheme: self.listener.scheme, host: ex.host)
+            if let tls = self.listener.tls, let subjectHeader = tls.clientSubjectHeader, let fingerprintHeader = tls.clientFingerprintHeader {
+                // Never pass on what a client claims about itself in these headers.
+                up.headers.remove(name: subjectHeader)
+                up.headers.remove(name: fingerprintHeader)
+                if let info = self.verifiedClientCertificate() {
+                    up.headers.add(name: subjectHeader, value: info.subject)
+                    up.headers.add(name: fingerprintHeader, value: info.sha256)
+                }
+            }
             route.requestHeaders.apply(to: &up.headers)
             ex.upstreamHead = up
             if self.prepareSelection(ex, cluster: cs.cluster, head: head) {
                 self.selectUpstream(ex)
             }
         }
+    }
+
+    private func verifiedClientCertificate() -> ClientCertificateInfo? {
+        if let cached = self.clientCertificate { return cached }
+        let cert = try? self.context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self).peerCertificate
+        let info = cert.map(ClientCertificateInfo.init)
+        self.clientCertificate = .some(info)
+        return info
     }
 
     static func splitAbsoluteForm(_ target: Substring) -> (authority: Substring, path: Substring)? {
@@ -516,6 +536,7 @@ final class ProxyHandler: ChannelDuplexHandler {
             ex.pendingBody.removeAll()
             ex.status = status
             if let cookie = ex.setStickyCookie { head.headers.add(name: "Set-Cookie", value: cookie) }
+            if let hsts = self.listener.tls?.hstsValue { head.headers.replaceOrAdd(name: "Strict-Transport-Security", value: hsts) }
             if let cs = ex.clusterState { self.upstreamDeadline = self.now + cs.cluster.readTimeout }
             let tokens = HopByHopHeaders.strip(&head.headers)
             ex.upstreamKeepAlive = head.version.minor >= 1 ? !tokens.close : tokens.keepAlive
@@ -639,6 +660,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         buffer.writeString(body)
         headers.replaceOrAdd(name: "Content-Length", value: String(buffer.readableBytes))
         if self.closeWhenIdle { headers.replaceOrAdd(name: "Connection", value: "close") }
+        if let hsts = self.listener.tls?.hstsValue { headers.replaceOrAdd(name: "Strict-Transport-Security", value: hsts) }
         ex.status = status
         ex.state = .respondedLocally
         ex.responseStarted = true

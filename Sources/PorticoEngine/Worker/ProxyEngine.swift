@@ -74,7 +74,7 @@ public actor ProxyEngine {
         self.table = table
         do {
             for c in table.config.listeners {
-                let settings = ListenerSettings(c)
+                let settings = ListenerSettings(c, tls: try c.tls.map(ListenerTLS.init))
                 self.listeners[settings.socketIdentity] = try await self.bind(settings)
             }
         } catch {
@@ -83,7 +83,26 @@ public actor ProxyEngine {
             throw error
         }
         for l in self.listeners.values {
-            self.logger.info("listening", metadata: ["listener": "\(l.settings.name)", "address": "\(l.localAddress)", "sockets": "\(l.channels.count)"])
+            self.logger.info("listening", metadata: ["listener": "\(l.settings.name)", "address": "\(l.localAddress)", "sockets": "\(l.channels.count)", "scheme": "\(l.settings.scheme)"])
+        }
+        self.startCertificateReloads()
+    }
+
+    /// One task per TLS listener that reloads changed certificate files (Caddy, `TimedCertificateReloader`).
+    private var certificateReloads: [Task<Void, Never>] = []
+
+    private func startCertificateReloads() {
+        for t in self.certificateReloads { t.cancel() }
+        self.certificateReloads = self.listeners.values.compactMap { l in
+            guard let tls = l.settings.tls else { return nil }
+            let logger = self.logger
+            return Task.detached {
+                while !Task.isCancelled {
+                    try? await Task.sleep(nanoseconds: UInt64(tls.reloadInterval.nanoseconds))
+                    if Task.isCancelled { return }
+                    tls.store.reloadIfChanged(logger: logger)
+                }
+            }
         }
     }
 
@@ -95,7 +114,7 @@ public actor ProxyEngine {
         var next: [String: BoundListener] = [:]
         do {
             for c in table.config.listeners {
-                let settings = ListenerSettings(c)
+                let settings = ListenerSettings(c, tls: try c.tls.map(ListenerTLS.init))
                 if var existing = self.listeners[settings.socketIdentity] {
                     existing.settings = settings
                     next[settings.socketIdentity] = existing
@@ -135,10 +154,12 @@ public actor ProxyEngine {
         for (_, l) in added {
             self.logger.info("listening", metadata: ["listener": "\(l.settings.name)", "address": "\(l.localAddress)"])
         }
+        self.startCertificateReloads()
     }
 
     /// Stops accepting, lets in-flight requests finish for up to `grace`, then closes everything.
     public func shutdown(grace: TimeAmount) async {
+        for t in self.certificateReloads { t.cancel() }
         for l in self.listeners.values {
             for ch in l.channels { try? await ch.close() }
         }

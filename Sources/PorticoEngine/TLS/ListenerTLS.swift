@@ -1,0 +1,98 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Portico open source project
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+import Crypto
+import NIOCore
+import NIOSSL
+import PorticoCore
+
+/// A listener's compiled TLS: the `NIOSSLContext` every connection's `NIOSSLServerHandler` uses, the certificate
+/// store its SNI callback reads, and what the proxy adds for HSTS and mTLS. Built on the control plane when a
+/// config generation is applied; shared, immutable, by every worker.
+public final class ListenerTLS: Sendable {
+    public let context: NIOSSLContext
+    public let store: TLSCertificateStore
+    public let hstsValue: String?
+    public let reloadInterval: TimeAmount
+    /// Header names for the verified client certificate, when client certificates are asked for.
+    public let clientSubjectHeader: String?
+    public let clientFingerprintHeader: String?
+
+    public init(_ c: ListenerTLSConfig) throws {
+        let store = try TLSCertificateStore(c.certificates)
+        let first = store.defaultCertificate
+        var tls = TLSConfiguration.makeServerConfiguration(
+            certificateChain: first.chain.map { .certificate($0) },
+            privateKey: .privateKey(first.key)
+        )
+        tls.minimumTLSVersion = c.minVersion == .v1_3 ? .tlsv13 : .tlsv12
+        tls.applicationProtocols = ["http/1.1"]
+        // SNI: the certificate for the name the client asked for (RFC 6066 §3).
+        tls.sslContextCallback = { values, promise in
+            let chosen = store.select(values.serverHostname)
+            var override = NIOSSLContextConfigurationOverride()
+            override.certificateChain = chosen.chain.map { .certificate($0) }
+            override.privateKey = .privateKey(chosen.key)
+            promise.succeed(override)
+        }
+        if let auth = c.clientAuth {
+            let roots: [NIOSSLCertificate]
+            do {
+                roots = try NIOSSLCertificate.fromPEMFile(auth.caFile)
+            } catch {
+                throw TLSMaterialError(field: "client_auth.ca_file", message: "cannot load CA bundle \"\(auth.caFile)\": \(TLSCertificateStore.describe(error))")
+            }
+            tls.trustRoots = .certificates(roots)
+            tls.certificateVerification = auth.mode == .require ? .noHostnameVerification : .optionalVerification
+            self.clientSubjectHeader = auth.subjectHeader ?? "X-Client-Subject"
+            self.clientFingerprintHeader = auth.fingerprintHeader ?? "X-Client-Cert-SHA256"
+        } else {
+            self.clientSubjectHeader = nil
+            self.clientFingerprintHeader = nil
+        }
+        self.context = try NIOSSLContext(configuration: tls)
+        self.store = store
+        self.hstsValue = c.hsts?.headerValue
+        self.reloadInterval = .nanoseconds(c.reloadInterval?.nanoseconds ?? 10_000_000_000)
+    }
+
+    /// Every problem with the TLS files of `config`, as config errors at their key paths (for `portico check` and
+    /// reloads: a bad certificate never replaces a good one).
+    public static func check(_ config: PorticoConfig) -> [ConfigError] {
+        var errors: [ConfigError] = []
+        for (i, l) in config.listeners.enumerated() {
+            guard let tls = l.tls else { continue }
+            for (j, c) in tls.certificates.enumerated() {
+                do {
+                    _ = try TLSCertificateStore.load(c)
+                } catch let e as TLSMaterialError {
+                    errors.append(ConfigError(path: "listeners[\(i)].tls.certificates[\(j)].\(e.field)", message: e.message))
+                } catch {
+                    errors.append(ConfigError(path: "listeners[\(i)].tls.certificates[\(j)]", message: "\(error)"))
+                }
+            }
+            if let auth = tls.clientAuth {
+                do {
+                    _ = try NIOSSLCertificate.fromPEMFile(auth.caFile)
+                } catch {
+                    errors.append(ConfigError(path: "listeners[\(i)].tls.client_auth.ca_file", message: "cannot load CA bundle \"\(auth.caFile)\": \(TLSCertificateStore.describe(error))"))
+                }
+            }
+        }
+        return errors
+    }
+}
+
+/// What the proxy tells upstreams about a verified client certificate.
+struct ClientCertificateInfo {
+    var subject: String
+    var sha256: String
+
+    init(_ cert: NIOSSLCertificate) {
+        self.subject = cert.subjectName.map { "\($0)" }.joined(separator: ",")
+        let der = (try? cert.toDERBytes()) ?? []
+        self.sha256 = SHA256.hash(data: der).map { b in (b < 16 ? "0" : "") + String(b, radix: 16) }.joined()
+    }
+}

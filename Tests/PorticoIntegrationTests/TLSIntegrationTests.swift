@@ -1,0 +1,170 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Portico open source project
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+import PorticoControl
+import PorticoCore
+import PorticoEngine
+import PorticoTestSupport
+import Testing
+
+/// TLS termination with real certificates made in the test and a real NIOSSL client.
+@Suite(.serialized) struct TLSIntegrationTests {
+    struct Fetched {
+        var peerSubject: String
+        var response: String
+    }
+
+    /// Connects with TLS (SNI `serverName`, verifying against `ca`), sends one GET and reads the whole response.
+    static func fetch(port: Int, serverName: String, ca: String, path: String = "/", clientCert: (String, String)? = nil) async throws -> Fetched {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.trustRoots = .file(ca)
+        tls.applicationProtocols = ["http/1.1"]
+        if let (cert, key) = clientCert {
+            tls.certificateChain = try NIOSSLCertificate.fromPEMFile(cert).map { .certificate($0) }
+            tls.privateKey = .privateKey(try NIOSSLPrivateKey(file: key, format: .pem))
+        }
+        let context = try NIOSSLContext(configuration: tls)
+        let group = MultiThreadedEventLoopGroup.singleton
+        let promise = group.next().makePromise(of: ByteBuffer.self)
+        let collector = Collector(promise: promise)
+        let channel = try await ClientBootstrap(group: group)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: context, serverHostname: serverName))
+                    try channel.pipeline.syncOperations.addHandler(collector)
+                }
+            }
+            .connect(host: "127.0.0.1", port: port).get()
+        try await channel.writeAndFlush(ByteBuffer(string: "GET \(path) HTTP/1.1\r\nHost: \(serverName)\r\nConnection: close\r\n\r\n"))
+        let response = try await promise.futureResult.get()
+        try? await channel.close()
+        return Fetched(peerSubject: collector.peerSubject, response: String(buffer: response))
+    }
+
+    final class Collector: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = ByteBuffer
+        let promise: EventLoopPromise<ByteBuffer>
+        var buffer = ByteBuffer()
+        var peerSubject = ""
+        init(promise: EventLoopPromise<ByteBuffer>) { self.promise = promise }
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            // Application data only arrives after the handshake, so the peer's certificate is known here.
+            if self.peerSubject.isEmpty,
+                let cert = try? context.pipeline.syncOperations.handler(type: NIOSSLClientHandler.self).peerCertificate
+            {
+                self.peerSubject = cert.subjectName.map { "\($0)" }.joined(separator: ",")
+            }
+            var b = self.unwrapInboundIn(data)
+            self.buffer.writeBuffer(&b)
+        }
+        func channelInactive(context: ChannelHandlerContext) { self.promise.succeed(self.buffer) }
+        func errorCaught(context: ChannelHandlerContext, error: any Error) {
+            if self.buffer.readableBytes > 0, error is NIOSSLError { return }  // unclean shutdown after the response
+            self.promise.fail(error)
+            context.close(promise: nil)
+        }
+    }
+
+    @Test func sniPicksTheCertificateAndCertificatesReloadFromDisk() async throws {
+        let certs = try TestCertificates()
+        let a = try certs.issue("a", dnsNames: ["a.test"])
+        let b = try certs.issue("b", dnsNames: ["*.b.test"], rsa: true)
+        let origin = try await TestOrigin.start(name: "o")
+        let yaml = """
+            listeners:
+              - name: https
+                address: "127.0.0.1:0"
+                tls:
+                  certificates: [ { cert_file: "\(a.0)", key_file: "\(a.1)" }, { cert_file: "\(b.0)", key_file: "\(b.1)" } ]
+                  hsts: { max_age: 1d, include_subdomains: true }
+                  reload_interval: 200ms
+            access_log: { destination: "off" }
+            routes: [ { cluster: c } ]
+            clusters: [ { name: c, hosts: [ { address: "{{origin:o}}" } ] } ]
+            """
+        let proxy = try await ProxyHarness.start(yaml: yaml, origins: [origin], workers: 2)
+        defer { Task { await proxy.shutdown(); await origin.shutdown() } }
+        let port = proxy.port()
+
+        let fa = try await Self.fetch(port: port, serverName: "a.test", ca: certs.caFile)
+        #expect(fa.peerSubject.contains("a.test"))
+        #expect(fa.response.hasPrefix("HTTP/1.1 200"))
+        #expect(fa.response.contains("Strict-Transport-Security: max-age=86400; includeSubDomains"))
+        #expect(fa.response.contains("x-forwarded-proto: https"))
+        let fb = try await Self.fetch(port: port, serverName: "deep.b.test", ca: certs.caFile)
+        #expect(fb.peerSubject.contains("b.test"))
+        // An unknown name gets the default (first) certificate, which a verifying client then rejects.
+        await #expect(throws: (any Error).self) { try await Self.fetch(port: port, serverName: "c.test", ca: certs.caFile) }
+
+        // New files on disk are picked up for new connections, without a restart.
+        try certs.issue("a", dnsNames: ["a.test"], organization: "Reloaded")
+        try await Task.sleep(nanoseconds: 800_000_000)
+        let reloaded = try await Self.fetch(port: port, serverName: "a.test", ca: certs.caFile)
+        #expect(reloaded.peerSubject.contains("Reloaded"))
+    }
+
+    @Test func mutualTLSPassesTheVerifiedClientToTheUpstream() async throws {
+        let certs = try TestCertificates()
+        let server = try certs.issue("server", dnsNames: ["api.test"])
+        let client = try certs.issue("client", dnsNames: ["client-1"], organization: "Clients", clientAuth: true)
+        let origin = try await TestOrigin.start(name: "o")
+        let yaml = """
+            listeners:
+              - name: https
+                address: "127.0.0.1:0"
+                tls:
+                  certificates: [ { cert_file: "\(server.0)", key_file: "\(server.1)" } ]
+                  client_auth: { mode: require, ca_file: "\(certs.caFile)" }
+            access_log: { destination: "off" }
+            routes: [ { cluster: c } ]
+            clusters: [ { name: c, hosts: [ { address: "{{origin:o}}" } ] } ]
+            """
+        let proxy = try await ProxyHarness.start(yaml: yaml, origins: [origin], workers: 1)
+        defer { Task { await proxy.shutdown(); await origin.shutdown() } }
+        let ok = try await Self.fetch(port: proxy.port(), serverName: "api.test", ca: certs.caFile, clientCert: client)
+        #expect(ok.response.hasPrefix("HTTP/1.1 200"))
+        #expect(ok.response.contains("x-client-subject: "))
+        #expect(ok.response.contains("CN=client-1") || ok.response.contains("client-1"))
+        #expect(ok.response.contains("x-client-cert-sha256: "))
+        // Without a certificate the handshake fails; other connections are unaffected.
+        await #expect(throws: (any Error).self) { try await Self.fetch(port: proxy.port(), serverName: "api.test", ca: certs.caFile) }
+        let again = try await Self.fetch(port: proxy.port(), serverName: "api.test", ca: certs.caFile, clientCert: client)
+        #expect(again.response.hasPrefix("HTTP/1.1 200"))
+    }
+
+    @Test func checkReportsBadTLSFilesWithTheirKeyPaths() async throws {
+        let certs = try TestCertificates()
+        let good = try certs.issue("good", dnsNames: ["good.test"])
+        let other = try certs.issue("other", dnsNames: ["other.test"])
+        let expired = try certs.issue("expired", dnsNames: ["old.test"], days: 0)
+        try await Task.sleep(nanoseconds: 1_100_000_000)
+        let yaml = """
+            listeners:
+              - name: https
+                address: "127.0.0.1:0"
+                tls:
+                  certificates:
+                    - { cert_file: "\(certs.path("missing.pem"))", key_file: "\(good.1)" }
+                    - { cert_file: "\(good.0)", key_file: "\(other.1)" }
+                    - { cert_file: "\(expired.0)", key_file: "\(expired.1)" }
+            routes: [ { respond: { status: 200 } } ]
+            """
+        guard case .failure(let errors) = ConfigLoader.load(text: yaml, file: "tls.yaml", extraChecks: ListenerTLS.check) else {
+            Issue.record("expected errors")
+            return
+        }
+        let text = errors.all.map(\.description)
+        #expect(text.contains { $0.contains("listeners[0].tls.certificates[0].cert_file: cannot read") && $0.contains("no such file") })
+        #expect(text.contains { $0.contains("listeners[0].tls.certificates[1].key_file: private key") && $0.contains("does not match") })
+        #expect(text.contains { $0.contains("listeners[0].tls.certificates[2].cert_file: certificate") && $0.contains("expired") })
+        #expect(text.allSatisfy { $0.hasPrefix("tls.yaml:") })
+    }
+}
