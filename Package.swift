@@ -71,6 +71,7 @@ let package = Package(
                 "PorticoCore",
                 "PorticoEngine",
                 "PorticoControl",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

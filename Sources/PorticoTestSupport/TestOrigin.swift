@@ -6,6 +6,7 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import Synchronization
 
 /// A real HTTP/1.1 origin server for tests and for Portico's built-in demo (`demo_origins`). Binds 127.0.0.1
@@ -71,8 +72,15 @@ public final class TestOrigin: Sendable {
     }
 
     /// Starts an origin. With no `group`, it runs on its own single EventLoop.
-    public static func start(name: String, host: String = "127.0.0.1", port: Int = 0, group: (any EventLoopGroup)? = nil) async throws -> TestOrigin {
+    /// - Parameter tls: certificate and key files (PEM): the origin then speaks HTTPS.
+    public static func start(name: String, host: String = "127.0.0.1", port: Int = 0, group: (any EventLoopGroup)? = nil, tls: (cert: String, key: String)? = nil) async throws -> TestOrigin {
         let ownGroup = group == nil
+        let sslContext = try tls.map { t in
+            try NIOSSLContext(configuration: .makeServerConfiguration(
+                certificateChain: try NIOSSLCertificate.fromPEMFile(t.cert).map { .certificate($0) },
+                privateKey: .privateKey(try NIOSSLPrivateKey(file: t.key, format: .pem))
+            ))
+        }
         let group = group ?? MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let counters = Counters()
         let channel = try await ServerBootstrap(group: group)
@@ -82,6 +90,9 @@ public final class TestOrigin: Sendable {
             .childChannelInitializer { channel in
                 counters.connections.add(1, ordering: .relaxed)
                 return channel.eventLoop.makeCompletedFuture {
+                    if let sslContext {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext))
+                    }
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(OriginHandler(name: name, counters: counters))
                 }

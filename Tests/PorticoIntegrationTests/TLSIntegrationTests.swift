@@ -167,4 +167,36 @@ import Testing
         #expect(text.contains { $0.contains("listeners[0].tls.certificates[2].cert_file: certificate") && $0.contains("expired") })
         #expect(text.allSatisfy { $0.hasPrefix("tls.yaml:") })
     }
+
+    @Test func upstreamTLSVerifiesTheOriginAndRedirectsToHTTPS() async throws {
+        let certs = try TestCertificates()
+        let originCert = try certs.issue("origin", dnsNames: ["origin.internal"])
+        let origin = try await TestOrigin.start(name: "secure", tls: originCert)
+        let yaml = """
+            listeners: [ { name: main, address: "127.0.0.1:0" } ]
+            access_log: { destination: "off" }
+            routes:
+              - { match: { path_prefix: /login }, redirect: { status: 308, target: "https://$host$request_uri" } }
+              - { match: { path_prefix: /good/ }, cluster: good }
+              - { match: { path_prefix: /bad/ }, cluster: bad }
+            clusters:
+              - { name: good, hosts: [ { address: "\(origin.address)" } ], tls: { ca_file: "\(certs.caFile)", server_name: origin.internal } }
+              - { name: bad, hosts: [ { address: "\(origin.address)" } ], tls: { server_name: origin.internal } }
+            """
+        let proxy = try await ProxyHarness.start(yaml: yaml, workers: 1, logLevel: .critical)
+        defer { Task { await proxy.shutdown(); await origin.shutdown() } }
+        let c = try RawHTTPClient(port: proxy.port())
+        try c.send("GET /good/x HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        let good = c.readResponses(1).first
+        #expect(good?.status == 200)
+        #expect(good?.header("x-origin") == "secure")
+        // Same origin, but its certificate does not chain to the system roots: no response from it is passed on.
+        try c.send("GET /bad/x HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        #expect(c.readResponses(1).first?.status == 502)
+        let r = try RawHTTPClient(port: proxy.port())
+        try r.send("GET /login?next=/a HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        let redirect = r.readResponses(1).first
+        #expect(redirect?.status == 308)
+        #expect(redirect?.header("location") == "https://app.test/login?next=/a")
+    }
 }

@@ -28,6 +28,8 @@ public struct ClusterConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
     public var retries: RetryConfig?
     /// Limits that protect the hosts from overload; requests over them get 503 with Retry-After.
     public var circuitBreaker: CircuitBreakerConfig?
+    /// Speak HTTPS to the hosts.
+    public var tls: UpstreamTLSConfig?
     /// How often hosts given by name are resolved again. The system resolver does not report TTLs, so this
     /// interval stands in for them; a failed resolution keeps the last good addresses. Default `30s`.
     public var dnsRefresh: ConfigDuration?
@@ -35,7 +37,8 @@ public struct ClusterConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
     public init(name: String, balancer: BalancerKind? = nil, hosts: [HostConfig] = [],
                 timeouts: ClusterTimeoutsConfig? = nil, pool: PoolConfig? = nil, hash: HashKeyConfig? = nil,
                 sticky: StickyConfig? = nil, healthCheck: HealthCheckConfig? = nil, slowStart: ConfigDuration? = nil,
-                retries: RetryConfig? = nil, circuitBreaker: CircuitBreakerConfig? = nil, dnsRefresh: ConfigDuration? = nil) {
+                retries: RetryConfig? = nil, circuitBreaker: CircuitBreakerConfig? = nil, dnsRefresh: ConfigDuration? = nil,
+                tls: UpstreamTLSConfig? = nil) {
         self.name = name
         self.balancer = balancer
         self.hosts = hosts
@@ -48,6 +51,7 @@ public struct ClusterConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
         self.retries = retries
         self.circuitBreaker = circuitBreaker
         self.dnsRefresh = dnsRefresh
+        self.tls = tls
     }
 
     public static var configPlaceholder: ClusterConfig { .init(name: "") }
@@ -231,6 +235,32 @@ public struct RetryConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
     }
 
     public static var configPlaceholder: RetryConfig { .init() }
+}
+
+/// TLS to upstream hosts. The settings are part of the connection pool's key: connections made with other
+/// settings are never reused for these.
+public struct UpstreamTLSConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
+    /// CA bundle (PEM) the hosts' certificates must chain to. Default: the system's trust store.
+    public var caFile: String?
+    /// SNI name sent, and the name the certificate is verified against. Default: the host's name (for an IP
+    /// address, no SNI is sent and the certificate must name the address).
+    public var serverName: String?
+    /// Verify the hosts' certificates. Default `true`; `false` is for testing only.
+    public var verify: Bool?
+    /// A client certificate chain (PEM) to present (mTLS to the upstream), with `key_file`.
+    public var certFile: String?
+    /// The client certificate's private key (PEM).
+    public var keyFile: String?
+
+    public init(caFile: String? = nil, serverName: String? = nil, verify: Bool? = nil, certFile: String? = nil, keyFile: String? = nil) {
+        self.caFile = caFile
+        self.serverName = serverName
+        self.verify = verify
+        self.certFile = certFile
+        self.keyFile = keyFile
+    }
+
+    public static var configPlaceholder: UpstreamTLSConfig { .init() }
 }
 
 /// Circuit breaking (Envoy's cluster circuit breakers), counted across all workers.

@@ -138,6 +138,9 @@ public enum ConfigValidator {
                 if let n = r.maxRetries, !(0...10).contains(n) { fail("\(q).max_retries", "must be from 0 to 10") }
                 if let n = r.budgetPercent, !(0...100).contains(n) { fail("\(q).budget_percent", "must be from 0 to 100") }
             }
+            if let t = cl.tls, (t.certFile == nil) != (t.keyFile == nil) {
+                fail("\(p).tls", "cert_file and key_file go together")
+            }
             if let d = cl.dnsRefresh, d.nanoseconds < 100_000_000 { fail("\(p).dns_refresh", "must be at least 100ms") }
             for (key, d) in [
                 ("retries.per_try_timeout", cl.retries?.perTryTimeout), ("circuit_breaker.queue_timeout", cl.circuitBreaker?.queueTimeout),

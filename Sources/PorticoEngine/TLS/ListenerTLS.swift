@@ -81,6 +81,16 @@ public final class ListenerTLS: Sendable {
                 }
             }
         }
+        for (i, cl) in (config.clusters ?? []).enumerated() {
+            guard let tls = cl.tls else { continue }
+            do {
+                _ = try UpstreamTLS(tls)
+            } catch let e as TLSMaterialError {
+                errors.append(ConfigError(path: "clusters[\(i)].tls.\(e.field)", message: e.message))
+            } catch {
+                errors.append(ConfigError(path: "clusters[\(i)].tls", message: "\(error)"))
+            }
+        }
         return errors
     }
 }

@@ -6,6 +6,7 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import PorticoCore
 
 /// One worker's keep-alive connections to one upstream host. Owned by a `WorkerState` and touched only on its
@@ -27,9 +28,12 @@ final class UpstreamConnectionPool {
     /// Shared state of the host (resolved addresses of a named host).
     let host: HostState
 
-    init(address: HostPort, eventLoop: any EventLoop, cluster: Cluster, host: HostState) {
+    let tls: UpstreamTLS?
+
+    init(address: HostPort, eventLoop: any EventLoop, cluster: Cluster, host: HostState, tls: UpstreamTLS? = nil) {
         self.address = address
         self.host = host
+        self.tls = tls
         self.eventLoop = eventLoop
         self.resolved = try? SocketAddress(ipAddress: address.host, port: address.port)
         self.machine = UpstreamPoolStateMachine(
@@ -78,8 +82,13 @@ final class UpstreamConnectionPool {
         let bootstrap = ClientBootstrap(group: self.eventLoop)
             .connectTimeout(self.connectTimeout)
             // TCP_NODELAY is ClientBootstrap's default; every further option is a syscall per new connection.
-            .channelInitializer { [pool = NIOLoopBound(self, eventLoop: self.eventLoop)] channel in
+            .channelInitializer { [pool = NIOLoopBound(self, eventLoop: self.eventLoop), tls = self.tls, address = self.address] channel in
                 do {
+                    if let tls {
+                        try channel.pipeline.syncOperations.addHandler(
+                            NIOSSLClientHandler(context: tls.context, serverHostname: tls.serverName(for: address))
+                        )
+                    }
                     // The decoder watches outbound request heads (it must know a response answers HEAD), so it sits
                     // after the encoder. 1xx responses (100 Continue, 103 Early Hints) are kept, to be forwarded.
                     try channel.pipeline.syncOperations.addHandlers([

@@ -62,8 +62,9 @@ public actor ProxyEngine {
         for loop in self.group.makeIterator() {
             let i = index
             let logger = self.logger
+            let upstreamTLS = try Self.makeUpstreamTLS(table)
             let state = try await loop.submit {
-                let s = WorkerState(eventLoop: loop, index: i, table: table, accessLog: sink, logger: logger)
+                let s = WorkerState(eventLoop: loop, index: i, table: table, accessLog: sink, upstreamTLS: upstreamTLS, logger: logger)
                 s.start()
                 return NIOLoopBound(s, eventLoop: loop)
             }.get()
@@ -139,9 +140,10 @@ public actor ProxyEngine {
         }
         let sink = self.accessLog
         let settingsByIdentity = next.mapValues(\.settings)
+        let upstreamTLS = try Self.makeUpstreamTLS(table)
         for w in self.startedWorkers {
             try await w.submit { state in
-                state.publish(table, accessLog: sink)
+                state.publish(table, accessLog: sink, upstreamTLS: upstreamTLS)
                 state.listenerSettings = settingsByIdentity
             }.get()
         }
@@ -180,6 +182,15 @@ public actor ProxyEngine {
             _ = try? await w.submit { $0.stop() }.get()
         }
         self.accessLog?.stop()
+    }
+
+    /// Client TLS contexts by cluster name, made here because loading files may block.
+    private static func makeUpstreamTLS(_ table: RoutingTable) throws -> [String: UpstreamTLS] {
+        var out: [String: UpstreamTLS] = [:]
+        for c in table.config.clusters ?? [] {
+            if let tls = c.tls { out[c.name] = try UpstreamTLS(tls) }
+        }
+        return out
     }
 
     private static func makeAccessLog(_ c: AccessLogConfig?) -> AccessLogSink? {

@@ -36,11 +36,15 @@ final class WorkerState {
     /// worker instead of one per request, so arming a timeout is a store, not an allocation.
     static let tickInterval: TimeAmount = .milliseconds(100)
 
-    init(eventLoop: any EventLoop, index: Int, table: RoutingTable, accessLog: AccessLogSink?, logger: Logger) {
+    /// Client TLS by cluster name (from the control plane).
+    private var upstreamTLS: [String: UpstreamTLS]
+
+    init(eventLoop: any EventLoop, index: Int, table: RoutingTable, accessLog: AccessLogSink?, upstreamTLS: [String: UpstreamTLS] = [:], logger: Logger) {
         self.eventLoop = eventLoop
         self.index = index
         self.logger = logger
         self.table = table
+        self.upstreamTLS = upstreamTLS
         self.accessLog = accessLog.map(AccessLogBuffer.init(sink:))
         self.rebuildClusterStates()
     }
@@ -52,9 +56,10 @@ final class WorkerState {
         }
     }
 
-    func publish(_ table: RoutingTable, accessLog: AccessLogSink?) {
+    func publish(_ table: RoutingTable, accessLog: AccessLogSink?, upstreamTLS: [String: UpstreamTLS] = [:]) {
         self.eventLoop.assertInEventLoop()
         self.table = table
+        self.upstreamTLS = upstreamTLS
         if accessLog !== self.accessLog?.sink {
             self.accessLog?.flush()
             self.accessLog = accessLog.map(AccessLogBuffer.init(sink:))
@@ -67,9 +72,12 @@ final class WorkerState {
         var pools: [String: UpstreamConnectionPool] = [:]
         self.clusterStates = self.table.clusters.map { cluster in
             let hostPools = cluster.hosts.map { host -> UpstreamConnectionPool in
-                let key = "\(cluster.name)|\(host.address)"
+                // The pool key holds everything that makes a connection what it is (Pingora): the cluster (whose
+                // limits it counts against), the address, and the TLS settings.
+                let tls = self.upstreamTLS[cluster.name]
+                let key = "\(cluster.name)|\(host.address)|\(tls?.identity ?? "plain")"
                 if let p = pools[key] { return p }
-                let pool = self.pools[key] ?? UpstreamConnectionPool(address: host.address, eventLoop: self.eventLoop, cluster: cluster, host: host.state)
+                let pool = self.pools[key] ?? UpstreamConnectionPool(address: host.address, eventLoop: self.eventLoop, cluster: cluster, host: host.state, tls: tls)
                 pool.update(from: cluster)
                 pool.onCapacity = { [weak self] in
                     guard let self, !self.waiting.isEmpty else { return }
