@@ -46,6 +46,37 @@ public final class RawHTTPClient {
         }
     }
 
+    private var pending: [UInt8] = []
+
+    /// Reads until `delimiter` has arrived; returns everything up to and including it (nil on close/timeout).
+    public func readUntil(_ delimiter: String) -> String? {
+        let d = Array(delimiter.utf8)
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            if let r = self.pending.firstRange(of: d) {
+                let out = Array(self.pending[..<r.upperBound])
+                self.pending.removeFirst(r.upperBound)
+                return String(decoding: out, as: UTF8.self)
+            }
+            let n = recv(self.fd, &buf, buf.count, 0)
+            if n <= 0 { return nil }
+            self.pending.append(contentsOf: buf[0..<n])
+        }
+    }
+
+    /// Reads exactly `count` bytes (nil on close/timeout).
+    public func readExactly(_ count: Int) -> [UInt8]? {
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while self.pending.count < count {
+            let n = recv(self.fd, &buf, buf.count, 0)
+            if n <= 0 { return nil }
+            self.pending.append(contentsOf: buf[0..<n])
+        }
+        let out = Array(self.pending[0..<count])
+        self.pending.removeFirst(count)
+        return out
+    }
+
     /// Half-closes the sending side.
     public func shutdownWrite() { shutdown(self.fd, Int32(SHUT_WR)) }
 

@@ -7,6 +7,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
+import NIOWebSocket
 import Synchronization
 
 /// A real HTTP/1.1 origin server for tests and for Portico's built-in demo (`demo_origins`). Binds 127.0.0.1
@@ -73,7 +74,8 @@ public final class TestOrigin: Sendable {
 
     /// Starts an origin. With no `group`, it runs on its own single EventLoop.
     /// - Parameter tls: certificate and key files (PEM): the origin then speaks HTTPS.
-    public static func start(name: String, host: String = "127.0.0.1", port: Int = 0, group: (any EventLoopGroup)? = nil, tls: (cert: String, key: String)? = nil) async throws -> TestOrigin {
+    /// - Parameter webSockets: whether `/ws` upgrades; without it, upgrade requests get ordinary responses.
+    public static func start(name: String, host: String = "127.0.0.1", port: Int = 0, group: (any EventLoopGroup)? = nil, tls: (cert: String, key: String)? = nil, webSockets: Bool = true) async throws -> TestOrigin {
         let ownGroup = group == nil
         let sslContext = try tls.map { t in
             try NIOSSLContext(configuration: .makeServerConfiguration(
@@ -93,7 +95,24 @@ public final class TestOrigin: Sendable {
                     if let sslContext {
                         try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext))
                     }
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    // `/ws` upgrades to a WebSocket that echoes text and binary messages and answers pings.
+                    let upgrader = NIOWebSocketServerUpgrader(
+                        maxFrameSize: 1 << 22,
+                        shouldUpgrade: { channel, head in
+                            channel.eventLoop.makeSucceededFuture(head.uri.hasPrefix("/ws") ? HTTPHeaders([("X-Origin", name)]) : nil)
+                        },
+                        upgradePipelineHandler: { channel, _ in
+                            channel.eventLoop.makeCompletedFuture {
+                                let origin = try channel.pipeline.syncOperations.handler(type: OriginHandler.self)
+                                _ = channel.pipeline.syncOperations.removeHandler(origin)
+                                try channel.pipeline.syncOperations.addHandler(WebSocketEchoHandler())
+                            }
+                        }
+                    )
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(
+                        withServerUpgrade: webSockets ? (upgraders: [upgrader], completionHandler: { _ in }) : nil,
+                        withErrorHandling: true
+                    )
                     try channel.pipeline.syncOperations.addHandler(OriginHandler(name: name, counters: counters))
                 }
             }
@@ -108,7 +127,7 @@ public final class TestOrigin: Sendable {
     }
 }
 
-private final class OriginHandler: ChannelInboundHandler {
+private final class OriginHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
@@ -334,5 +353,31 @@ private final class OriginHandler: ChannelInboundHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         context.close(promise: nil)
+    }
+}
+
+/// Echoes WebSocket messages (RFC 6455): text and binary back as they came, ping answered with pong, close with
+/// close.
+private final class WebSocketEchoHandler: ChannelInboundHandler {
+    typealias InboundIn = WebSocketFrame
+    typealias OutboundOut = WebSocketFrame
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = self.unwrapInboundIn(data)
+        var payload = frame.unmaskedData
+        switch frame.opcode {
+        case .text, .binary, .continuation:
+            context.writeAndFlush(self.wrapOutboundOut(WebSocketFrame(fin: frame.fin, opcode: frame.opcode, data: payload)), promise: nil)
+        case .ping:
+            context.writeAndFlush(self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: payload)), promise: nil)
+        case .connectionClose:
+            let code = payload.readInteger(as: UInt16.self) ?? 1000
+            var reply = context.channel.allocator.buffer(capacity: 2)
+            reply.writeInteger(code)
+            context.writeAndFlush(self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: reply)))
+                .assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        default:
+            break
+        }
     }
 }

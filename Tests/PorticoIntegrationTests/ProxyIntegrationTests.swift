@@ -260,15 +260,78 @@ import Testing
         }
     }
 
-    @Test func upgradeIsForwardedWithoutTheUpgradeAndClosed() async throws {
+    @Test func otherUpgradesAreForwardedWithoutTheUpgradeAndClosed() async throws {
         try await self.withProxy { proxy, _ in
             let c = try RawHTTPClient(port: proxy.port())
-            try c.send("GET / HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+            try c.send("GET / HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: foo/2\r\n\r\n")
             let (text, closed) = c.readAll()
             #expect(text.hasPrefix("HTTP/1.1 200"))
-            #expect(!text.lowercased().contains("upgrade: websocket"))
+            #expect(!text.lowercased().contains("upgrade: foo"))
             #expect(closed)
         }
+    }
+
+    /// A masked client frame (RFC 6455 §5.2).
+    static func wsFrame(opcode: UInt8, _ payload: [UInt8], fin: Bool = true) -> [UInt8] {
+        var out: [UInt8] = [(fin ? 0x80 : 0) | opcode]
+        let n = payload.count
+        if n < 126 {
+            out.append(0x80 | UInt8(n))
+        } else if n < 65536 {
+            out += [0x80 | 126, UInt8(n >> 8), UInt8(n & 0xff)]
+        } else {
+            out.append(0x80 | 127)
+            for shift in stride(from: 56, through: 0, by: -8) { out.append(UInt8((n >> shift) & 0xff)) }
+        }
+        let mask: [UInt8] = [0x12, 0x34, 0x56, 0x78]
+        out += mask
+        for (i, b) in payload.enumerated() { out.append(b ^ mask[i % 4]) }
+        return out
+    }
+
+    /// Reads one unmasked server frame: (opcode, payload).
+    static func readWSFrame(_ c: RawHTTPClient) -> (UInt8, [UInt8])? {
+        guard let h = c.readExactly(2) else { return nil }
+        var n = Int(h[1] & 0x7f)
+        if n == 126, let e = c.readExactly(2) { n = Int(e[0]) << 8 | Int(e[1]) }
+        else if n == 127, let e = c.readExactly(8) { n = e.reduce(0) { $0 << 8 | Int($1) } }
+        guard let payload = c.readExactly(n) else { return nil }
+        return (h[0] & 0x0f, payload)
+    }
+
+    @Test func webSocketsPassThroughBothWays() async throws {
+        try await self.withProxy { proxy, origins in
+            let c = try RawHTTPClient(port: proxy.port())
+            try c.send("GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+            let head = try #require(c.readUntil("\r\n\r\n"))
+            #expect(head.hasPrefix("HTTP/1.1 101"))
+            #expect(head.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="))
+            #expect(head.lowercased().contains("upgrade: websocket"))
+            // Text, binary (large, several TCP segments), ping, then close.
+            try c.send(Self.wsFrame(opcode: 1, Array("hello through portico".utf8)))
+            let text = Self.readWSFrame(c)
+            #expect(text?.0 == 1 && text.map { String(decoding: $0.1, as: UTF8.self) } == "hello through portico")
+            let big = (0..<300_000).map { UInt8($0 % 251) }
+            try c.send(Self.wsFrame(opcode: 2, big))
+            let echoed = Self.readWSFrame(c)
+            #expect(echoed?.0 == 2 && echoed?.1 == big)
+            try c.send(Self.wsFrame(opcode: 9, Array("ping!".utf8)))
+            let pong = Self.readWSFrame(c)
+            #expect(pong?.0 == 10 && pong?.1 == Array("ping!".utf8))
+            try c.send(Self.wsFrame(opcode: 8, [0x03, 0xe8]))
+            let close = Self.readWSFrame(c)
+            #expect(close?.0 == 8)
+            #expect(c.readAll().closed)
+            _ = origins
+        }
+        // An origin refusing the upgrade (any non-101) is answered as a normal response.
+        let plain = try await TestOrigin.start(name: "a", webSockets: false)
+        let proxy = try await ProxyHarness.start(yaml: Self.config(), origins: [plain])
+        let refused = try RawHTTPClient(port: proxy.port())
+        try refused.send("GET /status/403 HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        #expect(refused.readResponses(1).first?.status == 403)
+        await proxy.shutdown()
+        await plain.shutdown()
     }
 
     @Test func reloadKeepsTheListenerAndSwitchesRoutes() async throws {

@@ -90,6 +90,10 @@ final class Exchange {
     var closeAfterResponse = false
     var error: ProxyError?
     var logged = false
+    /// The `Upgrade` token of a protocol switch forwarded upstream (only `websocket`).
+    var upgradeProtocol: String?
+    /// The upstream's 101 went downstream; the tunnel starts once the decoder has finished that response.
+    var awaitingTunnel = false
 
     init(head: HTTPRequestHead, now: NIODeadline) {
         self.method = head.method

@@ -27,7 +27,7 @@ import Darwin
 ///
 /// Backpressure both ways (`GlueHandler`): the downstream `read()` is held while the upstream is not writable (or
 /// not connected yet); the upstream's `read()` is held while the downstream is not writable.
-final class ProxyHandler: ChannelDuplexHandler {
+final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart
@@ -319,11 +319,13 @@ final class ProxyHandler: ChannelDuplexHandler {
                 return self.respondWithError(ProxyError(.bodyTooLarge, source: .downstream), exchange: ex)
             }
         }
-        let isUpgrade = head.headers.contains(name: "upgrade")
-        if isUpgrade {
-            // The decoder stops parsing after an Upgrade request; it is forwarded without the upgrade (RFC 9110
-            // §7.8 lets a server ignore Upgrade) and the connection closes after the response.
+        let upgrade = head.headers.first(name: "upgrade")
+        if upgrade != nil {
+            // The decoder stops parsing after an Upgrade request, so this connection ends with this exchange: in a
+            // 101 it becomes a tunnel, otherwise it closes after the response. WebSocket (RFC 6455) is forwarded
+            // with its upgrade; any other protocol without it (RFC 9110 §7.8 lets a server ignore Upgrade).
             self.closeWhenIdle = true
+            if upgrade!.lowercased() == "websocket" && head.method == .GET { ex.upgradeProtocol = "websocket" }
         }
 
         let table = self.worker.table
@@ -353,6 +355,10 @@ final class ProxyHandler: ChannelDuplexHandler {
             var up = HTTPRequestHead(version: .http1_1, method: head.method, uri: target.utf8.count == head.uri.utf8.count ? head.uri : String(target), headers: head.headers)
             let chunked = !te.isEmpty
             HopByHopHeaders.strip(&up.headers)
+            if let proto = ex.upgradeProtocol {
+                up.headers.add(name: "Connection", value: "Upgrade")
+                up.headers.add(name: "Upgrade", value: proto)
+            }
             // Keep the body framing explicit upstream: never let a body go out unframed.
             if chunked { up.headers.add(name: "Transfer-Encoding", value: "chunked") }
             if hostText != nil, hosts.isEmpty || hosts.first.map({ $0[...] }) != hostText {
@@ -503,10 +509,13 @@ final class ProxyHandler: ChannelDuplexHandler {
         case .head(var head):
             if head.status.code < 200 {
                 if head.status.code == 101 {
-                    // We never forward Upgrade, so a 101 is a broken upstream.
-                    ex.upstream = nil
-                    conn.close()
-                    return self.respondWithError(ProxyError(.invalidUpstreamResponse, source: .upstream, context: "unexpected 101"), exchange: ex)
+                    guard ex.upgradeProtocol != nil, head.headers.first(name: "upgrade")?.lowercased() == ex.upgradeProtocol else {
+                        // A switch nobody asked for is a broken upstream.
+                        ex.upstream = nil
+                        conn.close()
+                        return self.respondWithError(ProxyError(.invalidUpstreamResponse, source: .upstream, context: "unexpected 101"), exchange: ex)
+                    }
+                    return self.sendSwitchingProtocols(ex, head)
                 }
                 // 100 Continue, 102, 103 Early Hints: forwarded as they are (RFC 9110 §15.2).
                 if ex.version.minor >= 1 {
@@ -565,6 +574,7 @@ final class ProxyHandler: ChannelDuplexHandler {
             self.context.write(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
             self.needsFlushDownstream = true
         case .end(let trailers):
+            if ex.awaitingTunnel { return self.switchToTunnel(ex, conn) }
             ex.responseEnded = true
             ex.state = .done
             self.upstreamDeadline = nil
@@ -578,6 +588,61 @@ final class ProxyHandler: ChannelDuplexHandler {
                 self.closeWhenIdle = true
             }
             self.writeResponseEnd(ex, trailers: trailers)
+        }
+    }
+
+    /// The upstream agreed to switch protocols: pass its 101 on. The tunnel starts at the response's end.
+    private func sendSwitchingProtocols(_ ex: Exchange, _ upstreamHead: HTTPResponseHead) {
+        var headers = upstreamHead.headers
+        HopByHopHeaders.strip(&headers)
+        headers.add(name: "Connection", value: "Upgrade")
+        headers.add(name: "Upgrade", value: ex.upgradeProtocol ?? "websocket")
+        ex.status = 101
+        ex.responseStarted = true
+        ex.awaitingTunnel = true
+        self.context.writeAndFlush(self.wrapOutboundOut(.head(HTTPResponseHead(version: ex.version, status: .switchingProtocols, headers: headers))), promise: nil)
+    }
+
+    /// After the upstream's 101: turn both connections into one byte stream (`GlueHandler`), removing the HTTP
+    /// handlers on both sides (their decoders hand on any bytes that came after the 101). The exchange is logged
+    /// now; the tunnel then lives until either side closes or both are silent for the cluster's `timeouts.read`.
+    private func switchToTunnel(_ ex: Exchange, _ conn: UpstreamHandler) {
+        guard let upChannel = conn.channel, let cs = ex.clusterState else { return }
+        ex.responseEnded = true
+        // The connection leaves the pool for good; the exchange is over as far as accounting goes.
+        ex.upstream = nil
+        conn.owner = nil
+        conn.pool.detach(conn)
+        // The upstream handler leaves the pipeline, so its close no longer frees the cluster's connection slot.
+        let pool = conn.pool
+        upChannel.closeFuture.assumeIsolated().whenComplete { _ in pool.connectionClosed() }
+        self.upstreamDeadline = nil
+        self.log(ex)
+        self.exchange = nil
+        self.worker.unregister(self)
+
+        let downstream = self.context.channel
+        let idle = cs.cluster.readTimeout
+        let (downGlue, upGlue) = GlueHandler.matchedPair()
+        do {
+            let down = downstream.pipeline.syncOperations
+            let up = upChannel.pipeline.syncOperations
+            try up.addHandler(IdleStateHandler(allTimeout: idle))
+            try up.addHandler(upGlue)
+            _ = up.removeHandler(conn)
+            if let c = try? up.context(handlerType: ByteToMessageHandler<HTTPResponseDecoder>.self) { _ = up.removeHandler(context: c) }
+            if let c = try? up.context(handlerType: HTTPRequestEncoder.self) { _ = up.removeHandler(context: c) }
+            try down.addHandler(IdleStateHandler(allTimeout: idle))
+            try down.addHandler(downGlue)
+            if let c = try? down.context(handlerType: ByteToMessageHandler<HTTPRequestDecoder>.self) { _ = down.removeHandler(context: c) }
+            if let c = try? down.context(handlerType: HTTPResponseEncoder.self) { _ = down.removeHandler(context: c) }
+            _ = down.removeHandler(self)
+            downstream.read()
+            upChannel.read()
+        } catch {
+            self.worker.logger.warning("could not switch to a tunnel", metadata: ["error": "\(error)"])
+            upChannel.close(promise: nil)
+            downstream.close(promise: nil)
         }
     }
 

@@ -133,6 +133,12 @@ final class UpstreamConnectionPool {
         }
     }
 
+    /// A connection leaves HTTP for good (an upgraded tunnel): it no longer counts here, though its slot under
+    /// `max_connections` stays taken until it closes.
+    func detach(_ handler: UpstreamHandler) {
+        self.evict(handler)
+    }
+
     /// A parked connection closed or misbehaved.
     func evict(_ handler: UpstreamHandler) {
         let id = ObjectIdentifier(handler)

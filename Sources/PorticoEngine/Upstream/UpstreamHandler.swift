@@ -18,7 +18,7 @@ import PorticoCore
 ///
 /// Backpressure (swift-nio-examples `GlueHandler`): the outbound `read()` is held while the downstream channel is
 /// not writable and replayed when it becomes writable again.
-final class UpstreamHandler: ChannelDuplexHandler {
+final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPClientResponsePart
     typealias OutboundIn = HTTPClientRequestPart
     typealias OutboundOut = HTTPClientRequestPart
