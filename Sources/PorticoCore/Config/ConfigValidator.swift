@@ -67,6 +67,12 @@ public enum ConfigValidator {
                 }
                 if let d = tls.reloadInterval, d.nanoseconds < 100_000_000 { fail("\(p).tls.reload_interval", "must be at least 100ms") }
             }
+            if let h2 = l.http2 {
+                if h2.cleartext == true && l.tls != nil { fail("\(p).http2.cleartext", "only for listeners without tls (use ALPN there)") }
+                if let n = h2.maxConcurrentStreams, !(1...10_000).contains(n) { fail("\(p).http2.max_concurrent_streams", "must be from 1 to 10000") }
+                if let f = h2.maxFrameSize, !(16384...16_777_215).contains(f.bytes) { fail("\(p).http2.max_frame_size", "must be from 16KiB to 16MiB") }
+                if let h = h2.maxHeaderListSize, h.bytes < 1024 { fail("\(p).http2.max_header_list_size", "must be at least 1KiB") }
+            }
             if let t = l.timeouts {
                 if let d = t.requestHeader, d.nanoseconds == 0 { fail("\(p).timeouts.request_header", "must be more than 0") }
                 if let d = t.idle, d.nanoseconds == 0 { fail("\(p).timeouts.idle", "must be more than 0") }

@@ -20,9 +20,12 @@ public struct ListenerConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
     public var timeouts: ListenerTimeoutsConfig?
     /// Serve HTTPS on this listener.
     public var tls: ListenerTLSConfig?
+    /// HTTP/2: offered by ALPN on TLS listeners, or spoken with prior knowledge (h2c) on plain ones.
+    public var http2: HTTP2Config?
 
     public init(name: String, address: String, reusePort: Bool? = nil, backlog: Int? = nil,
-                limits: LimitsConfig? = nil, timeouts: ListenerTimeoutsConfig? = nil, tls: ListenerTLSConfig? = nil) {
+                limits: LimitsConfig? = nil, timeouts: ListenerTimeoutsConfig? = nil, tls: ListenerTLSConfig? = nil,
+                http2: HTTP2Config? = nil) {
         self.name = name
         self.address = address
         self.reusePort = reusePort
@@ -30,6 +33,7 @@ public struct ListenerConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
         self.limits = limits
         self.timeouts = timeouts
         self.tls = tls
+        self.http2 = http2
     }
 
     public static var configPlaceholder: ListenerConfig { .init(name: "", address: "") }
@@ -71,4 +75,31 @@ public struct ListenerTimeoutsConfig: Codable, Sendable, Hashable, ConfigPlaceho
     }
 
     public static var configPlaceholder: ListenerTimeoutsConfig { .init() }
+}
+
+/// HTTP/2 on a listener (RFC 9113). Each stream goes through the same routes, filters and upstream pools as an
+/// HTTP/1.1 request; upstreams are spoken to in HTTP/1.1.
+public struct HTTP2Config: Codable, Sendable, Hashable, ConfigPlaceholder {
+    /// On a TLS listener, offer `h2` by ALPN (clients that do not pick it get HTTP/1.1). Default `true`.
+    public var enabled: Bool?
+    /// On a plain listener, speak HTTP/2 with prior knowledge (h2c) instead of HTTP/1.1. Default `false`.
+    public var cleartext: Bool?
+    /// Streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS). Default `100`.
+    public var maxConcurrentStreams: Int?
+    /// Largest header list a client may send (SETTINGS_MAX_HEADER_LIST_SIZE); HPACK bombs beyond it are refused.
+    /// Default `64KiB`.
+    public var maxHeaderListSize: ByteSize?
+    /// Largest frame payload accepted (SETTINGS_MAX_FRAME_SIZE), 16KiB to 16MiB. Default `16KiB`.
+    public var maxFrameSize: ByteSize?
+
+    public init(enabled: Bool? = nil, cleartext: Bool? = nil, maxConcurrentStreams: Int? = nil, maxHeaderListSize: ByteSize? = nil,
+                maxFrameSize: ByteSize? = nil) {
+        self.enabled = enabled
+        self.cleartext = cleartext
+        self.maxConcurrentStreams = maxConcurrentStreams
+        self.maxHeaderListSize = maxHeaderListSize
+        self.maxFrameSize = maxFrameSize
+    }
+
+    public static var configPlaceholder: HTTP2Config { .init() }
 }

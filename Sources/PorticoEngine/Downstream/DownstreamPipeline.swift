@@ -5,21 +5,51 @@
 
 import NIOCore
 import NIOHTTP1
+import NIOHTTP2
 import NIOSSL
 
 /// Builds a downstream connection's pipeline, on its EventLoop:
 ///
-///     socket ─▶ HTTPResponseEncoder / HTTPRequestDecoder (paired, so HEAD responses carry no body) ─▶ ProxyHandler
+///     socket ─▶ NIOSSLServerHandler? ─▶ HTTP/1.1: HTTPResponseEncoder / HTTPRequestDecoder ─▶ ProxyHandler
+///                                     └ HTTP/2:   NIOHTTP2Handler ─▶ per stream: HTTP2FramePayloadToHTTP1ServerCodec ─▶ ProxyHandler
 ///
-/// Deliberately lean: no pipelining helper (the `ProxyHandler` orders responses itself), no error handler (it
-/// maps parse errors to 400/431), no header validator (headers come from a validated config or an upstream
-/// whose fields the decoder already checked). Every handler costs on every request (DEPENDENCIES.md).
+/// HTTP/1.1 is deliberately lean: no pipelining helper (the `ProxyHandler` orders responses itself), no error
+/// handler (it maps parse errors to 400/431), no header validator (headers come from a validated config or an
+/// upstream whose fields the decoder already checked). Every handler costs on every request (DEPENDENCIES.md).
+///
+/// HTTP/2 streams end in the same `ProxyHandler` as HTTP/1.1 requests, so routing, filters and pools are shared.
+/// NIOHTTP2's limits defend against the known attacks: rapid reset (CVE-2023-44487, stream reset rate limit),
+/// CONTINUATION floods (CVE-2024-27316, sequential CONTINUATION limit), HPACK bombs (header list size), and
+/// ping/settings floods (control frame rate limit); each ends the connection with GOAWAY and an error code.
 enum DownstreamPipeline {
-    static func configure(_ channel: any Channel, worker: WorkerState, listener: ListenerSettings) throws {
-        if let tls = listener.tls {
-            // A failed handshake only closes this connection (NIOSSL sends the alert and closes).
-            try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.context))
+    static func configure(_ channel: any Channel, worker: WorkerState, listener: ListenerSettings) -> EventLoopFuture<Void> {
+        do {
+            if let tls = listener.tls {
+                // A failed handshake only closes this connection (NIOSSL sends the alert and closes).
+                try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.context))
+                if listener.http2 {
+                    let bound = NIOLoopBound(worker, eventLoop: channel.eventLoop)
+                    return channel.configureHTTP2SecureUpgrade(
+                        h2ChannelConfigurator: { ch in
+                            ch.eventLoop.makeCompletedFuture { try configureHTTP2(ch, worker: bound.value, listener: listener) }
+                        },
+                        http1ChannelConfigurator: { ch in
+                            ch.eventLoop.makeCompletedFuture { try configureHTTP1(ch, worker: bound.value, listener: listener) }
+                        }
+                    )
+                }
+            } else if listener.h2c {
+                try configureHTTP2(channel, worker: worker, listener: listener)
+                return channel.eventLoop.makeSucceededVoidFuture()
+            }
+            try configureHTTP1(channel, worker: worker, listener: listener)
+            return channel.eventLoop.makeSucceededVoidFuture()
+        } catch {
+            return channel.eventLoop.makeFailedFuture(error)
         }
+    }
+
+    static func configureHTTP1(_ channel: any Channel, worker: WorkerState, listener: ListenerSettings) throws {
         var limits = NIOHTTPDecoderLimitConfiguration()
         limits.maxHeaderListSize = listener.maxHeaderBytes
         limits.maxHeaderFieldSize = listener.maxHeaderBytes
@@ -32,5 +62,29 @@ enum DownstreamPipeline {
             withDecoderLimitConfiguration: limits
         )
         try channel.pipeline.syncOperations.addHandler(ProxyHandler(worker: worker, listener: listener))
+    }
+
+    static func configureHTTP2(_ channel: any Channel, worker: WorkerState, listener: ListenerSettings) throws {
+        var connection = NIOHTTP2Handler.ConnectionConfiguration()
+        connection.initialSettings = [
+            HTTP2Setting(parameter: .maxConcurrentStreams, value: listener.maxConcurrentStreams),
+            HTTP2Setting(parameter: .maxHeaderListSize, value: listener.maxHeaderListSize),
+            HTTP2Setting(parameter: .maxFrameSize, value: listener.maxFrameSize),
+            HTTP2Setting(parameter: .initialWindowSize, value: 1 << 20),
+        ]
+        connection.targetWindowSize = 1 << 20
+        var stream = NIOHTTP2Handler.StreamConfiguration()
+        stream.targetWindowSize = 1 << 20
+        let bound = NIOLoopBound(worker, eventLoop: channel.eventLoop)
+        _ = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
+            mode: .server,
+            connectionConfiguration: connection,
+            streamConfiguration: stream
+        ) { streamChannel in
+            streamChannel.eventLoop.makeCompletedFuture {
+                try streamChannel.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
+                try streamChannel.pipeline.syncOperations.addHandler(ProxyHandler(worker: bound.value, listener: listener, isHTTP2: true))
+            }
+        }
     }
 }

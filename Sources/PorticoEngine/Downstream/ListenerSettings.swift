@@ -23,6 +23,13 @@ public struct ListenerSettings: Sendable {
     public var idleTimeout: TimeAmount
     /// TLS termination, when the listener has `tls`.
     public var tls: ListenerTLS?
+    /// `h2` offered by ALPN (TLS listeners).
+    public var http2: Bool
+    /// HTTP/2 with prior knowledge (plain listeners).
+    public var h2c: Bool
+    public var maxConcurrentStreams: Int
+    public var maxHeaderListSize: Int
+    public var maxFrameSize: Int
 
     public init(_ c: ListenerConfig, tls: ListenerTLS? = nil) {
         self.name = c.name
@@ -31,6 +38,11 @@ public struct ListenerSettings: Sendable {
         self.backlog = c.backlog ?? 4096
         self.scheme = tls == nil ? "http" : "https"
         self.tls = tls
+        self.http2 = tls != nil && (c.http2?.enabled ?? true)
+        self.h2c = tls == nil && (c.http2?.cleartext ?? false)
+        self.maxConcurrentStreams = c.http2?.maxConcurrentStreams ?? 100
+        self.maxHeaderListSize = c.http2?.maxHeaderListSize?.bytes ?? 64 * 1024
+        self.maxFrameSize = c.http2?.maxFrameSize?.bytes ?? 16384
         self.maxHeaderBytes = c.limits?.maxHeaderBytes?.bytes ?? 32 * 1024
         self.maxBodyBytes = c.limits?.maxBodyBytes?.bytes ?? 10 * 1024 * 1024
         self.maxURIBytes = c.limits?.maxUriBytes?.bytes ?? 8 * 1024
@@ -40,5 +52,5 @@ public struct ListenerSettings: Sendable {
     }
 
     /// Two listeners share a socket across a reload when this is equal (Caddy's listener pool).
-    var socketIdentity: String { "\(self.address)|\(self.reusePort)|\(self.backlog)|\(self.tls == nil ? "http" : "https")" }
+    var socketIdentity: String { "\(self.address)|\(self.reusePort)|\(self.backlog)|\(self.tls == nil ? "http" : "https")|\(self.h2c)" }
 }

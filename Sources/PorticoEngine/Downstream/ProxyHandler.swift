@@ -59,9 +59,14 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var upstreamActivity = false
     var workerSlot = -1
 
-    init(worker: WorkerState, listener: ListenerSettings) {
+    /// This handler serves one HTTP/2 stream (not a connection): no Connection headers, the stream ends with the
+    /// response.
+    let isHTTP2: Bool
+
+    init(worker: WorkerState, listener: ListenerSettings, isHTTP2: Bool = false) {
         self.worker = worker
         self.listener = listener
+        self.isHTTP2 = isHTTP2
     }
 
     /// The loop's clock (virtual under `EmbeddedEventLoop`, so timeouts are testable).
@@ -291,7 +296,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 return self.respondWithError(ProxyError(.badRequest, source: .downstream, context: "invalid request target"), exchange: ex)
             }
         }
-        if head.version.major != 1 {
+        if head.version.major != 1 && !(self.isHTTP2 && head.version.major == 2) {
             return self.respondWithError(ProxyError(.badRequest, source: .downstream, context: "unsupported HTTP version"), exchange: ex, status: 505)
         }
         if hosts.count > 1 || (head.version.minor >= 1 && hostText == nil) {
@@ -308,7 +313,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // other than a final chunked, is refused and the connection closed.
         let te = head.headers[canonicalForm: "transfer-encoding"]
         if !te.isEmpty {
-            if head.headers.contains(name: "content-length") || te.last?.lowercased() != "chunked" || head.version.minor == 0 {
+            if head.headers.contains(name: "content-length") || te.last?.lowercased() != "chunked" || head.version == .http1_0 {
                 return self.respondWithError(ProxyError(.badRequest, source: .downstream, context: "ambiguous request framing"), exchange: ex)
             }
         } else if let cl = head.headers.first(name: "content-length") {
@@ -355,6 +360,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             var up = HTTPRequestHead(version: .http1_1, method: head.method, uri: target.utf8.count == head.uri.utf8.count ? head.uri : String(target), headers: head.headers)
             let chunked = !te.isEmpty
             HopByHopHeaders.strip(&up.headers)
+            if self.isHTTP2 {
+                // HTTP/2 may split Cookie into several fields; HTTP/1.1 wants one (RFC 9113 §8.2.3).
+                let cookies = up.headers[canonicalForm: "cookie"]
+                if cookies.count > 1 { up.headers.replaceOrAdd(name: "Cookie", value: cookies.joined(separator: "; ")) }
+            }
             if let proto = ex.upgradeProtocol {
                 up.headers.add(name: "Connection", value: "Upgrade")
                 up.headers.add(name: "Upgrade", value: proto)
@@ -384,7 +394,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func verifiedClientCertificate() -> ClientCertificateInfo? {
         if let cached = self.clientCertificate { return cached }
-        let cert = try? self.context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self).peerCertificate
+        let connection = self.isHTTP2 ? (self.context.channel.parent ?? self.context.channel) : self.context.channel
+        let cert = try? connection.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self).peerCertificate
         let info = cert.map(ClientCertificateInfo.init)
         self.clientCertificate = .some(info)
         return info
@@ -518,7 +529,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                     return self.sendSwitchingProtocols(ex, head)
                 }
                 // 100 Continue, 102, 103 Early Hints: forwarded as they are (RFC 9110 §15.2).
-                if ex.version.minor >= 1 {
+                if ex.version != .http1_0 {
                     HopByHopHeaders.strip(&head.headers)
                     self.context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: ex.version, status: head.status, headers: head.headers))), promise: nil)
                     self.needsFlushDownstream = true
@@ -557,13 +568,15 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             ex.route?.responseHeaders.apply(to: &head.headers)
             let bodyless = ex.method == .HEAD || head.status.code == 204 || head.status.code == 304
             let hasLength = head.headers.contains(name: "content-length")
-            if !bodyless && !hasLength && ex.version.minor == 0 {
+            if !bodyless && !hasLength && ex.version == .http1_0 {
                 // An HTTP/1.0 client can only learn the end of an unknown-length body from the close.
                 ex.closeAfterResponse = true
             }
-            if self.closeWhenIdle || ex.closeAfterResponse || (!ex.requestEnded && !ex.requestHasBody) {
+            if self.isHTTP2 {
+                // RFC 9113 §8.2.2: no connection-specific fields in HTTP/2.
+            } else if self.closeWhenIdle || ex.closeAfterResponse || (!ex.requestEnded && !ex.requestHasBody) {
                 head.headers.replaceOrAdd(name: "Connection", value: "close")
-            } else if ex.version.minor == 0 {
+            } else if ex.version == .http1_0 {
                 head.headers.replaceOrAdd(name: "Connection", value: "keep-alive")
             }
             let out = HTTPResponseHead(version: ex.version, status: head.status, headers: head.headers)
@@ -724,12 +737,12 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var buffer = self.context.channel.allocator.buffer(capacity: body.utf8.count)
         buffer.writeString(body)
         headers.replaceOrAdd(name: "Content-Length", value: String(buffer.readableBytes))
-        if self.closeWhenIdle { headers.replaceOrAdd(name: "Connection", value: "close") }
+        if self.closeWhenIdle && !self.isHTTP2 { headers.replaceOrAdd(name: "Connection", value: "close") }
         if let hsts = self.listener.tls?.hstsValue { headers.replaceOrAdd(name: "Strict-Transport-Security", value: hsts) }
         ex.status = status
         ex.state = .respondedLocally
         ex.responseStarted = true
-        let head = HTTPResponseHead(version: ex.version.major == 1 ? ex.version : .http1_1, status: HTTPResponseStatus(statusCode: status), headers: headers)
+        let head = HTTPResponseHead(version: ex.version.major == 1 || self.isHTTP2 ? ex.version : .http1_1, status: HTTPResponseStatus(statusCode: status), headers: headers)
         self.context.write(self.wrapOutboundOut(.head(head)), promise: nil)
         if ex.method != .HEAD && buffer.readableBytes > 0 {
             self.context.write(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)

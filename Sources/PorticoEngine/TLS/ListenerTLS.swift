@@ -20,7 +20,8 @@ public final class ListenerTLS: Sendable {
     public let clientSubjectHeader: String?
     public let clientFingerprintHeader: String?
 
-    public init(_ c: ListenerTLSConfig) throws {
+    /// - Parameter http2: offer `h2` by ALPN.
+    public init(_ c: ListenerTLSConfig, http2: Bool = false) throws {
         let store = try TLSCertificateStore(c.certificates)
         let first = store.defaultCertificate
         var tls = TLSConfiguration.makeServerConfiguration(
@@ -28,7 +29,7 @@ public final class ListenerTLS: Sendable {
             privateKey: .privateKey(first.key)
         )
         tls.minimumTLSVersion = c.minVersion == .v1_3 ? .tlsv13 : .tlsv12
-        tls.applicationProtocols = ["http/1.1"]
+        tls.applicationProtocols = http2 ? ["h2", "http/1.1"] : ["http/1.1"]
         // SNI: the certificate for the name the client asked for (RFC 6066 §3).
         tls.sslContextCallback = { values, promise in
             let chosen = store.select(values.serverHostname)

@@ -75,7 +75,7 @@ public actor ProxyEngine {
         self.table = table
         do {
             for c in table.config.listeners {
-                let settings = ListenerSettings(c, tls: try c.tls.map(ListenerTLS.init))
+                let settings = ListenerSettings(c, tls: try c.tls.map { try ListenerTLS($0, http2: c.http2?.enabled ?? true) })
                 self.listeners[settings.socketIdentity] = try await self.bind(settings)
             }
         } catch {
@@ -115,7 +115,7 @@ public actor ProxyEngine {
         var next: [String: BoundListener] = [:]
         do {
             for c in table.config.listeners {
-                let settings = ListenerSettings(c, tls: try c.tls.map(ListenerTLS.init))
+                let settings = ListenerSettings(c, tls: try c.tls.map { try ListenerTLS($0, http2: c.http2?.enabled ?? true) })
                 if var existing = self.listeners[settings.socketIdentity] {
                     existing.settings = settings
                     next[settings.socketIdentity] = existing
@@ -280,9 +280,7 @@ public actor ProxyEngine {
                 }
                 let state = worker.state.value
                 let current = state.listenerSettings[identity] ?? settings
-                return channel.eventLoop.makeCompletedFuture {
-                    try DownstreamPipeline.configure(channel, worker: state, listener: current)
-                }
+                return DownstreamPipeline.configure(channel, worker: state, listener: current)
             }
     }
 }

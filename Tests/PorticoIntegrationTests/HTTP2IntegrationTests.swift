@@ -1,0 +1,160 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Portico open source project
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import NIOHPACK
+import NIOHTTP1
+import NIOHTTP2
+import NIOPosix
+import NIOSSL
+import PorticoCore
+import PorticoTestSupport
+import Testing
+
+/// HTTP/2 downstream: h2 by ALPN with a real HTTP/2 client (AsyncHTTPClient), h2c with prior knowledge, and
+/// the rapid-reset defence, all against HTTP/1.1 origins.
+@Suite(.serialized) struct HTTP2IntegrationTests {
+    @Test func h2OverTLSSharesRoutesAndPoolsWithHTTP1() async throws {
+        let certs = try TestCertificates()
+        let cert = try certs.issue("localhost", dnsNames: ["localhost"])
+        let origin = try await TestOrigin.start(name: "o")
+        let yaml = """
+            listeners:
+              - name: https
+                address: "127.0.0.1:0"
+                tls: { certificates: [ { cert_file: "\(cert.0)", key_file: "\(cert.1)" } ] }
+            access_log: { destination: "off" }
+            routes:
+              - { match: { path: /fixed }, respond: { status: 418, body: "teapot" } }
+              - { cluster: c }
+            clusters: [ { name: c, hosts: [ { address: "{{origin:o}}" } ] } ]
+            """
+        let proxy = try await ProxyHarness.start(yaml: yaml, origins: [origin], workers: 1)
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.trustRoots = .file(certs.caFile)
+        var config = HTTPClient.Configuration(tlsConfiguration: tls)
+        config.httpVersion = .automatic
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
+        let base = "https://localhost:\(proxy.port())"
+
+        let r = try await client.execute(HTTPClientRequest(url: base + "/page?q=1"), timeout: .seconds(10))
+        #expect(r.version == .http2)
+        #expect(r.status == .ok)
+        let body = String(buffer: try await r.body.collect(upTo: 1 << 20))
+        #expect(body.contains("target: /page?q=1"))
+        #expect(body.contains("host: localhost:"))
+        #expect(body.contains("x-forwarded-proto: https"))
+        #expect(r.headers["connection"].isEmpty)
+
+        // Many concurrent streams on one connection, each a separate request upstream; a body both ways.
+        try await withThrowingTaskGroup(of: Int.self) { group in
+            for i in 0..<50 {
+                group.addTask {
+                    let r = try await client.execute(HTTPClientRequest(url: base + "/status/\(200 + i % 3)"), timeout: .seconds(10))
+                    _ = try await r.body.collect(upTo: 1 << 20)
+                    return Int(r.status.code)
+                }
+            }
+            var codes: [Int] = []
+            for try await c in group { codes.append(c) }
+            #expect(codes.count == 50 && codes.allSatisfy { (200...202).contains($0) })
+        }
+        var post = HTTPClientRequest(url: base + "/echo")
+        post.method = .POST
+        post.body = .bytes(ByteBuffer(repeating: 0x62, count: 300_000))
+        let echoed = try await client.execute(post, timeout: .seconds(10))
+        #expect(try await echoed.body.collect(upTo: 1 << 20).readableBytes == 300_000)
+        let fixed = try await client.execute(HTTPClientRequest(url: base + "/fixed"), timeout: .seconds(10))
+        #expect(fixed.status.code == 418)
+
+        try await client.shutdown()
+        await proxy.shutdown()
+        await origin.shutdown()
+    }
+
+    /// A raw HTTP/2 client: writes frames itself, reports what the server sent.
+    final class FrameRecorder: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = HTTP2Frame
+        var frames: [HTTP2Frame.FramePayload] = []
+        let closed: EventLoopPromise<Void>
+        init(closed: EventLoopPromise<Void>) { self.closed = closed }
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) { self.frames.append(self.unwrapInboundIn(data).payload) }
+        func channelInactive(context: ChannelHandlerContext) { self.closed.succeed(()) }
+        func errorCaught(context: ChannelHandlerContext, error: any Error) { context.close(promise: nil) }
+    }
+
+    @Test func h2cPriorKnowledgeAndRapidResetIsCutOff() async throws {
+        let origin = try await TestOrigin.start(name: "o")
+        let yaml = """
+            listeners: [ { name: h2c, address: "127.0.0.1:0", http2: { cleartext: true } } ]
+            access_log: { destination: "off" }
+            routes: [ { cluster: c } ]
+            clusters: [ { name: c, hosts: [ { address: "{{origin:o}}" } ] } ]
+            """
+        let proxy = try await ProxyHarness.start(yaml: yaml, origins: [origin], workers: 1, logLevel: .critical)
+        defer { Task { await proxy.shutdown(); await origin.shutdown() } }
+
+        func connect() async throws -> (any Channel, FrameRecorder) {
+            let group = MultiThreadedEventLoopGroup.singleton
+            let closed = group.next().makePromise(of: Void.self)
+            let recorder = FrameRecorder(closed: closed)
+            let channel = try await ClientBootstrap(group: group)
+                .channelInitializer { ch in
+                    ch.eventLoop.makeCompletedFuture {
+                        try ch.pipeline.syncOperations.addHandler(NIOHTTP2Handler(mode: .client))
+                        try ch.pipeline.syncOperations.addHandler(recorder)
+                    }
+                }
+                .connect(host: "127.0.0.1", port: proxy.port()).get()
+            return (channel, recorder)
+        }
+        func headers(_ path: String) -> HPACKHeaders {
+            [":method": "GET", ":path": path, ":scheme": "http", ":authority": "t"]
+        }
+
+        // One well-formed request.
+        let (channel, recorder) = try await connect()
+        try await channel.writeAndFlush(HTTP2Frame(streamID: 1, payload: .headers(.init(headers: headers("/status/201"), endStream: true))))
+        try await Task.sleep(nanoseconds: 300_000_000)
+        let status = try await channel.eventLoop.submit {
+            recorder.frames.compactMap { p -> String? in
+                if case .headers(let h) = p { return h.headers.first(name: ":status") }
+                return nil
+            }.first
+        }.get()
+        #expect(status == "201")
+        try? await channel.close()
+
+        // Rapid reset (CVE-2023-44487): open and cancel streams in a burst; the server answers with GOAWAY and
+        // closes this connection, and others keep working.
+        let (attacker, attackRecorder) = try await connect()
+        for i in 0..<400 {
+            let id = HTTP2StreamID(1 + 2 * i)
+            attacker.write(HTTP2Frame(streamID: id, payload: .headers(.init(headers: headers("/delay/1000")))), promise: nil)
+            attacker.write(HTTP2Frame(streamID: id, payload: .rstStream(.cancel)), promise: nil)
+        }
+        attacker.flush()
+        try await attackRecorder.closed.futureResult.get()
+        let goaway = try await attacker.eventLoop.submit {
+            attackRecorder.frames.contains { if case .goAway = $0 { return true } else { return false } }
+        }.get()
+        #expect(goaway)
+
+        let (again, againRecorder) = try await connect()
+        try await again.writeAndFlush(HTTP2Frame(streamID: 1, payload: .headers(.init(headers: headers("/status/202"), endStream: true))))
+        try await Task.sleep(nanoseconds: 300_000_000)
+        let status2 = try await again.eventLoop.submit {
+            againRecorder.frames.compactMap { p -> String? in
+                if case .headers(let h) = p { return h.headers.first(name: ":status") }
+                return nil
+            }.first
+        }.get()
+        #expect(status2 == "202")
+        try? await again.close()
+    }
+}
