@@ -76,6 +76,7 @@ enum DownstreamPipeline {
         var stream = NIOHTTP2Handler.StreamConfiguration()
         stream.targetWindowSize = 1 << 20
         let bound = NIOLoopBound(worker, eventLoop: channel.eventLoop)
+        try channel.pipeline.syncOperations.addHandler(FlushCoalescingHandler())
         _ = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
             mode: .server,
             connectionConfiguration: connection,
