@@ -173,10 +173,11 @@ import Testing
         let originCert = try certs.issue("origin", dnsNames: ["origin.internal"])
         let origin = try await TestOrigin.start(name: "secure", tls: originCert)
         let yaml = """
-            listeners: [ { name: main, address: "127.0.0.1:0" } ]
+            listeners: [ { name: main, address: "127.0.0.1:0" }, { name: other, address: "127.0.0.1:0" } ]
             access_log: { destination: "off" }
             routes:
-              - { match: { path_prefix: /login }, redirect: { status: 308, target: "https://$host$request_uri" } }
+              - { match: { path_prefix: /login, listeners: [main] }, redirect: { status: 308, target: "https://$host$request_uri" } }
+              - { match: { path_prefix: /login }, respond: { status: 200, body: "login page" } }
               - { match: { path_prefix: /good/ }, cluster: good }
               - { match: { path_prefix: /bad/ }, cluster: bad }
             clusters:
@@ -185,7 +186,7 @@ import Testing
             """
         let proxy = try await ProxyHarness.start(yaml: yaml, workers: 1, logLevel: .critical)
         defer { Task { await proxy.shutdown(); await origin.shutdown() } }
-        let c = try RawHTTPClient(port: proxy.port())
+        let c = try RawHTTPClient(port: proxy.port(of: "main"))
         try c.send("GET /good/x HTTP/1.1\r\nHost: app.test\r\n\r\n")
         let good = c.readResponses(1).first
         #expect(good?.status == 200)
@@ -193,10 +194,14 @@ import Testing
         // Same origin, but its certificate does not chain to the system roots: no response from it is passed on.
         try c.send("GET /bad/x HTTP/1.1\r\nHost: app.test\r\n\r\n")
         #expect(c.readResponses(1).first?.status == 502)
-        let r = try RawHTTPClient(port: proxy.port())
+        let r = try RawHTTPClient(port: proxy.port(of: "main"))
         try r.send("GET /login?next=/a HTTP/1.1\r\nHost: app.test\r\n\r\n")
         let redirect = r.readResponses(1).first
         #expect(redirect?.status == 308)
         #expect(redirect?.header("location") == "https://app.test/login?next=/a")
+        // Routes limited to a listener: the same path on the other listener is not redirected.
+        let o = try RawHTTPClient(port: proxy.port(of: "other"))
+        try o.send("GET /login HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        #expect(o.readResponses(1).first?.body == "login page")
     }
 }

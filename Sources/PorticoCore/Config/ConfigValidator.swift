@@ -36,7 +36,9 @@ public enum ConfigValidator {
                 if !hp.isIPLiteral && hp.host != "localhost" {
                     fail("\(p).address", "listener address must be an IP address or localhost, found \"\(hp.host)\"")
                 }
-                if let first = listenerAddresses[hp.description] {
+                if hp.port == 0 {
+                    // Port 0: each listener gets its own free port.
+                } else if let first = listenerAddresses[hp.description] {
                     fail("\(p).address", "address \(hp) is already used by listeners[\(first)]")
                 } else {
                     listenerAddresses[hp.description] = i
@@ -188,6 +190,9 @@ public enum ConfigValidator {
                     fail("\(p).match.hosts[\(j)]", "invalid host pattern \"\(h)\" (expected a name such as app.example.com or *.example.org)")
                 }
                 if m.path != nil && m.pathPrefix != nil { fail("\(p).match", "path and path_prefix cannot both be set") }
+                for (j, name) in (m.listeners ?? []).enumerated() where listenerNames[name] == nil {
+                    fail("\(p).match.listeners[\(j)]", "unknown listener \"\(name)\"")
+                }
                 if let s = m.pathPrefix, !s.hasPrefix("/") { fail("\(p).match.path_prefix", "must start with \"/\"") }
                 if let s = m.path, !s.hasPrefix("/") { fail("\(p).match.path", "must start with \"/\"") }
                 for (j, method) in (m.methods ?? []).enumerated() where !isToken(method) || method.uppercased() != method {

@@ -58,9 +58,13 @@ public struct RouteMatchConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
     public var methods: [String]?
     /// Every listed header condition holds.
     public var headers: [HeaderMatchConfig]?
+    /// Only requests that arrived on these listeners (by name), e.g. to redirect a plain listener to HTTPS.
+    /// Default: every listener.
+    public var listeners: [String]?
 
     public init(hosts: [String]? = nil, pathPrefix: String? = nil, path: String? = nil, methods: [String]? = nil,
-                headers: [HeaderMatchConfig]? = nil) {
+                headers: [HeaderMatchConfig]? = nil, listeners: [String]? = nil) {
+        self.listeners = listeners
         self.hosts = hosts
         self.pathPrefix = pathPrefix
         self.path = path

@@ -14,6 +14,8 @@ public final class Route: Sendable {
     public let path: PathCondition
     public let methods: [HTTPMethod]
     public let headers: [HeaderCondition]
+    /// Listener names this route is limited to (empty: all).
+    public let listeners: [String]
     public let action: RouteAction
     public let requestHeaders: HeaderRules
     public let responseHeaders: HeaderRules
@@ -47,6 +49,7 @@ public final class Route: Sendable {
             self.path = .any
         }
         self.methods = (config.match?.methods ?? []).map { HTTPMethod(rawValue: $0) }
+        self.listeners = config.match?.listeners ?? []
         self.headers = (config.match?.headers ?? []).map { h in
             let test: HeaderCondition.Test
             if let v = h.value {
@@ -86,11 +89,12 @@ public final class Route: Sendable {
         case .prefix(let p): path = p.utf8.count
         case .any: path = 0
         }
-        return (host, path, self.methods.isEmpty ? 0 : 1, self.headers.count)
+        return (host, path, self.methods.isEmpty ? 0 : 1, self.headers.count + (self.listeners.isEmpty ? 0 : 1))
     }
 
     /// Whether the non-host conditions hold.
-    func matches(path: Substring, method: HTTPMethod, headers: HTTPHeaders) -> Bool {
+    func matches(path: Substring, method: HTTPMethod, headers: HTTPHeaders, listener: String) -> Bool {
+        if !self.listeners.isEmpty && !self.listeners.contains(listener) { return false }
         switch self.path {
         case .any: break
         case .exact(let p): if path != p[...] { return false }

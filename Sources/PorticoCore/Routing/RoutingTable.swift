@@ -12,7 +12,7 @@ public import NIOHTTP1
 /// 1. Host: an exact host name, then wildcards from the longest suffix to the shortest, then routes with no host.
 /// 2. Path: an exact `path`, then `path_prefix` from longest to shortest, then no path condition.
 /// 3. Routes with `methods` before routes without.
-/// 4. Routes with more header conditions first.
+/// 4. Routes with more header (and listener) conditions first.
 /// 5. Config order.
 ///
 /// Matching does one dictionary lookup for the host (exact names, then each parent domain for wildcards) and
@@ -107,8 +107,9 @@ public final class RoutingTable: Sendable {
     /// - Parameters:
     ///   - host: the normalized host (`normalizedRequestHost`), empty when the request has none.
     ///   - path: the routing path (`PathNormalizer.routingPath`).
-    public func match(host: String, path: Substring, method: HTTPMethod, headers: HTTPHeaders) -> Route? {
-        for route in self.candidates(host: host) where route.matches(path: path, method: method, headers: headers) {
+    ///   - listener: the name of the listener the request arrived on.
+    public func match(host: String, path: Substring, method: HTTPMethod, headers: HTTPHeaders, listener: String = "") -> Route? {
+        for route in self.candidates(host: host) where route.matches(path: path, method: method, headers: headers, listener: listener) {
             return route
         }
         return nil

@@ -52,5 +52,6 @@ public struct ListenerSettings: Sendable {
     }
 
     /// Two listeners share a socket across a reload when this is equal (Caddy's listener pool).
-    var socketIdentity: String { "\(self.address)|\(self.reusePort)|\(self.backlog)|\(self.tls == nil ? "http" : "https")|\(self.h2c)" }
+    /// With port 0 (any free port) the listener's name keeps two such listeners apart.
+    var socketIdentity: String { "\(self.address.port == 0 ? self.name + "@" : "")\(self.address)|\(self.reusePort)|\(self.backlog)|\(self.tls == nil ? "http" : "https")|\(self.h2c)" }
 }

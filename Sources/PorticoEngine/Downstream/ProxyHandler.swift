@@ -336,7 +336,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let table = self.worker.table
         let hostKey = hostText.map(normalizedRequestHost) ?? ""
         let path = PathNormalizer.routingPath(target)
-        guard let route = table.match(host: hostKey, path: path, method: head.method, headers: head.headers) else {
+        guard let route = table.match(host: hostKey, path: path, method: head.method, headers: head.headers, listener: self.listener.name) else {
             return self.respondWithError(ProxyError(.noRoute, source: .downstream), exchange: ex)
         }
         ex.route = route

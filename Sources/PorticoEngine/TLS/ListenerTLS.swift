@@ -29,6 +29,9 @@ public final class ListenerTLS: Sendable {
             privateKey: .privateKey(first.key)
         )
         tls.minimumTLSVersion = c.minVersion == .v1_3 ? .tlsv13 : .tlsv12
+        // TLS 1.2: forward-secret AEAD suites only (Mozilla "intermediate"), no CBC (LUCKY13) and no RSA key
+        // transport (ROBOT). TLS 1.3 suites are all AEAD.
+        tls.cipherSuites = Self.tls12CipherSuites
         tls.applicationProtocols = http2 ? ["h2", "http/1.1"] : ["http/1.1"]
         // SNI: the certificate for the name the client asked for (RFC 6066 §3).
         tls.sslContextCallback = { values, promise in
@@ -58,6 +61,11 @@ public final class ListenerTLS: Sendable {
         self.hstsValue = c.hsts?.headerValue
         self.reloadInterval = .nanoseconds(c.reloadInterval?.nanoseconds ?? 10_000_000_000)
     }
+
+    static let tls12CipherSuites = [
+        "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
+    ].joined(separator: ":")
 
     /// Every problem with the TLS files of `config`, as config errors at their key paths (for `portico check` and
     /// reloads: a bad certificate never replaces a good one).
