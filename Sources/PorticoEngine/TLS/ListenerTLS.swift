@@ -43,6 +43,7 @@ public final class ListenerTLS: Sendable {
         }
         if let auth = c.clientAuth {
             let roots: [NIOSSLCertificate]
+            try TLSCertificateStore.requireReadable(auth.caFile, field: "client_auth.ca_file")
             do {
                 roots = try NIOSSLCertificate.fromPEMFile(auth.caFile)
             } catch {
@@ -84,7 +85,10 @@ public final class ListenerTLS: Sendable {
             }
             if let auth = tls.clientAuth {
                 do {
+                    try TLSCertificateStore.requireReadable(auth.caFile, field: "ca_file")
                     _ = try NIOSSLCertificate.fromPEMFile(auth.caFile)
+                } catch let e as TLSMaterialError {
+                    errors.append(ConfigError(path: "listeners[\(i)].tls.client_auth.ca_file", message: e.message))
                 } catch {
                     errors.append(ConfigError(path: "listeners[\(i)].tls.client_auth.ca_file", message: "cannot load CA bundle \"\(auth.caFile)\": \(TLSCertificateStore.describe(error))"))
                 }

@@ -92,9 +92,8 @@ public final class TLSCertificateStore: Sendable {
     /// Reads and checks one certificate: files readable and PEM, key matching the leaf, leaf not expired.
     static func load(_ c: CertificateConfig) throws -> LoadedCertificate {
         let stamp = self.stamp(c)
-        for (field, path) in [("cert_file", c.certFile), ("key_file", c.keyFile)] where access(path, R_OK) != 0 {
-            throw TLSMaterialError(field: field, message: "cannot read \"\(path)\": \(String(cString: strerror(errno)).lowercased())")
-        }
+        try Self.requireReadable(c.certFile, field: "cert_file")
+        try Self.requireReadable(c.keyFile, field: "key_file")
         let chain: [NIOSSLCertificate]
         do {
             chain = try NIOSSLCertificate.fromPEMFile(c.certFile)
@@ -131,6 +130,13 @@ public final class TLSCertificateStore: Sendable {
             }
         }
         return LoadedCertificate(patterns: names.compactMap(HostPattern.init(parsing:)), chain: chain, key: key, stamp: stamp)
+    }
+
+    /// Throws a clear "cannot read" error when `path` is not a readable file.
+    static func requireReadable(_ path: String, field: String) throws {
+        if access(path, R_OK) != 0 {
+            throw TLSMaterialError(field: field, message: "cannot read \"\(path)\": \(String(cString: strerror(errno)).lowercased())")
+        }
     }
 
     static func describe(_ error: any Error) -> String {

@@ -19,6 +19,7 @@ public final class UpstreamTLS: Sendable {
         tls.minimumTLSVersion = .tlsv12
         tls.applicationProtocols = ["http/1.1"]
         if let ca = c.caFile {
+            try TLSCertificateStore.requireReadable(ca, field: "ca_file")
             do {
                 tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(ca))
             } catch {
@@ -27,6 +28,8 @@ public final class UpstreamTLS: Sendable {
         }
         if c.verify == false { tls.certificateVerification = .none }
         if let cert = c.certFile, let key = c.keyFile {
+            try TLSCertificateStore.requireReadable(cert, field: "cert_file")
+            try TLSCertificateStore.requireReadable(key, field: "key_file")
             do {
                 tls.certificateChain = try NIOSSLCertificate.fromPEMFile(cert).map { .certificate($0) }
                 tls.privateKey = .privateKey(try NIOSSLPrivateKey(file: key, format: .pem))
