@@ -89,7 +89,7 @@ public actor ProxyServer: Service {
             return .failure(ConfigErrors([ConfigError(path: "", message: "no config file to reload")]))
         }
         self.logger.info("reloading", metadata: ["config": "\(path)"])
-        switch ConfigLoader.load(path: path, extraChecks: ListenerTLS.check) {
+        switch ConfigLoader.load(path: path, extraChecks: TLSConfigCheck.errors) {
         case .failure(let errors):
             for e in errors.all { self.logger.error("config error, keeping the running config: \(e)") }
             return .failure(errors)

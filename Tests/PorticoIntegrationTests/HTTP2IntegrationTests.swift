@@ -116,18 +116,21 @@ import Testing
         func headers(_ path: String) -> HPACKHeaders {
             [":method": "GET", ":path": path, ":scheme": "http", ":authority": "t"]
         }
+        /// Sends one GET on stream 1 and returns the `:status` the server answered.
+        func status(_ path: String, on channel: any Channel, _ recorder: FrameRecorder) async throws -> String? {
+            try await channel.writeAndFlush(HTTP2Frame(streamID: 1, payload: .headers(.init(headers: headers(path), endStream: true))))
+            try await Task.sleep(nanoseconds: 300_000_000)
+            return try await channel.eventLoop.submit {
+                recorder.frames.compactMap { p -> String? in
+                    if case .headers(let h) = p { return h.headers.first(name: ":status") }
+                    return nil
+                }.first
+            }.get()
+        }
 
         // One well-formed request.
         let (channel, recorder) = try await connect()
-        try await channel.writeAndFlush(HTTP2Frame(streamID: 1, payload: .headers(.init(headers: headers("/status/201"), endStream: true))))
-        try await Task.sleep(nanoseconds: 300_000_000)
-        let status = try await channel.eventLoop.submit {
-            recorder.frames.compactMap { p -> String? in
-                if case .headers(let h) = p { return h.headers.first(name: ":status") }
-                return nil
-            }.first
-        }.get()
-        #expect(status == "201")
+        #expect(try await status("/status/201", on: channel, recorder) == "201")
         try? await channel.close()
 
         // Rapid reset (CVE-2023-44487): open and cancel streams in a burst; the server answers with GOAWAY and
@@ -146,15 +149,7 @@ import Testing
         #expect(goaway)
 
         let (again, againRecorder) = try await connect()
-        try await again.writeAndFlush(HTTP2Frame(streamID: 1, payload: .headers(.init(headers: headers("/status/202"), endStream: true))))
-        try await Task.sleep(nanoseconds: 300_000_000)
-        let status2 = try await again.eventLoop.submit {
-            againRecorder.frames.compactMap { p -> String? in
-                if case .headers(let h) = p { return h.headers.first(name: ":status") }
-                return nil
-            }.first
-        }.get()
-        #expect(status2 == "202")
+        #expect(try await status("/status/202", on: again, againRecorder) == "202")
         try? await again.close()
     }
 }

@@ -157,7 +157,7 @@ import Testing
                     - { cert_file: "\(expired.0)", key_file: "\(expired.1)" }
             routes: [ { respond: { status: 200 } } ]
             """
-        guard case .failure(let errors) = ConfigLoader.load(text: yaml, file: "tls.yaml", extraChecks: ListenerTLS.check) else {
+        guard case .failure(let errors) = ConfigLoader.load(text: yaml, file: "tls.yaml", extraChecks: TLSConfigCheck.errors) else {
             Issue.record("expected errors")
             return
         }

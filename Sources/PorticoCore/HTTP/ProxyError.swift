@@ -27,7 +27,6 @@ public struct ProxyError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let bodyTooLarge = Kind("request_body_too_large")
         public static let requestHeaderTimeout = Kind("request_header_timeout")
         public static let noRoute = Kind("no_route")
-        public static let upgradeNotSupported = Kind("upgrade_not_supported")
         public static let circuitBreakerOverflow = Kind("circuit_breaker_overflow")
     }
 

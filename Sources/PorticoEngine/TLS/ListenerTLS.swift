@@ -67,45 +67,6 @@ public final class ListenerTLS: Sendable {
         "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
         "ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
     ].joined(separator: ":")
-
-    /// Every problem with the TLS files of `config`, as config errors at their key paths (for `portico check` and
-    /// reloads: a bad certificate never replaces a good one).
-    public static func check(_ config: PorticoConfig) -> [ConfigError] {
-        var errors: [ConfigError] = []
-        for (i, l) in config.listeners.enumerated() {
-            guard let tls = l.tls else { continue }
-            for (j, c) in tls.certificates.enumerated() {
-                do {
-                    _ = try TLSCertificateStore.load(c)
-                } catch let e as TLSMaterialError {
-                    errors.append(ConfigError(path: "listeners[\(i)].tls.certificates[\(j)].\(e.field)", message: e.message))
-                } catch {
-                    errors.append(ConfigError(path: "listeners[\(i)].tls.certificates[\(j)]", message: "\(error)"))
-                }
-            }
-            if let auth = tls.clientAuth {
-                do {
-                    try TLSCertificateStore.requireReadable(auth.caFile, field: "ca_file")
-                    _ = try NIOSSLCertificate.fromPEMFile(auth.caFile)
-                } catch let e as TLSMaterialError {
-                    errors.append(ConfigError(path: "listeners[\(i)].tls.client_auth.ca_file", message: e.message))
-                } catch {
-                    errors.append(ConfigError(path: "listeners[\(i)].tls.client_auth.ca_file", message: "cannot load CA bundle \"\(auth.caFile)\": \(TLSCertificateStore.describe(error))"))
-                }
-            }
-        }
-        for (i, cl) in (config.clusters ?? []).enumerated() {
-            guard let tls = cl.tls else { continue }
-            do {
-                _ = try UpstreamTLS(tls)
-            } catch let e as TLSMaterialError {
-                errors.append(ConfigError(path: "clusters[\(i)].tls.\(e.field)", message: e.message))
-            } catch {
-                errors.append(ConfigError(path: "clusters[\(i)].tls", message: "\(error)"))
-            }
-        }
-        return errors
-    }
 }
 
 /// What the proxy tells upstreams about a verified client certificate.
