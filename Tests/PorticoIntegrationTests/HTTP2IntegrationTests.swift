@@ -12,7 +12,9 @@ import NIOHTTP1
 import NIOHTTP2
 import NIOPosix
 import NIOSSL
+import PorticoControl
 import PorticoCore
+import PorticoEngine
 import PorticoTestSupport
 import Testing
 
@@ -42,37 +44,43 @@ import Testing
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
         let base = "https://localhost:\(proxy.port())"
 
-        let r = try await client.execute(HTTPClientRequest(url: base + "/page?q=1"), timeout: .seconds(10))
-        #expect(r.version == .http2)
-        #expect(r.status == .ok)
-        let body = String(buffer: try await r.body.collect(upTo: 1 << 20))
-        #expect(body.contains("target: /page?q=1"))
-        #expect(body.contains("host: localhost:"))
-        #expect(body.contains("x-forwarded-proto: https"))
-        #expect(r.headers["connection"].isEmpty)
+        do {
+            let r = try await client.execute(HTTPClientRequest(url: base + "/page?q=1"), timeout: .seconds(10))
+            #expect(r.version == .http2)
+            #expect(r.status == .ok)
+            let body = String(buffer: try await r.body.collect(upTo: 1 << 20))
+            #expect(body.contains("target: /page?q=1"))
+            #expect(body.contains("host: localhost:"))
+            #expect(body.contains("x-forwarded-proto: https"))
+            #expect(r.headers["connection"].isEmpty)
 
-        // Many concurrent streams on one connection, each a separate request upstream; a body both ways.
-        try await withThrowingTaskGroup(of: Int.self) { group in
-            for i in 0..<50 {
-                group.addTask {
-                    let r = try await client.execute(HTTPClientRequest(url: base + "/status/\(200 + i % 3)"), timeout: .seconds(10))
-                    _ = try await r.body.collect(upTo: 1 << 20)
-                    return Int(r.status.code)
+            // Many concurrent streams on one connection, each a separate request upstream; a body both ways.
+            try await withThrowingTaskGroup(of: Int.self) { group in
+                for i in 0..<50 {
+                    group.addTask {
+                        let r = try await client.execute(HTTPClientRequest(url: base + "/status/\(200 + i % 3)"), timeout: .seconds(10))
+                        _ = try await r.body.collect(upTo: 1 << 20)
+                        return Int(r.status.code)
+                    }
                 }
+                var codes: [Int] = []
+                for try await c in group { codes.append(c) }
+                #expect(codes.count == 50 && codes.allSatisfy { (200...202).contains($0) })
             }
-            var codes: [Int] = []
-            for try await c in group { codes.append(c) }
-            #expect(codes.count == 50 && codes.allSatisfy { (200...202).contains($0) })
+            var post = HTTPClientRequest(url: base + "/echo")
+            post.method = .POST
+            post.body = .bytes(ByteBuffer(repeating: 0x62, count: 300_000))
+            let echoed = try await client.execute(post, timeout: .seconds(10))
+            #expect(try await echoed.body.collect(upTo: 1 << 20).readableBytes == 300_000)
+            let fixed = try await client.execute(HTTPClientRequest(url: base + "/fixed"), timeout: .seconds(10))
+            #expect(fixed.status.code == 418)
+        } catch {
+            Issue.record("h2 requests failed: \(error)")
         }
-        var post = HTTPClientRequest(url: base + "/echo")
-        post.method = .POST
-        post.body = .bytes(ByteBuffer(repeating: 0x62, count: 300_000))
-        let echoed = try await client.execute(post, timeout: .seconds(10))
-        #expect(try await echoed.body.collect(upTo: 1 << 20).readableBytes == 300_000)
-        let fixed = try await client.execute(HTTPClientRequest(url: base + "/fixed"), timeout: .seconds(10))
-        #expect(fixed.status.code == 418)
-
         try await client.shutdown()
+        try await Task.sleep(nanoseconds: 300_000_000)
+        let open = await proxy.server.engine.openConnections()
+        #expect(open == 0, "connections still open after the client left: \(open)")
         await proxy.shutdown()
         await origin.shutdown()
     }
@@ -151,5 +159,52 @@ import Testing
         let (again, againRecorder) = try await connect()
         #expect(try await status("/status/202", on: again, againRecorder) == "202")
         try? await again.close()
+    }
+
+    @Test func gracefulShutdownSendsGoawayAndFinishesStreams() async throws {
+        let origin = try await TestOrigin.start(name: "o")
+        let yaml = """
+            listeners: [ { name: h2c, address: "127.0.0.1:0", http2: { cleartext: true } } ]
+            access_log: { destination: "off" }
+            shutdown_grace: 5s
+            routes: [ { cluster: c } ]
+            clusters: [ { name: c, hosts: [ { address: "{{origin:o}}" } ] } ]
+            """
+        let proxy = try await ProxyHarness.start(yaml: yaml, origins: [origin], workers: 1, logLevel: .critical)
+        let group = MultiThreadedEventLoopGroup.singleton
+        let closed = group.next().makePromise(of: Void.self)
+        let recorder = FrameRecorder(closed: closed)
+        let channel = try await ClientBootstrap(group: group)
+            .channelInitializer { ch in
+                ch.eventLoop.makeCompletedFuture {
+                    try ch.pipeline.syncOperations.addHandler(NIOHTTP2Handler(mode: .client))
+                    try ch.pipeline.syncOperations.addHandler(recorder)
+                }
+            }
+            .connect(host: "127.0.0.1", port: proxy.port()).get()
+        let headers: HPACKHeaders = [":method": "GET", ":path": "/delay/600", ":scheme": "http", ":authority": "t"]
+        try await channel.writeAndFlush(HTTP2Frame(streamID: 1, payload: .headers(.init(headers: headers, endStream: true))))
+        try await Task.sleep(nanoseconds: 150_000_000)
+        await proxy.shutdown()  // returns once in-flight work is done
+        try await closed.futureResult.get()
+        let (goaway, status, data) = try await channel.eventLoop.submit { () -> (Bool, String?, Int) in
+            var goaway = false
+            var status: String?
+            var data = 0
+            for p in recorder.frames {
+                switch p {
+                case .goAway: goaway = true
+                case .headers(let h): status = status ?? h.headers.first(name: ":status")
+                case .data(let d): if case .byteBuffer(let b) = d.data { data += b.readableBytes }
+                default: break
+                }
+            }
+            return (goaway, status, data)
+        }.get()
+        let kinds = try await channel.eventLoop.submit { recorder.frames.map { "\($0)".prefix(40) } }.get()
+        #expect(goaway)
+        #expect(status == "200", "frames: \(kinds)")
+        #expect(data > 0)
+        await origin.shutdown()
     }
 }

@@ -65,6 +65,9 @@ enum DownstreamPipeline {
     }
 
     static func configureHTTP2(_ channel: any Channel, worker: WorkerState, listener: ListenerSettings) throws {
+        // HTTP/2 has no half-closed connections: the peer's EOF ends the connection (HTTP/1.1 keeps half-closure
+        // to finish the last response).
+        try channel.syncOptions?.setOption(.allowRemoteHalfClosure, value: false)
         var connection = NIOHTTP2Handler.ConnectionConfiguration()
         connection.initialSettings = [
             HTTP2Setting(parameter: .maxConcurrentStreams, value: listener.maxConcurrentStreams),
@@ -76,16 +79,24 @@ enum DownstreamPipeline {
         var stream = NIOHTTP2Handler.StreamConfiguration()
         stream.targetWindowSize = 1 << 20
         let bound = NIOLoopBound(worker, eventLoop: channel.eventLoop)
+        // Idle connections and graceful shutdown: GOAWAY first, then close once the open streams are done.
+        let manager = NIOHTTP2ServerConnectionManagementHandler(
+            eventLoop: channel.eventLoop,
+            configuration: .init(maxIdleTime: listener.idleTimeout, maxAge: nil, maxGraceTime: nil, keepalive: nil)
+        )
         try channel.pipeline.syncOperations.addHandler(FlushCoalescingHandler())
         _ = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
             mode: .server,
             connectionConfiguration: connection,
-            streamConfiguration: stream
+            streamConfiguration: stream,
+            streamDelegate: manager.http2StreamDelegate
         ) { streamChannel in
             streamChannel.eventLoop.makeCompletedFuture {
                 try streamChannel.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
                 try streamChannel.pipeline.syncOperations.addHandler(ProxyHandler(worker: bound.value, listener: listener, isHTTP2: true))
             }
         }
+        try channel.pipeline.syncOperations.addHandler(manager)
+        worker.registerHTTP2Connection(channel)
     }
 }

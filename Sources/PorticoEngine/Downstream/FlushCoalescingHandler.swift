@@ -23,8 +23,18 @@ final class FlushCoalescingHandler: ChannelOutboundHandler, RemovableChannelHand
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         context.eventLoop.execute {
             let (handler, context) = bound.value
+            guard handler.scheduled else { return }
             handler.scheduled = false
             context.flush()
         }
+    }
+
+    /// Whatever was written goes out before the connection closes (a GOAWAY, the last stream's response).
+    func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        if self.scheduled {
+            self.scheduled = false
+            context.flush()
+        }
+        context.close(mode: mode, promise: promise)
     }
 }

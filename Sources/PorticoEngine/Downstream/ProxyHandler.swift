@@ -797,11 +797,17 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func writeResponseEnd(_ ex: Exchange, trailers: HTTPHeaders?) {
-        let closing = self.closeWhenIdle || ex.closeAfterResponse
+        // An HTTP/2 stream ends with its response (END_STREAM); closing it here would reset it before the
+        // connection's coalesced flush has sent the response.
+        let closing = (self.closeWhenIdle || ex.closeAfterResponse) && !self.isHTTP2
         if closing {
             let promise = self.context.eventLoop.makePromise(of: Void.self)
             self.context.writeAndFlush(self.wrapOutboundOut(.end(trailers)), promise: promise)
             promise.futureResult.assumeIsolated().whenComplete { [self] _ in self.closeDownstream() }
+            self.needsFlushDownstream = false
+        } else if self.isHTTP2 {
+            // The stream is done; its connection coalesces the flush with other streams'.
+            self.context.writeAndFlush(self.wrapOutboundOut(.end(trailers)), promise: nil)
             self.needsFlushDownstream = false
         } else {
             self.context.write(self.wrapOutboundOut(.end(trailers)), promise: nil)

@@ -159,6 +159,13 @@ public actor ProxyEngine {
         self.startCertificateReloads()
     }
 
+    /// Downstream connections (HTTP/1.1 connections and HTTP/2 streams and connections) open on all workers.
+    public func openConnections() async -> Int {
+        var open = 0
+        for w in self.startedWorkers { open += (try? await w.submit { $0.connectionCount }.get()) ?? 0 }
+        return open
+    }
+
     /// Stops accepting, lets in-flight requests finish for up to `grace`, then closes everything.
     public func shutdown(grace: TimeAmount) async {
         for t in self.certificateReloads { t.cancel() }

@@ -24,6 +24,8 @@ final class WorkerState {
     var waiting: [Exchange] = []
     var accessLog: AccessLogBuffer?
     private var connections: [ProxyHandler] = []
+    /// HTTP/2 connections (their streams are in `connections`), so shutdown can send them GOAWAY.
+    private var http2Connections: [ObjectIdentifier: any Channel] = [:]
     private var tickTask: RepeatedTask?
     private var ticks = 0
     var isShuttingDown = false
@@ -110,7 +112,17 @@ final class WorkerState {
         handler.workerSlot = -1
     }
 
-    var connectionCount: Int { self.connections.count }
+    var connectionCount: Int { self.connections.count + self.http2Connections.count }
+
+    func registerHTTP2Connection(_ channel: any Channel) {
+        let id = ObjectIdentifier(channel)
+        if self.isShuttingDown {
+            channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        }
+        self.http2Connections[id] = channel
+        let this = NIOLoopBound(self, eventLoop: self.eventLoop)
+        channel.closeFuture.whenComplete { _ in this.value.http2Connections.removeValue(forKey: id) }
+    }
 
     private func tick() {
         let now = self.eventLoop.now
@@ -158,6 +170,8 @@ final class WorkerState {
     func quiesce() {
         self.isShuttingDown = true
         for h in self.connections { h.quiesce() }
+        // HTTP/2: GOAWAY, then the connection closes when its last stream is done.
+        for ch in self.http2Connections.values { ch.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent()) }
     }
 
     func stop() {
