@@ -58,7 +58,7 @@ import Testing
         let path = try Self.tempFile("bad.yaml", """
             listeners:
               - name: public
-                address: 127.0.0.1:8080
+                address: 127.0.0.1:0
                 bogus: 1
             routes:
               - cluster: nowhere

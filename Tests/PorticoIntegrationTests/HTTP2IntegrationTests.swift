@@ -96,6 +96,21 @@ import Testing
         func errorCaught(context: ChannelHandlerContext, error: any Error) { context.close(promise: nil) }
     }
 
+    /// A raw HTTP/2 (prior knowledge) connection to the proxy, recording every frame it receives.
+    static func connect(port: Int) async throws -> (any Channel, FrameRecorder) {
+        let group = MultiThreadedEventLoopGroup.singleton
+        let recorder = FrameRecorder(closed: group.next().makePromise(of: Void.self))
+        let channel = try await ClientBootstrap(group: group)
+            .channelInitializer { ch in
+                ch.eventLoop.makeCompletedFuture {
+                    try ch.pipeline.syncOperations.addHandler(NIOHTTP2Handler(mode: .client))
+                    try ch.pipeline.syncOperations.addHandler(recorder)
+                }
+            }
+            .connect(host: "127.0.0.1", port: port).get()
+        return (channel, recorder)
+    }
+
     @Test func h2cPriorKnowledgeAndRapidResetIsCutOff() async throws {
         let origin = try await TestOrigin.start(name: "o")
         let yaml = """
@@ -107,20 +122,6 @@ import Testing
         let proxy = try await ProxyHarness.start(yaml: yaml, origins: [origin], workers: 1, logLevel: .critical)
         defer { Task { await proxy.shutdown(); await origin.shutdown() } }
 
-        func connect() async throws -> (any Channel, FrameRecorder) {
-            let group = MultiThreadedEventLoopGroup.singleton
-            let closed = group.next().makePromise(of: Void.self)
-            let recorder = FrameRecorder(closed: closed)
-            let channel = try await ClientBootstrap(group: group)
-                .channelInitializer { ch in
-                    ch.eventLoop.makeCompletedFuture {
-                        try ch.pipeline.syncOperations.addHandler(NIOHTTP2Handler(mode: .client))
-                        try ch.pipeline.syncOperations.addHandler(recorder)
-                    }
-                }
-                .connect(host: "127.0.0.1", port: proxy.port()).get()
-            return (channel, recorder)
-        }
         func headers(_ path: String) -> HPACKHeaders {
             [":method": "GET", ":path": path, ":scheme": "http", ":authority": "t"]
         }
@@ -137,13 +138,13 @@ import Testing
         }
 
         // One well-formed request.
-        let (channel, recorder) = try await connect()
+        let (channel, recorder) = try await Self.connect(port: proxy.port())
         #expect(try await status("/status/201", on: channel, recorder) == "201")
         try? await channel.close()
 
         // Rapid reset (CVE-2023-44487): open and cancel streams in a burst; the server answers with GOAWAY and
         // closes this connection, and others keep working.
-        let (attacker, attackRecorder) = try await connect()
+        let (attacker, attackRecorder) = try await Self.connect(port: proxy.port())
         for i in 0..<400 {
             let id = HTTP2StreamID(1 + 2 * i)
             attacker.write(HTTP2Frame(streamID: id, payload: .headers(.init(headers: headers("/delay/1000")))), promise: nil)
@@ -156,7 +157,7 @@ import Testing
         }.get()
         #expect(goaway)
 
-        let (again, againRecorder) = try await connect()
+        let (again, againRecorder) = try await Self.connect(port: proxy.port())
         #expect(try await status("/status/202", on: again, againRecorder) == "202")
         try? await again.close()
     }
@@ -171,22 +172,12 @@ import Testing
             clusters: [ { name: c, hosts: [ { address: "{{origin:o}}" } ] } ]
             """
         let proxy = try await ProxyHarness.start(yaml: yaml, origins: [origin], workers: 1, logLevel: .critical)
-        let group = MultiThreadedEventLoopGroup.singleton
-        let closed = group.next().makePromise(of: Void.self)
-        let recorder = FrameRecorder(closed: closed)
-        let channel = try await ClientBootstrap(group: group)
-            .channelInitializer { ch in
-                ch.eventLoop.makeCompletedFuture {
-                    try ch.pipeline.syncOperations.addHandler(NIOHTTP2Handler(mode: .client))
-                    try ch.pipeline.syncOperations.addHandler(recorder)
-                }
-            }
-            .connect(host: "127.0.0.1", port: proxy.port()).get()
+        let (channel, recorder) = try await Self.connect(port: proxy.port())
         let headers: HPACKHeaders = [":method": "GET", ":path": "/delay/600", ":scheme": "http", ":authority": "t"]
         try await channel.writeAndFlush(HTTP2Frame(streamID: 1, payload: .headers(.init(headers: headers, endStream: true))))
         try await Task.sleep(nanoseconds: 150_000_000)
         await proxy.shutdown()  // returns once in-flight work is done
-        try await closed.futureResult.get()
+        try await recorder.closed.futureResult.get()
         let (goaway, status, data) = try await channel.eventLoop.submit { () -> (Bool, String?, Int) in
             var goaway = false
             var status: String?
