@@ -280,6 +280,8 @@ public actor ProxyEngine {
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
+            // Small first receive buffer: an idle keep-alive connection holds it (requests are small; it grows for bodies).
+            .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536))
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { channel in
                 guard let worker = workers.first(where: { $0.eventLoop === channel.eventLoop }) else {
