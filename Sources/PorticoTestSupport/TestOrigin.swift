@@ -6,6 +6,7 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOHTTP2
 import NIOSSL
 import NIOWebSocket
 import Synchronization
@@ -75,13 +76,16 @@ public final class TestOrigin: Sendable {
     /// Starts an origin. With no `group`, it runs on its own single EventLoop.
     /// - Parameter tls: certificate and key files (PEM): the origin then speaks HTTPS.
     /// - Parameter webSockets: whether `/ws` upgrades; without it, upgrade requests get ordinary responses.
-    public static func start(name: String, host: String = "127.0.0.1", port: Int = 0, group: (any EventLoopGroup)? = nil, tls: (cert: String, key: String)? = nil, webSockets: Bool = true) async throws -> TestOrigin {
+    /// - Parameter http2: speak HTTP/2 only (h2c with prior knowledge, or h2 with `tls`).
+    public static func start(name: String, host: String = "127.0.0.1", port: Int = 0, group: (any EventLoopGroup)? = nil, tls: (cert: String, key: String)? = nil, webSockets: Bool = true, http2: Bool = false) async throws -> TestOrigin {
         let ownGroup = group == nil
         let sslContext = try tls.map { t in
-            try NIOSSLContext(configuration: .makeServerConfiguration(
+            var config = TLSConfiguration.makeServerConfiguration(
                 certificateChain: try NIOSSLCertificate.fromPEMFile(t.cert).map { .certificate($0) },
                 privateKey: .privateKey(try NIOSSLPrivateKey(file: t.key, format: .pem))
-            ))
+            )
+            config.applicationProtocols = http2 ? ["h2"] : ["http/1.1"]
+            return try NIOSSLContext(configuration: config)
         }
         let group = group ?? MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let counters = Counters()
@@ -94,6 +98,19 @@ public final class TestOrigin: Sendable {
                 return channel.eventLoop.makeCompletedFuture {
                     if let sslContext {
                         try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext))
+                    }
+                    if http2 {
+                        _ = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
+                            mode: .server,
+                            connectionConfiguration: .init(),
+                            streamConfiguration: .init()
+                        ) { stream in
+                            stream.eventLoop.makeCompletedFuture {
+                                try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
+                                try stream.pipeline.syncOperations.addHandler(OriginHandler(name: name, counters: counters))
+                            }
+                        }
+                        return
                     }
                     // `/ws` upgrades to a WebSocket that echoes text and binary messages and answers pings.
                     let upgrader = NIOWebSocketServerUpgrader(

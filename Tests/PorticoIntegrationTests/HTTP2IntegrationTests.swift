@@ -198,4 +198,30 @@ import Testing
         #expect(data > 0)
         await origin.shutdown()
     }
+
+    @Test func http2UpstreamsMultiplexOneConnectionPerWorker() async throws {
+        let origin = try await TestOrigin.start(name: "h2-origin", http2: true)
+        let yaml = """
+            listeners: [ { name: main, address: "127.0.0.1:0" } ]
+            access_log: { destination: "off" }
+            routes: [ { cluster: c } ]
+            clusters: [ { name: c, protocol: h2c, hosts: [ { address: "{{origin:h2-origin}}" } ] } ]
+            """
+        let proxy = try await ProxyHarness.start(yaml: yaml, origins: [origin], workers: 1, logLevel: .critical)
+        defer { Task { await proxy.shutdown(); await origin.shutdown() } }
+        let clients = try (0..<4).map { _ in try RawHTTPClient(port: proxy.port()) }
+        for round in 0..<5 {
+            for c in clients { try c.send("GET /status/\(200 + round % 2) HTTP/1.1\r\nHost: t\r\n\r\n") }
+            for c in clients {
+                let r = c.readResponses(1).first
+                #expect(r?.status == 200 + round % 2)
+                #expect(r?.header("x-origin") == "h2-origin")
+            }
+        }
+        try clients[0].send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello")
+        #expect(clients[0].readResponses(1).first?.body == "hello")
+        // Twenty-one requests, one connection: HTTP/2 multiplexes them.
+        #expect(origin.connectionCount == 1)
+        #expect(origin.requestCount == 21)
+    }
 }

@@ -30,6 +30,9 @@ public struct ClusterConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
     public var circuitBreaker: CircuitBreakerConfig?
     /// Speak HTTPS to the hosts.
     public var tls: UpstreamTLSConfig?
+    /// The protocol spoken to the hosts: `http1` (default), `h2` (HTTP/2 over TLS; needs `tls`) or `h2c` (HTTP/2
+    /// with prior knowledge). HTTP/2 multiplexes every request of a worker to a host over one connection.
+    public var `protocol`: UpstreamProtocol?
     /// How often hosts given by name are resolved again. The system resolver does not report TTLs, so this
     /// interval stands in for them; a failed resolution keeps the last good addresses. Default `30s`.
     public var dnsRefresh: ConfigDuration?
@@ -38,7 +41,7 @@ public struct ClusterConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
                 timeouts: ClusterTimeoutsConfig? = nil, pool: PoolConfig? = nil, hash: HashKeyConfig? = nil,
                 sticky: StickyConfig? = nil, healthCheck: HealthCheckConfig? = nil, slowStart: ConfigDuration? = nil,
                 retries: RetryConfig? = nil, circuitBreaker: CircuitBreakerConfig? = nil, dnsRefresh: ConfigDuration? = nil,
-                tls: UpstreamTLSConfig? = nil) {
+                tls: UpstreamTLSConfig? = nil, protocol: UpstreamProtocol? = nil) {
         self.name = name
         self.balancer = balancer
         self.hosts = hosts
@@ -52,6 +55,7 @@ public struct ClusterConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
         self.circuitBreaker = circuitBreaker
         self.dnsRefresh = dnsRefresh
         self.tls = tls
+        self.protocol = `protocol`
     }
 
     public static var configPlaceholder: ClusterConfig { .init(name: "") }
@@ -235,6 +239,12 @@ public struct RetryConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
     }
 
     public static var configPlaceholder: RetryConfig { .init() }
+}
+
+public enum UpstreamProtocol: String, ConfigEnum {
+    case http1
+    case h2
+    case h2c
 }
 
 /// TLS to upstream hosts. The settings are part of the connection pool's key: connections made with other

@@ -146,6 +146,8 @@ public enum ConfigValidator {
                 if let n = r.maxRetries, !(0...10).contains(n) { fail("\(q).max_retries", "must be from 0 to 10") }
                 if let n = r.budgetPercent, !(0...100).contains(n) { fail("\(q).budget_percent", "must be from 0 to 100") }
             }
+            if cl.protocol == .h2 && cl.tls == nil { fail("\(p).protocol", "h2 needs tls (use h2c for HTTP/2 without TLS)") }
+            if cl.protocol == .h2c && cl.tls != nil { fail("\(p).protocol", "h2c is HTTP/2 without TLS (use h2 with tls)") }
             if let t = cl.tls, (t.certFile == nil) != (t.keyFile == nil) {
                 fail("\(p).tls", "cert_file and key_file go together")
             }

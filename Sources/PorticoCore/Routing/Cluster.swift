@@ -32,6 +32,8 @@ public final class Cluster: Sendable {
     public let queueTimeout: TimeAmount
     public let maxRequests: Int?
     public let dnsRefresh: TimeAmount
+    /// HTTP/2 to the hosts (`h2` or `h2c`).
+    public let http2: Bool
 
     init(index: Int, config: ClusterConfig, registry: HostRegistry, now: Int64) {
         self.index = index
@@ -68,6 +70,7 @@ public final class Cluster: Sendable {
         self.queueTimeout = .nanoseconds(config.circuitBreaker?.queueTimeout?.nanoseconds ?? 1_000_000_000)
         self.maxRequests = config.circuitBreaker?.maxRequests
         self.dnsRefresh = .nanoseconds(config.dnsRefresh?.nanoseconds ?? 30_000_000_000)
+        self.http2 = config.protocol == .h2 || config.protocol == .h2c
     }
 
     /// A fresh balancer for one worker (each worker keeps its own cursor: no cross-core atomics). Round robin

@@ -365,6 +365,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 let cookies = up.headers[canonicalForm: "cookie"]
                 if cookies.count > 1 { up.headers.replaceOrAdd(name: "Cookie", value: cookies.joined(separator: "; ")) }
             }
+            if cs.cluster.http2, head.headers[canonicalForm: "te"].contains(where: { $0.lowercased() == "trailers" }) {
+                // The one TE value HTTP/2 allows (RFC 9113 §8.2.2); gRPC needs it end to end.
+                up.headers.add(name: "TE", value: "trailers")
+            }
             if let proto = ex.upgradeProtocol {
                 up.headers.add(name: "Connection", value: "Upgrade")
                 up.headers.add(name: "Upgrade", value: proto)

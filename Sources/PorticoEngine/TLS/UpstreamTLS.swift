@@ -14,10 +14,10 @@ public final class UpstreamTLS: Sendable {
     public let serverName: String?
     public let identity: String
 
-    public init(_ c: UpstreamTLSConfig) throws {
+    public init(_ c: UpstreamTLSConfig, http2: Bool = false) throws {
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.minimumTLSVersion = .tlsv12
-        tls.applicationProtocols = ["http/1.1"]
+        tls.applicationProtocols = http2 ? ["h2"] : ["http/1.1"]
         if let ca = c.caFile {
             try TLSCertificateStore.requireReadable(ca, field: "ca_file")
             do {
@@ -39,7 +39,7 @@ public final class UpstreamTLS: Sendable {
         }
         self.context = try NIOSSLContext(configuration: tls)
         self.serverName = c.serverName
-        self.identity = "\(c.caFile ?? "system")|\(c.serverName ?? "-")|\(c.verify ?? true)|\(c.certFile ?? "-")"
+        self.identity = "\(http2 ? "h2" : "h1")|\(c.caFile ?? "system")|\(c.serverName ?? "-")|\(c.verify ?? true)|\(c.certFile ?? "-")"
     }
 
     /// The SNI name for a host: the configured name, or the host's name when it is not an IP address.

@@ -5,6 +5,7 @@
 
 import NIOCore
 import NIOHTTP1
+import NIOHTTP2
 import NIOPosix
 import NIOSSL
 import PorticoCore
@@ -29,11 +30,15 @@ final class UpstreamConnectionPool {
     let host: HostState
 
     let tls: UpstreamTLS?
+    /// HTTP/2 to this host: one multiplexed connection per worker, a new stream per request (nothing is parked).
+    let http2: Bool
+    private var http2Connection: EventLoopFuture<NIOHTTP2Handler.StreamMultiplexer>?
 
     init(address: HostPort, eventLoop: any EventLoop, cluster: Cluster, host: HostState, tls: UpstreamTLS? = nil) {
         self.address = address
         self.host = host
         self.tls = tls
+        self.http2 = cluster.http2
         self.eventLoop = eventLoop
         self.resolved = try? SocketAddress(ipAddress: address.host, port: address.port)
         self.machine = UpstreamPoolStateMachine(
@@ -56,7 +61,10 @@ final class UpstreamConnectionPool {
     }
 
     /// Reserves a connection under the cluster's `max_connections`; false when the cluster is at its limit.
-    func reserveConnection() -> Bool { self.breaker.acquireConnection(limit: self.maxConnections) }
+    func reserveConnection() -> Bool {
+        // HTTP/2 streams are not connections; the one multiplexed connection is not counted.
+        self.http2 || self.breaker.acquireConnection(limit: self.maxConnections)
+    }
 
     /// A connection of this pool closed (or never opened): its slot is free.
     func connectionClosed() {
@@ -68,6 +76,7 @@ final class UpstreamConnectionPool {
 
     /// A parked connection that is still open, or nil (then `connect()`).
     func lease() -> UpstreamHandler? {
+        if self.http2 { return nil }
         while case .reuse(let id) = self.machine.lease() {
             guard let handler = self.parked.removeValue(forKey: id) else { continue }
             if handler.isClosed { continue }
@@ -79,6 +88,7 @@ final class UpstreamConnectionPool {
     /// Opens a new connection on this pool's EventLoop. The caller has reserved its slot (`reserveConnection`);
     /// it is given back when the connection closes, or here if the connect fails.
     func connect() -> EventLoopFuture<UpstreamHandler> {
+        if self.http2 { return self.openStream() }
         let bootstrap = ClientBootstrap(group: self.eventLoop)
             .connectTimeout(self.connectTimeout)
             // TCP_NODELAY is ClientBootstrap's default; every further option is a syscall per new connection.
@@ -119,6 +129,11 @@ final class UpstreamConnectionPool {
     /// The exchange on `handler` ended.
     func release(_ handler: UpstreamHandler, reusable: Bool) {
         handler.owner = nil
+        if self.http2 {
+            // A stream serves one request; it closes when both sides have ended.
+            if !reusable { handler.close() }
+            return
+        }
         if self.isRetired {
             handler.close()
             return
@@ -131,6 +146,71 @@ final class UpstreamConnectionPool {
         case .close:
             handler.close()
         }
+    }
+
+    // MARK: HTTP/2
+
+    /// The worker's HTTP/2 connection to this host, opened on first use and again after it closes.
+    private func multiplexer() -> EventLoopFuture<NIOHTTP2Handler.StreamMultiplexer> {
+        if let existing = self.http2Connection { return existing }
+        let tls = self.tls
+        let address = self.address
+        let bootstrap = ClientBootstrap(group: self.eventLoop)
+            .connectTimeout(self.connectTimeout)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    if let tls {
+                        try channel.pipeline.syncOperations.addHandler(
+                            NIOSSLClientHandler(context: tls.context, serverHostname: tls.serverName(for: address))
+                        )
+                    }
+                    // Servers may not push to a proxy: inbound streams are refused by leaving them unconfigured.
+                    _ = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
+                        mode: .client,
+                        connectionConfiguration: .init(),
+                        streamConfiguration: .init()
+                    ) { stream in stream.close() }
+                }
+            }
+        let resolved = self.resolved ?? self.host.nextResolvedAddress()
+        let connected = resolved.map { bootstrap.connect(to: $0) } ?? bootstrap.connect(host: address.host, port: address.port)
+        let future = connected.assumeIsolated().flatMapThrowing { [self] channel in
+            channel.closeFuture.assumeIsolated().whenComplete { _ in self.http2Connection = nil }
+            return try channel.pipeline.syncOperations.handler(type: NIOHTTP2Handler.self).syncMultiplexer()
+        }.nonisolated()
+        future.assumeIsolated().whenFailure { [self] _ in self.http2Connection = nil }
+        self.http2Connection = future
+        return future
+    }
+
+    /// A new stream on the host's HTTP/2 connection, ready for one request.
+    private func openStream() -> EventLoopFuture<UpstreamHandler> {
+        let httpProtocol: HTTP2FramePayloadToHTTP1ClientCodec.HTTPProtocol = self.tls == nil ? .http : .https
+        let pool = NIOLoopBound(self, eventLoop: self.eventLoop)
+        let result = self.eventLoop.makePromise(of: UpstreamHandler.self)
+        self.multiplexer().assumeIsolated().whenComplete { outcome in
+            switch outcome {
+            case .failure(let error):
+                result.fail(error)
+            case .success(let multiplexer):
+                let streamPromise = self.eventLoop.makePromise(of: (any Channel).self)
+                multiplexer.createStreamChannel(promise: streamPromise) { stream in
+                    stream.eventLoop.makeCompletedFuture {
+                        try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTP1ClientCodec(httpProtocol: httpProtocol))
+                        try stream.pipeline.syncOperations.addHandler(UpstreamHandler(pool: pool.value, countsAsConnection: false))
+                    }
+                }
+                streamPromise.futureResult.assumeIsolated().whenComplete { created in
+                    do {
+                        let stream = try created.get()
+                        result.assumeIsolated().succeed(try stream.pipeline.syncOperations.handler(type: UpstreamHandler.self))
+                    } catch {
+                        result.fail(error)
+                    }
+                }
+            }
+        }
+        return result.futureResult
     }
 
     /// A connection leaves HTTP for good (an upgraded tunnel): it no longer counts here, though its slot under

@@ -32,8 +32,12 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var pendingRead = false
     private(set) var isClosed = false
 
-    init(pool: UpstreamConnectionPool) {
+    /// False for an HTTP/2 stream: its closing frees no `max_connections` slot.
+    private let countsAsConnection: Bool
+
+    init(pool: UpstreamConnectionPool, countsAsConnection: Bool = true) {
         self.pool = pool
+        self.countsAsConnection = countsAsConnection
     }
 
     var channel: (any Channel)? { self.context?.channel }
@@ -64,7 +68,7 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         self.isClosed = true
-        self.pool.connectionClosed()
+        if self.countsAsConnection { self.pool.connectionClosed() }
         if let owner = self.owner {
             self.owner = nil
             owner.upstreamClosed(self, error: nil)

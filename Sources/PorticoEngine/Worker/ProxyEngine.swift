@@ -195,7 +195,7 @@ public actor ProxyEngine {
     private static func makeUpstreamTLS(_ table: RoutingTable) throws -> [String: UpstreamTLS] {
         var out: [String: UpstreamTLS] = [:]
         for c in table.config.clusters ?? [] {
-            if let tls = c.tls { out[c.name] = try UpstreamTLS(tls) }
+            if let tls = c.tls { out[c.name] = try UpstreamTLS(tls, http2: c.protocol == .h2) }
         }
         return out
     }

@@ -77,7 +77,7 @@ final class WorkerState {
                 // The pool key holds everything that makes a connection what it is (Pingora): the cluster (whose
                 // limits it counts against), the address, and the TLS settings.
                 let tls = self.upstreamTLS[cluster.name]
-                let key = "\(cluster.name)|\(host.address)|\(tls?.identity ?? "plain")"
+                let key = "\(cluster.name)|\(host.address)|\(tls?.identity ?? "plain")|\(cluster.http2 ? "h2" : "h1")"
                 if let p = pools[key] { return p }
                 let pool = self.pools[key] ?? UpstreamConnectionPool(address: host.address, eventLoop: self.eventLoop, cluster: cluster, host: host.state, tls: tls)
                 pool.update(from: cluster)
