@@ -31,6 +31,7 @@ import Synchronization
 /// | `/connections` | the number of connections this origin accepted |
 /// | `/close-idle/MS` | the page, then the connection is closed MS ms later while idle |
 /// | `/garbage-idle/MS` | the page, then MS ms later stray bytes are written on the idle connection |
+/// | `/trailers` | a gRPC-shaped response: body, then trailers `grpc-status: 0`, `grpc-message: ok` |
 /// | `/arm-drop` | the page; the next request on this connection is dropped (closed, no response) |
 /// | `/health` | 200 `ok`, or 503 when `healthy` is false |
 /// | anything else | a text page naming the origin, method, target and request headers |
@@ -306,6 +307,12 @@ private final class OriginHandler: ChannelInboundHandler, RemovableChannelHandle
                     context.close(promise: nil)
                 }
             }
+        case ("trailers", _):
+            var headers = self.baseHeaders()
+            headers.add(name: "Content-Type", value: "application/grpc")
+            context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .ok, headers: headers))), promise: nil)
+            context.write(self.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: [0, 0, 0, 0, 2, 8, 1])))), promise: nil)
+            context.writeAndFlush(self.wrapOutboundOut(.end(HTTPHeaders([("grpc-status", "0"), ("grpc-message", "ok")]))), promise: nil)
         case ("arm-drop", _):
             self.dropNext = true
             self.respond(context: context, head: head, status: .ok, body: "armed\n")

@@ -224,4 +224,35 @@ import Testing
         #expect(origin.connectionCount == 1)
         #expect(origin.requestCount == 21)
     }
+
+    @Test func trailersPassThroughHTTP2BothSides() async throws {
+        let origin = try await TestOrigin.start(name: "grpc", http2: true)
+        let yaml = """
+            listeners: [ { name: h2c, address: "127.0.0.1:0", http2: { cleartext: true } } ]
+            access_log: { destination: "off" }
+            routes: [ { cluster: c } ]
+            clusters: [ { name: c, protocol: h2c, hosts: [ { address: "{{origin:grpc}}" } ] } ]
+            """
+        let proxy = try await ProxyHarness.start(yaml: yaml, origins: [origin], workers: 1, logLevel: .critical)
+        defer { Task { await proxy.shutdown(); await origin.shutdown() } }
+        let (channel, recorder) = try await Self.connect(port: proxy.port())
+        let request: HPACKHeaders = [
+            ":method": "POST", ":path": "/trailers", ":scheme": "http", ":authority": "t", "content-type": "application/grpc",
+            "te": "trailers",
+        ]
+        channel.write(HTTP2Frame(streamID: 1, payload: .headers(.init(headers: request))), promise: nil)
+        try await channel.writeAndFlush(HTTP2Frame(streamID: 1, payload: .data(.init(data: .byteBuffer(ByteBuffer(bytes: [0, 0, 0, 0, 0])), endStream: true))))
+        try await Task.sleep(nanoseconds: 400_000_000)
+        let blocks = try await channel.eventLoop.submit {
+            recorder.frames.compactMap { p -> HPACKHeaders? in
+                if case .headers(let h) = p { return h.headers }
+                return nil
+            }
+        }.get()
+        #expect(blocks.first?.first(name: ":status") == "200")
+        #expect(blocks.count == 2)
+        #expect(blocks.last?.first(name: "grpc-status") == "0")
+        #expect(blocks.last?.first(name: "grpc-message") == "ok")
+        try? await channel.close()
+    }
 }
