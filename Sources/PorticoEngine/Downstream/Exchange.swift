@@ -90,6 +90,8 @@ final class Exchange {
     var closeAfterResponse = false
     var error: ProxyError?
     var logged = false
+    /// gRPC status fields of a trailers-only upstream response, sent downstream as trailers.
+    var trailersFromHead: HTTPHeaders?
     /// The `Upgrade` token of a protocol switch forwarded upstream (only `websocket`).
     var upgradeProtocol: String?
     /// The upstream's 101 went downstream; the tunnel starts once the decoder has finished that response.

@@ -583,6 +583,16 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             } else if ex.version == .http1_0 {
                 head.headers.replaceOrAdd(name: "Connection", value: "keep-alive")
             }
+            if self.isHTTP2, head.headers.contains(name: "grpc-status") {
+                // A gRPC trailers-only response (status in the head, RFC-less but gRPC's HTTP/2 protocol): it
+                // must reach the client as trailers, after the head, never as an empty DATA frame with END_STREAM.
+                var trailers = HTTPHeaders()
+                for name in ["grpc-status", "grpc-message", "grpc-status-details-bin"] {
+                    for value in head.headers[name] { trailers.add(name: name, value: value) }
+                    head.headers.remove(name: name)
+                }
+                ex.trailersFromHead = trailers
+            }
             let out = HTTPResponseHead(version: ex.version, status: head.status, headers: head.headers)
             self.context.write(self.wrapOutboundOut(.head(out)), promise: nil)
             self.needsFlushDownstream = true
@@ -604,7 +614,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 // told apart from a next request without reading it all, so the connection closes after this.
                 self.closeWhenIdle = true
             }
-            self.writeResponseEnd(ex, trailers: trailers)
+            self.writeResponseEnd(ex, trailers: trailers ?? ex.trailersFromHead)
         }
     }
 
