@@ -255,4 +255,74 @@ import Testing
         #expect(blocks.last?.first(name: "grpc-message") == "ok")
         try? await channel.close()
     }
+
+    /// One raw HTTP/2 frame (RFC 9113 §4.1), for sending what a well-behaved client library refuses to.
+    static func frame(type: UInt8, flags: UInt8 = 0, stream: UInt32 = 0, _ payload: [UInt8]) -> [UInt8] {
+        let n = payload.count
+        return [UInt8(n >> 16 & 0xff), UInt8(n >> 8 & 0xff), UInt8(n & 0xff), type, flags,
+                UInt8(stream >> 24 & 0x7f), UInt8(stream >> 16 & 0xff), UInt8(stream >> 8 & 0xff), UInt8(stream & 0xff)] + payload
+    }
+
+    /// Sends `attack` after the connection preface and returns the error code of the server's GOAWAY, if any.
+    static func goawayCode(port: Int, _ attack: [UInt8]) throws -> UInt32? {
+        let c = try RawHTTPClient(port: port, timeoutSeconds: 2)
+        try c.send(Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8) + Self.frame(type: 4, []) + attack)
+        let bytes = Array(c.readAll().text.utf8)
+        var i = 0
+        var code: UInt32?
+        while i + 9 <= bytes.count {
+            let length = Int(bytes[i]) << 16 | Int(bytes[i + 1]) << 8 | Int(bytes[i + 2])
+            if bytes[i + 3] == 7, i + 9 + 8 <= bytes.count {  // GOAWAY: last stream id, then error code
+                let p = i + 9 + 4
+                code = UInt32(bytes[p]) << 24 | UInt32(bytes[p + 1]) << 16 | UInt32(bytes[p + 2]) << 8 | UInt32(bytes[p + 3])
+            }
+            i += 9 + length
+        }
+        return code
+    }
+
+    @Test func settingsAndContinuationFloodsAndHPACKBombsAreCutOff() async throws {
+        let origin = try await TestOrigin.start(name: "o")
+        let yaml = """
+            listeners: [ { name: h2c, address: "127.0.0.1:0", http2: { cleartext: true, max_header_list_size: 16KiB } } ]
+            access_log: { destination: "off" }
+            routes: [ { cluster: c } ]
+            clusters: [ { name: c, hosts: [ { address: "{{origin:o}}" } ] } ]
+            """
+        let proxy = try await ProxyHarness.start(yaml: yaml, origins: [origin], workers: 1, logLevel: .critical)
+        defer { Task { await proxy.shutdown(); await origin.shutdown() } }
+        let port = proxy.port()
+        let enhanceYourCalm: UInt32 = 0xb
+
+        // Settings flood.
+        let settings = (0..<260).flatMap { _ in Self.frame(type: 4, [0, 3, 0, 0, 0, 100]) }
+        #expect(try Self.goawayCode(port: port, settings) == enhanceYourCalm)
+
+        // CONTINUATION flood (CVE-2024-27316): a header block that never ends.
+        let headers = Self.frame(type: 1, flags: 0, stream: 1, [0x82, 0x86])  // :method GET, :scheme http; no END_HEADERS
+        let continuations = (0..<2000).flatMap { _ in Self.frame(type: 9, flags: 0, stream: 1, [0x84]) }
+        let continuationCode = try Self.goawayCode(port: port, headers + continuations)
+        #expect(continuationCode != nil && continuationCode != 0)
+
+        // HPACK bomb: one 4 KiB header put in the dynamic table, then referenced 100 times (1 byte each).
+        var block: [UInt8] = [0x82, 0x86, 0x84, 0x41, 0x01, 0x74]  // :method, :scheme, :path, :authority "t"
+        block += [0x40, 0x01, 0x78, 0x7f, 0x81, 0x1f] + [UInt8](repeating: 0x61, count: 4096)  // x: 4096 × "a", indexed
+        block += [UInt8](repeating: 0xbe, count: 100)  // dynamic table index 62, a hundred times
+        let bombCode = try Self.goawayCode(port: port, Self.frame(type: 1, flags: 0x5, stream: 1, block))
+        #expect(bombCode != nil && bombCode != 0)
+        #expect(origin.requestCount == 0)
+
+        // Others are unaffected.
+        let (ok, okRecorder) = try await Self.connect(port: port)
+        try await ok.writeAndFlush(HTTP2Frame(streamID: 1, payload: .headers(.init(headers: [":method": "GET", ":path": "/status/204", ":scheme": "http", ":authority": "t"], endStream: true))))
+        try await Task.sleep(nanoseconds: 300_000_000)
+        let status = try await ok.eventLoop.submit {
+            okRecorder.frames.compactMap { p -> String? in
+                if case .headers(let h) = p { return h.headers.first(name: ":status") }
+                return nil
+            }.first
+        }.get()
+        #expect(status == "204")
+        try? await ok.close()
+    }
 }
