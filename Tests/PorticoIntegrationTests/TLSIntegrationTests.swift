@@ -23,7 +23,7 @@ import Testing
     }
 
     /// Connects with TLS (SNI `serverName`, verifying against `ca`), sends one GET and reads the whole response.
-    static func fetch(port: Int, serverName: String, ca: String, path: String = "/", clientCert: (String, String)? = nil) async throws -> Fetched {
+    static func fetch(port: Int, serverName: String, ca: String, path: String = "/", clientCert: (String, String)? = nil, extraHeaders: String = "") async throws -> Fetched {
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.trustRoots = .file(ca)
         tls.applicationProtocols = ["http/1.1"]
@@ -43,7 +43,7 @@ import Testing
                 }
             }
             .connect(host: "127.0.0.1", port: port).get()
-        try await channel.writeAndFlush(ByteBuffer(string: "GET \(path) HTTP/1.1\r\nHost: \(serverName)\r\nConnection: close\r\n\r\n"))
+        try await channel.writeAndFlush(ByteBuffer(string: "GET \(path) HTTP/1.1\r\nHost: \(serverName)\r\n\(extraHeaders)Connection: close\r\n\r\n"))
         let response = try await promise.futureResult.get()
         try? await channel.close()
         return Fetched(peerSubject: collector.peerSubject, response: String(buffer: response))
@@ -138,6 +138,26 @@ import Testing
         await #expect(throws: (any Error).self) { try await Self.fetch(port: proxy.port(), serverName: "api.test", ca: certs.caFile) }
         let again = try await Self.fetch(port: proxy.port(), serverName: "api.test", ca: certs.caFile, clientCert: client)
         #expect(again.response.hasPrefix("HTTP/1.1 200"))
+
+        // `request`: a client without a certificate is served anonymously, and a spoofed identity header is dropped.
+        let optional = """
+            listeners:
+              - name: https
+                address: "127.0.0.1:0"
+                tls:
+                  certificates: [ { cert_file: "\(server.0)", key_file: "\(server.1)" } ]
+                  client_auth: { mode: request, ca_file: "\(certs.caFile)" }
+            access_log: { destination: "off" }
+            routes: [ { cluster: c } ]
+            clusters: [ { name: c, hosts: [ { address: "{{origin:o}}" } ] } ]
+            """
+        let proxy2 = try await ProxyHarness.start(yaml: optional, origins: [origin], workers: 1)
+        let anonymous = try await Self.fetch(port: proxy2.port(), serverName: "api.test", ca: certs.caFile, path: "/", extraHeaders: "X-Client-Subject: CN=admin\r\n")
+        #expect(anonymous.response.hasPrefix("HTTP/1.1 200"))
+        #expect(!anonymous.response.contains("x-client-subject"))
+        let identified = try await Self.fetch(port: proxy2.port(), serverName: "api.test", ca: certs.caFile, clientCert: client)
+        #expect(identified.response.contains("x-client-subject: "))
+        await proxy2.shutdown()
     }
 
     @Test func checkReportsBadTLSFilesWithTheirKeyPaths() async throws {
