@@ -77,8 +77,6 @@ public final class RawHTTPClient {
         return out
     }
 
-    /// Half-closes the sending side.
-    public func shutdownWrite() { shutdown(self.fd, Int32(SHUT_WR)) }
 
     /// Reads until the peer closes, the timeout passes, or `limit` bytes.
     public func readAll(limit: Int = 64 << 20) -> (text: String, closed: Bool) {

@@ -116,18 +116,20 @@ import Testing
         let server = try certs.issue("server", dnsNames: ["api.test"])
         let client = try certs.issue("client", dnsNames: ["client-1"], organization: "Clients", clientAuth: true)
         let origin = try await TestOrigin.start(name: "o")
-        let yaml = """
+        func config(_ mode: String) -> String {
+            """
             listeners:
               - name: https
                 address: "127.0.0.1:0"
                 tls:
                   certificates: [ { cert_file: "\(server.0)", key_file: "\(server.1)" } ]
-                  client_auth: { mode: require, ca_file: "\(certs.caFile)" }
+                  client_auth: { mode: \(mode), ca_file: "\(certs.caFile)" }
             access_log: { destination: "off" }
             routes: [ { cluster: c } ]
             clusters: [ { name: c, hosts: [ { address: "{{origin:o}}" } ] } ]
             """
-        let proxy = try await ProxyHarness.start(yaml: yaml, origins: [origin], workers: 1)
+        }
+        let proxy = try await ProxyHarness.start(yaml: config("require"), origins: [origin], workers: 1)
         defer { Task { await proxy.shutdown(); await origin.shutdown() } }
         let ok = try await Self.fetch(port: proxy.port(), serverName: "api.test", ca: certs.caFile, clientCert: client)
         #expect(ok.response.hasPrefix("HTTP/1.1 200"))
@@ -140,18 +142,7 @@ import Testing
         #expect(again.response.hasPrefix("HTTP/1.1 200"))
 
         // `request`: a client without a certificate is served anonymously, and a spoofed identity header is dropped.
-        let optional = """
-            listeners:
-              - name: https
-                address: "127.0.0.1:0"
-                tls:
-                  certificates: [ { cert_file: "\(server.0)", key_file: "\(server.1)" } ]
-                  client_auth: { mode: request, ca_file: "\(certs.caFile)" }
-            access_log: { destination: "off" }
-            routes: [ { cluster: c } ]
-            clusters: [ { name: c, hosts: [ { address: "{{origin:o}}" } ] } ]
-            """
-        let proxy2 = try await ProxyHarness.start(yaml: optional, origins: [origin], workers: 1)
+        let proxy2 = try await ProxyHarness.start(yaml: config("request"), origins: [origin], workers: 1)
         let anonymous = try await Self.fetch(port: proxy2.port(), serverName: "api.test", ca: certs.caFile, path: "/", extraHeaders: "X-Client-Subject: CN=admin\r\n")
         #expect(anonymous.response.hasPrefix("HTTP/1.1 200"))
         #expect(!anonymous.response.contains("x-client-subject"))

@@ -37,5 +37,4 @@ public final class HostRegistry: Sendable {
         self.states.withLock { states in states = states.filter { addresses.contains($0.key) } }
     }
 
-    public var count: Int { self.states.withLock { $0.count } }
 }

@@ -29,7 +29,6 @@ public enum HopByHopHeaders {
             switch t {
             case "close": tokens.close = true
             case "keep-alive": tokens.keepAlive = true
-            case "upgrade": tokens.upgrade = true
             default: break
             }
             if !t.isEmpty && t != "close" && t != "keep-alive" {
@@ -57,7 +56,6 @@ public enum HopByHopHeaders {
 public struct ConnectionTokens: Sendable, Equatable {
     public var close = false
     public var keepAlive = false
-    public var upgrade = false
     public init() {}
 }
 

@@ -543,9 +543,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             let status = Int(head.status.code)
             if let cs = ex.clusterState {
                 let host = cs.cluster.hosts[ex.hostIndex]
-                let nowNanos = Int64(self.now.uptimeNanoseconds)
                 if cs.cluster.balancer == .ewma, let sent = ex.requestSentUpstreamAt {
-                    host.state.recordLatency(Int64(self.now.uptimeNanoseconds - sent.uptimeNanoseconds), now: nowNanos)
+                    let now = self.now.uptimeNanoseconds
+                    host.state.recordLatency(Int64(now - sent.uptimeNanoseconds), now: Int64(now))
                 }
                 self.recordOutcome(ex, failed: cs.cluster.outlier?.failureStatuses.contains(status) ?? false, reason: "status \(status)")
                 if let condition = RetryCondition.forStatus(status), self.canRetry(ex, condition) {
@@ -639,7 +639,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // The connection leaves the pool for good; the exchange is over as far as accounting goes.
         ex.upstream = nil
         conn.owner = nil
-        conn.pool.detach(conn)
+        conn.pool.evict(conn)
         // The upstream handler leaves the pipeline, so its close no longer frees the cluster's connection slot.
         let pool = conn.pool
         upChannel.closeFuture.assumeIsolated().whenComplete { _ in pool.connectionClosed() }

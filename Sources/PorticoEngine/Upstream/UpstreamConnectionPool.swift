@@ -213,13 +213,7 @@ final class UpstreamConnectionPool {
         return result.futureResult
     }
 
-    /// A connection leaves HTTP for good (an upgraded tunnel): it no longer counts here, though its slot under
-    /// `max_connections` stays taken until it closes.
-    func detach(_ handler: UpstreamHandler) {
-        self.evict(handler)
-    }
-
-    /// A parked connection closed or misbehaved.
+    /// A parked connection closed or misbehaved, or a connection left HTTP for good (an upgraded tunnel): forget it.
     func evict(_ handler: UpstreamHandler) {
         let id = ObjectIdentifier(handler)
         if self.machine.idleEvent(id) {
