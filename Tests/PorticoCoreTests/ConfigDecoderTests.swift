@@ -108,7 +108,7 @@ import Testing
         #expect(HostPort(parsing: "origin.internal:9000")?.isIPLiteral == false)
         #expect(HostPort(parsing: "::1:80") == nil)
         #expect(HostPort(parsing: "127.0.0.1") == nil)
-        #expect(HostPort(parsing: "127.0.0.1:70000") == nil)
+        #expect(HostPort(parsing: "192.0.2.1:70000") == nil)
         #expect(HostPort(host: "::1", port: 80).description == "[::1]:80")
     }
 
