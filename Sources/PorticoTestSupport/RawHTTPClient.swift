@@ -80,15 +80,21 @@ public final class RawHTTPClient {
 
     /// Reads until the peer closes, the timeout passes, or `limit` bytes.
     public func readAll(limit: Int = 64 << 20) -> (text: String, closed: Bool) {
+        let (bytes, closed) = self.readAllBytes(limit: limit)
+        return (String(decoding: bytes, as: UTF8.self), closed)
+    }
+
+    /// Like `readAll`, without decoding: for binary protocols (HTTP/2 frames).
+    public func readAllBytes(limit: Int = 64 << 20) -> (bytes: [UInt8], closed: Bool) {
         var out: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 65536)
         while out.count < limit {
             let n = recv(self.fd, &buf, buf.count, 0)
-            if n == 0 { return (String(decoding: out, as: UTF8.self), true) }
-            if n < 0 { return (String(decoding: out, as: UTF8.self), errno == ECONNRESET) }
+            if n == 0 { return (out, true) }
+            if n < 0 { return (out, errno == ECONNRESET) }
             out.append(contentsOf: buf[0..<n])
         }
-        return (String(decoding: out, as: UTF8.self), false)
+        return (out, false)
     }
 
     /// Reads until `count` complete responses (by Content-Length or chunked framing) have arrived or the

@@ -263,11 +263,13 @@ import Testing
                 UInt8(stream >> 24 & 0x7f), UInt8(stream >> 16 & 0xff), UInt8(stream >> 8 & 0xff), UInt8(stream & 0xff)] + payload
     }
 
-    /// Sends `attack` after the connection preface and returns the error code of the server's GOAWAY, if any.
+    /// Sends `attack` after the connection preface and returns the error code of the server's GOAWAY, if it sent
+    /// one and then closed the connection (within the client's 2 s read timeout).
     static func goawayCode(port: Int, _ attack: [UInt8]) throws -> UInt32? {
         let c = try RawHTTPClient(port: port, timeoutSeconds: 2)
         try c.send(Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8) + Self.frame(type: 4, []) + attack)
-        let bytes = Array(c.readAll().text.utf8)
+        let (bytes, closed) = c.readAllBytes()
+        guard closed else { return nil }
         var i = 0
         var code: UInt32?
         while i + 9 <= bytes.count {
@@ -281,7 +283,7 @@ import Testing
         return code
     }
 
-    @Test func settingsAndContinuationFloodsAndHPACKBombsAreCutOff() async throws {
+    @Test func settingsPingAndContinuationFloodsAndHPACKBombsAreCutOff() async throws {
         let origin = try await TestOrigin.start(name: "o")
         let yaml = """
             listeners: [ { name: h2c, address: "127.0.0.1:0", http2: { cleartext: true, max_header_list_size: 16KiB } } ]
@@ -297,6 +299,10 @@ import Testing
         // Settings flood.
         let settings = (0..<260).flatMap { _ in Self.frame(type: 4, [0, 3, 0, 0, 0, 100]) }
         #expect(try Self.goawayCode(port: port, settings) == enhanceYourCalm)
+
+        // Ping flood: every PING asks for an ACK the server must write.
+        let pings = (0..<260).flatMap { i in Self.frame(type: 6, [0, 0, 0, 0, 0, 0, UInt8(i >> 8), UInt8(i & 0xff)]) }
+        #expect(try Self.goawayCode(port: port, pings) == enhanceYourCalm)
 
         // CONTINUATION flood (CVE-2024-27316): a header block that never ends.
         let headers = Self.frame(type: 1, flags: 0, stream: 1, [0x82, 0x86])  // :method GET, :scheme http; no END_HEADERS

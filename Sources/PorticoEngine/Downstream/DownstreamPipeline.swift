@@ -20,7 +20,8 @@ import NIOSSL
 /// HTTP/2 streams end in the same `ProxyHandler` as HTTP/1.1 requests, so routing, filters and pools are shared.
 /// NIOHTTP2's limits defend against the known attacks: rapid reset (CVE-2023-44487, stream reset rate limit),
 /// CONTINUATION floods (CVE-2024-27316, sequential CONTINUATION limit), HPACK bombs (header list size), and
-/// ping/settings floods (control frame rate limit); each ends the connection with GOAWAY and an error code.
+/// ping/settings floods (control frame rate limit); each ends the connection with GOAWAY and an error code, and
+/// `HTTP2ConnectionErrorHandler` then closes it.
 enum DownstreamPipeline {
     static func configure(_ channel: any Channel, worker: WorkerState, listener: ListenerSettings) -> EventLoopFuture<Void> {
         do {
@@ -97,6 +98,7 @@ enum DownstreamPipeline {
             }
         }
         try channel.pipeline.syncOperations.addHandler(manager)
+        try channel.pipeline.syncOperations.addHandler(HTTP2ConnectionErrorHandler(logger: worker.logger))
         worker.registerHTTP2Connection(channel)
     }
 }
