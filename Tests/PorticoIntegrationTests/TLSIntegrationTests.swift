@@ -111,6 +111,53 @@ import Testing
         #expect(reloaded.peerSubject.contains("Reloaded"))
     }
 
+    /// One `openssl s_client` connection that sends a GET and waits for the response; saves or reuses the TLS
+    /// session in `sessionFile`. Returns s_client's output ("New, TLSv1.3, ..." or "Reused, TLSv1.3, ...").
+    static func sClient(port: Int, version: String, sessionFile: String, reuse: Bool, ca: String) throws -> String {
+        let request = FileManager.default.temporaryDirectory.appendingPathComponent("portico-req-\(UUID().uuidString)").path
+        try "GET /echo HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n".write(toFile: request, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: request) }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        p.arguments = ["s_client", version, "-connect", "127.0.0.1:\(port)", "-servername", "a.test", "-CAfile", ca,
+                       "-ign_eof", reuse ? "-sess_in" : "-sess_out", sessionFile]
+        p.standardInput = FileHandle(forReadingAtPath: request)
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        return text
+    }
+
+    /// TLS 1.2 and 1.3 sessions resume (tickets; RFC 8446 §2.2, RFC 5077), on any worker: the workers share one
+    /// TLS context and so one ticket key.
+    @Test func sessionsResumeOnEveryWorker() async throws {
+        let certs = try TestCertificates()
+        let a = try certs.issue("a", dnsNames: ["a.test"])
+        let origin = try await TestOrigin.start(name: "o")
+        let yaml = """
+            listeners: [ { name: https, address: "127.0.0.1:0", tls: { certificates: [ { cert_file: "\(a.0)", key_file: "\(a.1)" } ] } } ]
+            access_log: { destination: "off" }
+            routes: [ { cluster: c } ]
+            clusters: [ { name: c, hosts: [ { address: "{{origin:o}}" } ] } ]
+            """
+        let proxy = try await ProxyHarness.start(yaml: yaml, origins: [origin], workers: 2)
+        defer { Task { await proxy.shutdown(); await origin.shutdown() } }
+        let port = proxy.port()
+        for version in ["-tls1_2", "-tls1_3"] {
+            let session = certs.path("session\(version)")
+            let first = try Self.sClient(port: port, version: version, sessionFile: session, reuse: false, ca: certs.caFile)
+            #expect(first.contains("New, TLSv1.") && first.contains("HTTP/1.1 200"), "\(version): \(first.prefix(300))")
+            // Several connections, so that both workers (SO_REUSEPORT spreads them) accept some.
+            for _ in 0..<4 {
+                let again = try Self.sClient(port: port, version: version, sessionFile: session, reuse: true, ca: certs.caFile)
+                #expect(again.contains("Reused, TLSv1.") && again.contains("HTTP/1.1 200"), "\(version): \(again.prefix(300))")
+            }
+        }
+    }
+
     @Test func mutualTLSPassesTheVerifiedClientToTheUpstream() async throws {
         let certs = try TestCertificates()
         let server = try certs.issue("server", dnsNames: ["api.test"])
