@@ -55,7 +55,7 @@ public final class Cluster: Sendable {
         self.responseHeaderTimeout = .nanoseconds(config.timeouts?.responseHeader?.nanoseconds ?? 60_000_000_000)
         self.readTimeout = .nanoseconds(config.timeouts?.read?.nanoseconds ?? 60_000_000_000)
         self.idleTimeout = .nanoseconds(config.timeouts?.idle?.nanoseconds ?? 60_000_000_000)
-        self.maxIdlePerHost = config.pool?.maxIdlePerHost ?? 64
+        self.maxIdlePerHost = config.pool?.maxIdlePerHost ?? PoolConfig.defaultMaxIdlePerHost
         self.maxRequestsPerConnection = config.pool?.maxRequestsPerConnection ?? 0
         self.hashKey = config.hash ?? HashKeyConfig(source: .clientIp)
         self.stickyCookie = config.sticky.map { $0.cookie ?? "portico_sticky" }

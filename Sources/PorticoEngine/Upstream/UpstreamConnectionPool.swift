@@ -216,7 +216,8 @@ final class UpstreamConnectionPool {
     /// A parked connection closed or misbehaved, or a connection left HTTP for good (an upgraded tunnel): forget it.
     func evict(_ handler: UpstreamHandler) {
         let id = ObjectIdentifier(handler)
-        if self.machine.idleEvent(id) {
+        // Leased connections close too; only a parked one is worth the state machine's linear search.
+        if self.parked[id] != nil, self.machine.idleEvent(id) {
             self.parked.removeValue(forKey: id)
         }
     }
