@@ -53,7 +53,7 @@ public actor DNSRefreshService {
     static func refresh(_ host: UpstreamHost, threadPool: NIOThreadPool, logger: Logger) async {
         let name = host.address.host
         let port = host.address.port
-        let result: Result<[SocketAddress], Error>
+        let result: Result<[SocketAddress], any Error>
         do {
             result = .success(try await threadPool.runIfActive { try Self.resolve(name, port: port) })
         } catch {

@@ -256,6 +256,97 @@ import Testing
         try? await channel.close()
     }
 
+    /// WebSocket over HTTP/2 (RFC 8441): an extended CONNECT becomes an HTTP/1.1 upgrade to the origin, its 101
+    /// a 200, and DATA frames the WebSocket's bytes both ways, until END_STREAM.
+    @Test func webSocketOverHTTP2ReachesAnHTTP1Origin() async throws {
+        let origin = try await TestOrigin.start(name: "o")
+        let plain = try await TestOrigin.start(name: "p", webSockets: false)
+        let yaml = """
+            listeners: [ { name: h2c, address: "127.0.0.1:0", http2: { cleartext: true } } ]
+            access_log: { destination: "off" }
+            routes: [ { match: { path_prefix: /status/ }, cluster: p }, { cluster: c } ]
+            clusters: [ { name: c, hosts: [ { address: "{{origin:o}}" } ] }, { name: p, hosts: [ { address: "{{origin:p}}" } ] } ]
+            """
+        let proxy = try await ProxyHarness.start(yaml: yaml, origins: [origin, plain], workers: 1)
+        defer { Task { await proxy.shutdown(); await origin.shutdown(); await plain.shutdown() } }
+
+        func connectRequest(_ path: String, protocol proto: String = "websocket") -> HPACKHeaders {
+            [":method": "CONNECT", ":protocol": proto, ":scheme": "http", ":path": path, ":authority": "t", "sec-websocket-version": "13"]
+        }
+        /// What the server sent so far: response header blocks, DATA bytes, and whether DATA ended the stream.
+        func received(_ channel: any Channel, _ recorder: FrameRecorder) async throws -> (heads: [HPACKHeaders], bytes: [UInt8], ended: Bool) {
+            try await channel.eventLoop.submit {
+                var heads: [HPACKHeaders] = []
+                var bytes: [UInt8] = []
+                var ended = false
+                for p in recorder.frames {
+                    if case .headers(let h) = p { heads.append(h.headers) }
+                    if case .data(let d) = p, case .byteBuffer(let b) = d.data {
+                        bytes += b.readableBytesView
+                        ended = ended || d.endStream
+                    }
+                }
+                return (heads, bytes, ended)
+            }.get()
+        }
+        /// Waits until the server's DATA holds a whole WebSocket frame after `offset` bytes; returns it and its end.
+        func nextWSFrame(_ channel: any Channel, _ recorder: FrameRecorder, after offset: Int) async throws -> (opcode: UInt8, payload: [UInt8], end: Int)? {
+            for _ in 0..<100 {
+                let bytes = try await received(channel, recorder).bytes
+                if bytes.count >= offset + 2 {
+                    var i = offset + 2
+                    var n = Int(bytes[offset + 1] & 0x7f)
+                    if n == 126, bytes.count >= i + 2 { n = Int(bytes[i]) << 8 | Int(bytes[i + 1]); i += 2 }
+                    else if n == 127, bytes.count >= i + 8 { n = bytes[i..<i + 8].reduce(0) { $0 << 8 | Int($1) }; i += 8 }
+                    if n < 126 || i > offset + 2, bytes.count >= i + n {
+                        return (bytes[offset] & 0x0f, Array(bytes[i..<i + n]), i + n)
+                    }
+                }
+                try await Task.sleep(nanoseconds: 20_000_000)
+            }
+            return nil
+        }
+        func data(_ bytes: [UInt8], end: Bool = false) -> HTTP2Frame.FramePayload {
+            .data(.init(data: .byteBuffer(ByteBuffer(bytes: bytes)), endStream: end))
+        }
+
+        let (channel, recorder) = try await Self.connect(port: proxy.port())
+        try await Task.sleep(nanoseconds: 200_000_000)  // the server's SETTINGS (ENABLE_CONNECT_PROTOCOL) arrive
+        try await channel.writeAndFlush(HTTP2Frame(streamID: 1, payload: .headers(.init(headers: connectRequest("/ws")))))
+        // This raw client opens its receive windows itself (there is no stream channel to do it).
+        try await channel.writeAndFlush(HTTP2Frame(streamID: 1, payload: .windowUpdate(windowSizeIncrement: 8 << 20)))
+        try await channel.writeAndFlush(HTTP2Frame(streamID: 0, payload: .windowUpdate(windowSizeIncrement: 8 << 20)))
+        try await Task.sleep(nanoseconds: 200_000_000)
+        let head = try #require(try await received(channel, recorder).heads.first)
+        #expect(head.first(name: ":status") == "200")
+        #expect(head.first(name: "sec-websocket-accept") == nil && head.first(name: "upgrade") == nil)
+
+        // Text, a large binary message (many DATA frames), ping; then close, which ends the stream.
+        try await channel.writeAndFlush(HTTP2Frame(streamID: 1, payload: data(ProxyIntegrationTests.wsFrame(opcode: 1, Array("hello over h2".utf8)))))
+        let text = try #require(try await nextWSFrame(channel, recorder, after: 0))
+        #expect(text.opcode == 1 && String(decoding: text.payload, as: UTF8.self) == "hello over h2")
+        let big = (0..<300_000).map { UInt8($0 % 251) }
+        try await channel.writeAndFlush(HTTP2Frame(streamID: 1, payload: data(ProxyIntegrationTests.wsFrame(opcode: 2, big))))
+        let binary = try #require(try await nextWSFrame(channel, recorder, after: text.end))
+        #expect(binary.opcode == 2 && binary.payload == big)
+        try await channel.writeAndFlush(HTTP2Frame(streamID: 1, payload: data(ProxyIntegrationTests.wsFrame(opcode: 9, Array("ping!".utf8)))))
+        let pong = try #require(try await nextWSFrame(channel, recorder, after: binary.end))
+        #expect(pong.opcode == 10 && pong.payload == Array("ping!".utf8))
+        try await channel.writeAndFlush(HTTP2Frame(streamID: 1, payload: data(ProxyIntegrationTests.wsFrame(opcode: 8, [0x03, 0xe8]), end: true)))
+        let close = try #require(try await nextWSFrame(channel, recorder, after: pong.end))
+        #expect(close.opcode == 8)
+        try await Task.sleep(nanoseconds: 200_000_000)
+        #expect(try await received(channel, recorder).ended)
+
+        // A refusal (any non-101 upstream answer) is a normal response; other CONNECTs are refused.
+        try await channel.writeAndFlush(HTTP2Frame(streamID: 3, payload: .headers(.init(headers: connectRequest("/status/403")))))
+        try await channel.writeAndFlush(HTTP2Frame(streamID: 5, payload: .headers(.init(headers: connectRequest("/ws", protocol: "connect-udp")))))
+        try await Task.sleep(nanoseconds: 300_000_000)
+        let statuses = try await received(channel, recorder).heads.compactMap { $0.first(name: ":status") }
+        #expect(statuses.sorted() == ["200", "403", "405"])
+        try? await channel.close()
+    }
+
     /// One raw HTTP/2 frame (RFC 9113 §4.1), for sending what a well-behaved client library refuses to.
     static func frame(type: UInt8, flags: UInt8 = 0, stream: UInt32 = 0, _ payload: [UInt8]) -> [UInt8] {
         let n = payload.count

@@ -11,7 +11,8 @@ import NIOSSL
 /// Builds a downstream connection's pipeline, on its EventLoop:
 ///
 ///     socket ─▶ NIOSSLServerHandler? ─▶ HTTP/1.1: HTTPResponseEncoder / HTTPRequestDecoder ─▶ ProxyHandler
-///                                     └ HTTP/2:   NIOHTTP2Handler ─▶ per stream: HTTP2FramePayloadToHTTP1ServerCodec ─▶ ProxyHandler
+///                                     └ HTTP/2:   NIOHTTP2Handler ─▶ per stream: HTTP2ExtendedConnectHandler ─▶
+///                                                 HTTP2FramePayloadToHTTP1ServerCodec ─▶ ProxyHandler
 ///
 /// HTTP/1.1 is deliberately lean: no pipelining helper (the `ProxyHandler` orders responses itself), no error
 /// handler (it maps parse errors to 400/431), no header validator (headers come from a validated config or an
@@ -75,6 +76,8 @@ enum DownstreamPipeline {
             HTTP2Setting(parameter: .maxHeaderListSize, value: listener.maxHeaderListSize),
             HTTP2Setting(parameter: .maxFrameSize, value: listener.maxFrameSize),
             HTTP2Setting(parameter: .initialWindowSize, value: 1 << 20),
+            // WebSocket over HTTP/2 (RFC 8441 §3): extended CONNECT, see `HTTP2ExtendedConnectHandler`.
+            HTTP2Setting(parameter: .enableConnectProtocol, value: 1),
         ]
         connection.targetWindowSize = 1 << 20
         var stream = NIOHTTP2Handler.StreamConfiguration()
@@ -93,6 +96,7 @@ enum DownstreamPipeline {
             streamDelegate: manager.http2StreamDelegate
         ) { streamChannel in
             streamChannel.eventLoop.makeCompletedFuture {
+                try streamChannel.pipeline.syncOperations.addHandler(HTTP2ExtendedConnectHandler())
                 try streamChannel.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
                 try streamChannel.pipeline.syncOperations.addHandler(ProxyHandler(worker: bound.value, listener: listener, isHTTP2: true))
             }

@@ -280,6 +280,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             self.closeWhenIdle = true
         }
 
+        if head.method == .CONNECT {
+            // A reverse proxy has no tunnels to offer (WebSocket over HTTP/2 arrives here as an upgrade GET).
+            return self.respondWithError(ProxyError(.badRequest, source: .downstream, context: "CONNECT is not supported"), exchange: ex, status: 405)
+        }
         // RFC 9112 §3.2: exactly one Host in HTTP/1.1; absolute-form targets carry their own authority.
         let hosts = head.headers[canonicalForm: "host"]
         var target = Substring(head.uri)
@@ -290,8 +294,6 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 target = path
             } else if head.method == .OPTIONS && target == "*" {
                 // server-wide OPTIONS: routed by host, forwarded as is
-            } else if head.method == .CONNECT {
-                return self.respondWithError(ProxyError(.badRequest, source: .downstream, context: "CONNECT is not supported"), exchange: ex, status: 405)
             } else {
                 return self.respondWithError(ProxyError(.badRequest, source: .downstream, context: "invalid request target"), exchange: ex)
             }
@@ -619,15 +621,24 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     /// The upstream agreed to switch protocols: pass its 101 on. The tunnel starts at the response's end.
+    /// On an HTTP/2 stream (an RFC 8441 extended CONNECT) the answer is a 200 without the HTTP/1.1 handshake's
+    /// connection fields (RFC 8441 §5).
     private func sendSwitchingProtocols(_ ex: Exchange, _ upstreamHead: HTTPResponseHead) {
         var headers = upstreamHead.headers
         HopByHopHeaders.strip(&headers)
-        headers.add(name: "Connection", value: "Upgrade")
-        headers.add(name: "Upgrade", value: ex.upgradeProtocol ?? "websocket")
-        ex.status = 101
+        let status: HTTPResponseStatus
+        if self.isHTTP2 {
+            headers.remove(name: "sec-websocket-accept")
+            status = .ok
+        } else {
+            headers.add(name: "Connection", value: "Upgrade")
+            headers.add(name: "Upgrade", value: ex.upgradeProtocol ?? "websocket")
+            status = .switchingProtocols
+        }
+        ex.status = Int(status.code)
         ex.responseStarted = true
         ex.awaitingTunnel = true
-        self.context.writeAndFlush(self.wrapOutboundOut(.head(HTTPResponseHead(version: ex.version, status: .switchingProtocols, headers: headers))), promise: nil)
+        self.context.writeAndFlush(self.wrapOutboundOut(.head(HTTPResponseHead(version: ex.version, status: status, headers: headers))), promise: nil)
     }
 
     /// After the upstream's 101: turn both connections into one byte stream (`GlueHandler`), removing the HTTP
@@ -659,11 +670,20 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             _ = up.removeHandler(conn)
             if let c = try? up.context(handlerType: ByteToMessageHandler<HTTPResponseDecoder>.self) { _ = up.removeHandler(context: c) }
             if let c = try? up.context(handlerType: HTTPRequestEncoder.self) { _ = up.removeHandler(context: c) }
-            try down.addHandler(IdleStateHandler(allTimeout: idle))
-            try down.addHandler(downGlue)
-            if let c = try? down.context(handlerType: ByteToMessageHandler<HTTPRequestDecoder>.self) { _ = down.removeHandler(context: c) }
-            if let c = try? down.context(handlerType: HTTPResponseEncoder.self) { _ = down.removeHandler(context: c) }
-            _ = down.removeHandler(self)
+            if self.isHTTP2 {
+                // The stream's bytes come from the extended CONNECT handler at the front; the HTTP codec behind
+                // the glue sees nothing any more.
+                let frames = try down.handler(type: HTTP2ExtendedConnectHandler.self)
+                try down.addHandlers([IdleStateHandler(allTimeout: idle), downGlue], position: .after(frames))
+                _ = down.removeHandler(self)
+                frames.startTunnel(context: try down.context(handler: frames))
+            } else {
+                try down.addHandler(IdleStateHandler(allTimeout: idle))
+                try down.addHandler(downGlue)
+                if let c = try? down.context(handlerType: ByteToMessageHandler<HTTPRequestDecoder>.self) { _ = down.removeHandler(context: c) }
+                if let c = try? down.context(handlerType: HTTPResponseEncoder.self) { _ = down.removeHandler(context: c) }
+                _ = down.removeHandler(self)
+            }
             downstream.read()
             upChannel.read()
         } catch {
