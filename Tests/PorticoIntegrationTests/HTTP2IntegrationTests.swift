@@ -345,6 +345,16 @@ import Testing
         let statuses = try await received(channel, recorder).heads.compactMap { $0.first(name: ":status") }
         #expect(statuses.sorted() == ["200", "403", "405"])
         try? await channel.close()
+
+        // A message sent right behind the CONNECT, before the 200, waits for the tunnel and is not lost.
+        let (eager, eagerRecorder) = try await Self.connect(port: proxy.port())
+        try await Task.sleep(nanoseconds: 200_000_000)
+        eager.write(HTTP2Frame(streamID: 1, payload: .headers(.init(headers: connectRequest("/ws")))), promise: nil)
+        eager.write(HTTP2Frame(streamID: 1, payload: data(ProxyIntegrationTests.wsFrame(opcode: 1, Array("early".utf8)))), promise: nil)
+        try await eager.writeAndFlush(HTTP2Frame(streamID: 1, payload: .windowUpdate(windowSizeIncrement: 1 << 20)))
+        let early = try #require(try await nextWSFrame(eager, eagerRecorder, after: 0))
+        #expect(early.opcode == 1 && early.payload == Array("early".utf8))
+        try? await eager.close()
     }
 
     /// One raw HTTP/2 frame (RFC 9113 §4.1), for sending what a well-behaved client library refuses to.

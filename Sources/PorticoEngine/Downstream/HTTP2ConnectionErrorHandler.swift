@@ -24,7 +24,9 @@ final class HTTP2ConnectionErrorHandler: ChannelInboundHandler, RemovableChannel
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        self.logger.info(
+        // Protocol violations and floods are worth a line; a client vanishing without close_notify is not.
+        self.logger.log(
+            level: error is any NIOHTTP2Error ? .info : .debug,
             "closing HTTP/2 connection",
             metadata: ["reason": "\(error)", "downstream": "\(context.remoteAddress.map { "\($0)" } ?? "-")"]
         )

@@ -17,7 +17,7 @@ import NIOHTTP2
 ///    `Sec-WebSocket-Key` (HTTP/2 clients send none), the client's `Sec-WebSocket-Version` / `-Protocol` /
 ///    `-Extensions`; marked as ended, since the tunnel's bytes are not an HTTP body. `ProxyHandler` then treats
 ///    it as any WebSocket upgrade and answers the upstream's 101 with `:status 200` (RFC 8441 §5);
-/// 2. holds DATA frames that arrive before the tunnel is up (bounded);
+/// 2. holds DATA frames that arrive before the tunnel is up (bounded, 64 KiB);
 /// 3. once `ProxyHandler` has joined the stream to the upstream connection (`startTunnel`), turns DATA frames
 ///    into bytes and bytes into DATA frames; the client's END_STREAM becomes a half-close of the upstream
 ///    connection, and the upstream's end becomes END_STREAM (RFC 8441 §4: a TCP FIN maps to END_STREAM).
@@ -34,14 +34,21 @@ final class HTTP2ExtendedConnectHandler: ChannelDuplexHandler, RemovableChannelH
     private enum State {
         /// An ordinary request stream (or not known yet): frames pass through.
         case passThrough
-        /// An extended CONNECT was forwarded; DATA waits for the upstream's answer.
-        case awaitingTunnel(held: [ByteBuffer], bytes: Int, ended: Bool)
+        /// An extended CONNECT was forwarded; DATA waits in `held` for the upstream's answer.
+        case awaitingTunnel
         /// Bytes flow both ways.
-        case tunnel(outputClosed: Bool)
+        case tunnel
     }
 
     private var state = State.passThrough
     private var sawHeaders = false
+    /// Client bytes not yet passed to the tunnel, and whether the client's END_STREAM came after them.
+    private var held: [ByteBuffer] = []
+    private var heldBytes = 0
+    private var inputEnded = false
+    /// `held` is handed on in a later EventLoop turn (see `startTunnel`).
+    private var releaseScheduled = false
+    private var outputClosed = false
 
     /// Client bytes held before the upstream accepted (RFC 8441 lets the client send after its HEADERS). Beyond
     /// this the stream is reset.
@@ -54,38 +61,56 @@ final class HTTP2ExtendedConnectHandler: ChannelDuplexHandler, RemovableChannelH
             if !self.sawHeaders, case .headers(let headers) = payload {
                 self.sawHeaders = true
                 if let rewritten = Self.webSocketRequest(from: headers.headers) {
-                    self.state = .awaitingTunnel(held: [], bytes: 0, ended: headers.endStream)
+                    self.state = .awaitingTunnel
+                    self.inputEnded = headers.endStream
                     context.fireChannelRead(NIOAny(HTTP2Frame.FramePayload.headers(.init(headers: rewritten, endStream: true))))
                     return
                 }
             }
             context.fireChannelRead(data)
-        case .awaitingTunnel(var held, var bytes, let ended):
+        case .awaitingTunnel, .tunnel:
             guard case .data(let frame) = payload, case .byteBuffer(let buffer) = frame.data else { return }
-            bytes += buffer.readableBytes
-            guard bytes <= Self.maxHeldBytes else {
+            if case .tunnel = self.state, !self.releaseScheduled {
+                if buffer.readableBytes > 0 { context.fireChannelRead(NIOAny(buffer)) }
+                if frame.endStream {
+                    context.fireChannelReadComplete()
+                    context.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+                }
+                return
+            }
+            self.heldBytes += buffer.readableBytes
+            guard self.heldBytes <= Self.maxHeldBytes else {
                 context.close(promise: nil)
                 return
             }
-            if buffer.readableBytes > 0 { held.append(buffer) }
-            self.state = .awaitingTunnel(held: held, bytes: bytes, ended: ended || frame.endStream)
-        case .tunnel:
-            guard case .data(let frame) = payload, case .byteBuffer(let buffer) = frame.data else { return }
-            if buffer.readableBytes > 0 { context.fireChannelRead(NIOAny(buffer)) }
-            if frame.endStream {
-                context.fireChannelReadComplete()
-                context.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
-            }
+            if buffer.readableBytes > 0 { self.held.append(buffer) }
+            self.inputEnded = self.inputEnded || frame.endStream
         }
     }
 
-    /// Called by `ProxyHandler` once the handlers behind this one carry bytes (the upstream said 101).
+    /// Called by `ProxyHandler` once the handlers behind this one carry bytes (the upstream said 101). Bytes from
+    /// the glue are framed from now on; the client's held bytes follow in the next EventLoop turn, because this
+    /// runs inside the upstream decoder's read, and that decoder leaves the upstream pipeline only when its read
+    /// is over (until then it would take the bytes for HTTP messages).
     func startTunnel(context: ChannelHandlerContext) {
-        guard case .awaitingTunnel(let held, _, let ended) = self.state else { return }
-        self.state = .tunnel(outputClosed: false)
+        guard case .awaitingTunnel = self.state else { return }
+        self.state = .tunnel
+        guard !self.held.isEmpty || self.inputEnded else { return }
+        self.releaseScheduled = true
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        context.eventLoop.execute {
+            let (handler, context) = bound.value
+            handler.releaseHeld(context: context)
+        }
+    }
+
+    private func releaseHeld(context: ChannelHandlerContext) {
+        self.releaseScheduled = false
+        let held = self.held
+        self.held = []
         for buffer in held { context.fireChannelRead(NIOAny(buffer)) }
         if !held.isEmpty { context.fireChannelReadComplete() }
-        if ended { context.fireUserInboundEventTriggered(ChannelEvent.inputClosed) }
+        if self.inputEnded { context.fireUserInboundEventTriggered(ChannelEvent.inputClosed) }
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
@@ -98,9 +123,9 @@ final class HTTP2ExtendedConnectHandler: ChannelDuplexHandler, RemovableChannelH
     }
 
     func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
-        if case .tunnel(let outputClosed) = self.state, !outputClosed {
+        if case .tunnel = self.state, !self.outputClosed {
             // The upstream ended its side: END_STREAM, so the client sees a clean end of the tunnel.
-            self.state = .tunnel(outputClosed: true)
+            self.outputClosed = true
             context.writeAndFlush(self.wrapOutboundOut(.data(.init(data: .byteBuffer(ByteBuffer()), endStream: true))), promise: nil)
             if mode == .output {
                 promise?.succeed(())
