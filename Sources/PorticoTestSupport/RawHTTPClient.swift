@@ -46,6 +46,21 @@ public final class RawHTTPClient {
         }
     }
 
+    /// Sends zeros, 64 KiB at a time, until `total` bytes went out or a send blocked for `seconds` (the peer
+    /// stopped taking them). Returns how many bytes the kernel accepted.
+    public func sendUntilBlocked(total: Int, seconds: Int) -> Int {
+        var tv = timeval(tv_sec: seconds, tv_usec: 0)
+        setsockopt(self.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        let chunk = [UInt8](repeating: 0, count: 65536)
+        var sent = 0
+        while sent < total {
+            let n = chunk.withUnsafeBytes { Glibc.send(self.fd, $0.baseAddress, min($0.count, total - sent), Int32(MSG_NOSIGNAL)) }
+            if n <= 0 { break }
+            sent += n
+        }
+        return sent
+    }
+
     private var pending: [UInt8] = []
 
     /// Reads until `delimiter` has arrived; returns everything up to and including it (nil on close/timeout).

@@ -113,17 +113,22 @@ public final class TestOrigin: Sendable {
                         }
                         return
                     }
-                    // `/ws` upgrades to a WebSocket that echoes text and binary messages and answers pings.
+                    // `/ws` upgrades to a WebSocket that echoes text and binary messages and answers pings;
+                    // `/ws-stalled` upgrades and then never reads (for backpressure tests).
                     let upgrader = NIOWebSocketServerUpgrader(
                         maxFrameSize: 1 << 22,
                         shouldUpgrade: { channel, head in
                             channel.eventLoop.makeSucceededFuture(head.uri.hasPrefix("/ws") ? HTTPHeaders([("X-Origin", name)]) : nil)
                         },
-                        upgradePipelineHandler: { channel, _ in
+                        upgradePipelineHandler: { channel, head in
                             channel.eventLoop.makeCompletedFuture {
                                 let origin = try channel.pipeline.syncOperations.handler(type: OriginHandler.self)
                                 _ = channel.pipeline.syncOperations.removeHandler(origin)
-                                try channel.pipeline.syncOperations.addHandler(WebSocketEchoHandler())
+                                if head.uri.hasPrefix("/ws-stalled") {
+                                    try channel.syncOptions?.setOption(.autoRead, value: false)
+                                } else {
+                                    try channel.pipeline.syncOperations.addHandler(WebSocketEchoHandler())
+                                }
                             }
                         }
                     )

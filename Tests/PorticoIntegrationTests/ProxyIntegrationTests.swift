@@ -334,6 +334,30 @@ import Testing
         await plain.shutdown()
     }
 
+    /// The tunnel holds back a fast sender while the other side does not read, and closes when it idles.
+    @Test func webSocketTunnelsApplyBackpressureAndIdleTimeout() async throws {
+        let handshake = "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        try await self.withProxy { proxy, _ in
+            // The origin stops reading after its 101: what the client can push is bounded by the socket buffers
+            // along the way (a few MiB each), not by the proxy's memory. Without backpressure the proxy would
+            // take all 256 MiB at loopback speed.
+            let stalled = try RawHTTPClient(port: proxy.port())
+            try stalled.send("GET /ws-stalled HTTP/1.1\r\nHost: t\r\n" + handshake)
+            #expect(stalled.readUntil("\r\n\r\n")?.hasPrefix("HTTP/1.1 101") == true)
+            let accepted = stalled.sendUntilBlocked(total: 256 << 20, seconds: 2)
+            #expect(accepted > 0 && accepted < 64 << 20, "the proxy took \(accepted >> 20) MiB from a client its upstream does not read")
+        }
+        try await self.withProxy(yaml: Self.config(timeouts: "timeouts: { read: 500ms }")) { proxy, _ in
+            // Nothing moving for longer than the cluster's read timeout closes the tunnel.
+            let idle = try RawHTTPClient(port: proxy.port())
+            try idle.send("GET /ws HTTP/1.1\r\nHost: t\r\n" + handshake)
+            #expect(idle.readUntil("\r\n\r\n")?.hasPrefix("HTTP/1.1 101") == true)
+            let start = ContinuousClock.now
+            #expect(idle.readAll().closed)
+            #expect(ContinuousClock.now - start < .seconds(3))
+        }
+    }
+
     @Test func reloadKeepsTheListenerAndSwitchesRoutes() async throws {
         try await self.withProxy(origins: ["a", "b"]) { proxy, origins in
             let port = proxy.port()
