@@ -44,6 +44,13 @@ public struct ForwardingPolicy: Sendable {
         self.rewriteLocation = c?.rewriteLocation ?? true
     }
 
+    /// Whether headers that describe earlier hops may be believed from this peer (text form, as
+    /// `SocketAddress.ipAddress` gives it). Parses the address only when there are trusted proxies to match.
+    public func isTrusted(_ peerText: String) -> Bool {
+        guard !self.trustedProxies.isEmpty else { return false }
+        return self.isTrusted(IPAddressBytes(peerText))
+    }
+
     /// Whether headers that describe earlier hops may be believed from this peer.
     public func isTrusted(_ peer: IPAddressBytes?) -> Bool {
         guard let peer, !self.trustedProxies.isEmpty else { return false }
@@ -111,7 +118,8 @@ public struct ForwardingPolicy: Sendable {
 
     /// Masks the upstream in a response about to go downstream: Server, hidden headers, Via, and Location /
     /// Content-Location pointing at `upstreamAuthority` rewritten to `publicBase` (`https://app.example.com`).
-    public func applyResponse(_ headers: inout HTTPHeaders, upstreamAuthority: String, publicBase: String?) {
+    /// `publicBase` (`https://app.example.com`) is only built when there is a `Location` to rewrite.
+    public func applyResponse(_ headers: inout HTTPHeaders, upstreamAuthority: String, publicBase: @autoclosure () -> String?) {
         switch self.serverHeader {
         case .keep: break
         case .remove: headers.remove(name: "server")
@@ -119,13 +127,16 @@ public struct ForwardingPolicy: Sendable {
         }
         for name in self.hideResponseHeaders { headers.remove(name: name) }
         if let via = self.via { headers.add(name: "Via", value: via) }
-        guard self.rewriteLocation, let publicBase else { return }
-        for name in ["location", "content-location"] {
-            guard let value = headers.first(name: name), let rewritten = Self.rewrite(value, upstreamAuthority: upstreamAuthority, publicBase: publicBase)
+        guard self.rewriteLocation else { return }
+        for name in Self.locationFields {
+            guard let value = headers.first(name: name), let publicBase = publicBase(),
+                let rewritten = Self.rewrite(value, upstreamAuthority: upstreamAuthority, publicBase: publicBase)
             else { continue }
             headers.replaceOrAdd(name: name == "location" ? "Location" : "Content-Location", value: rewritten)
         }
     }
+
+    static let locationFields = ["location", "content-location"]
 
     /// `http://127.0.0.1:9001/x` → `https://app.example.com/x` when `127.0.0.1:9001` is the upstream.
     static func rewrite(_ value: String, upstreamAuthority: String, publicBase: String) -> String? {

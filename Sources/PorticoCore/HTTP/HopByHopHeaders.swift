@@ -9,46 +9,61 @@ public import NIOHTTP1
 /// field it names, plus Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding and Upgrade. Framing
 /// (Transfer-Encoding, Content-Length) is re-derived by the encoder on each side.
 public enum HopByHopHeaders {
-    static let fixed: [String] = ["keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"]
-
     /// Removes hop-by-hop fields in place. Returns the `Connection` tokens seen (lowercased), so the caller can
     /// learn `close` without a second scan.
+    ///
+    /// Runs for every request and response: one pass finds the candidates (usually just `Connection:
+    /// keep-alive`), its tokens are read in place, and only the fields present are removed.
     @discardableResult
     public static func strip(_ headers: inout HTTPHeaders) -> ConnectionTokens {
         var tokens = ConnectionTokens()
-        // Fast path: most messages carry none of these. One pass to check.
-        var found = false
-        for (name, _) in headers where Self.isCandidate(name) {
-            found = true
-            break
-        }
-        guard found else { return tokens }
-        let connectionValues = headers[canonicalForm: "connection"]
-        for token in connectionValues {
-            let t = token.lowercased()
-            switch t {
-            case "close": tokens.close = true
-            case "keep-alive": tokens.keepAlive = true
-            default: break
+        var present: UInt8 = 0  // one bit per entry of `names`
+        var named: [String] = []  // other fields named by Connection (rare; allocates only then)
+        for (name, value) in headers {
+            guard let index = Self.index(of: name) else { continue }
+            present |= 1 << index
+            guard index == 0 else { continue }  // Connection
+            var rest = Substring(value)
+            while !rest.isEmpty {
+                let comma = rest.firstIndex(of: ",") ?? rest.endIndex
+                let token = rest[..<comma].trimmingOWS()
+                rest = comma == rest.endIndex ? rest[comma...] : rest[rest.index(after: comma)...]
+                if token.isEmpty { continue }
+                if token.caseInsensitiveASCIIEqual("close") {
+                    tokens.close = true
+                } else if token.caseInsensitiveASCIIEqual("keep-alive") {
+                    tokens.keepAlive = true
+                } else if !token.caseInsensitiveASCIIEqual("host") && !token.caseInsensitiveASCIIEqual("content-length") {
+                    // A field this hop alone uses. Never the framing or routing fields we rely on.
+                    named.append(String(token))
+                }
             }
-            if !t.isEmpty && t != "close" && t != "keep-alive" {
-                // Never let Connection remove the end-to-end framing or routing headers we rely on.
-                if t != "host" && t != "content-length" { headers.remove(name: t) }
-            }
         }
-        headers.remove(name: "connection")
-        for name in Self.fixed { headers.remove(name: name) }
+        guard present != 0 else { return tokens }
+        for (i, name) in Self.names.enumerated() where present & (1 << i) != 0 { headers.remove(name: name) }
+        for name in named { headers.remove(name: name) }
         return tokens
     }
 
+    /// The hop-by-hop fields every message loses, `Connection` first.
+    static let names = ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"]
+
+    /// The position of `name` in `names`, if it is one of them (ASCII case-insensitive, no allocation).
     @inline(__always)
-    static func isCandidate(_ name: String) -> Bool {
-        let n = name.utf8.count
-        guard n == 2 || n == 7 || n == 10 || n == 16 || n == 17 else { return false }
-        return name.caseInsensitiveASCIIEqual("connection") || name.caseInsensitiveASCIIEqual("keep-alive")
-            || name.caseInsensitiveASCIIEqual("proxy-connection") || name.caseInsensitiveASCIIEqual("te")
-            || name.caseInsensitiveASCIIEqual("trailer") || name.caseInsensitiveASCIIEqual("transfer-encoding")
-            || name.caseInsensitiveASCIIEqual("upgrade")
+    static func index(of name: String) -> Int? {
+        switch name.utf8.count {
+        case 10:
+            if name.caseInsensitiveASCIIEqual("connection") { return 0 }
+            if name.caseInsensitiveASCIIEqual("keep-alive") { return 1 }
+        case 16: if name.caseInsensitiveASCIIEqual("proxy-connection") { return 2 }
+        case 2: if name.caseInsensitiveASCIIEqual("te") { return 3 }
+        case 7:
+            if name.caseInsensitiveASCIIEqual("trailer") { return 4 }
+            if name.caseInsensitiveASCIIEqual("upgrade") { return 6 }
+        case 17: if name.caseInsensitiveASCIIEqual("transfer-encoding") { return 5 }
+        default: break
+        }
+        return nil
     }
 }
 
@@ -59,7 +74,17 @@ public struct ConnectionTokens: Sendable, Equatable {
     public init() {}
 }
 
-extension String {
+extension Substring {
+    /// Without the optional whitespace (spaces and tabs) around a list element (RFC 9110 §5.6.1).
+    func trimmingOWS() -> Substring {
+        var s = self
+        while let c = s.first, c == " " || c == "\t" { s = s.dropFirst() }
+        while let c = s.last, c == " " || c == "\t" { s = s.dropLast() }
+        return s
+    }
+}
+
+extension StringProtocol {
     /// ASCII case-insensitive comparison without allocating.
     @inlinable
     public func caseInsensitiveASCIIEqual(_ other: String) -> Bool {

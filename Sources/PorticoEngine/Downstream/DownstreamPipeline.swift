@@ -83,6 +83,7 @@ enum DownstreamPipeline {
         var stream = NIOHTTP2Handler.StreamConfiguration()
         stream.targetWindowSize = 1 << 20
         let bound = NIOLoopBound(worker, eventLoop: channel.eventLoop)
+        let peer = NIOLoopBound(DownstreamPeer(), eventLoop: channel.eventLoop)
         // Idle connections and graceful shutdown: GOAWAY first, then close once the open streams are done.
         let manager = NIOHTTP2ServerConnectionManagementHandler(
             eventLoop: channel.eventLoop,
@@ -98,7 +99,7 @@ enum DownstreamPipeline {
             streamChannel.eventLoop.makeCompletedFuture {
                 try streamChannel.pipeline.syncOperations.addHandler(HTTP2ExtendedConnectHandler())
                 try streamChannel.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
-                try streamChannel.pipeline.syncOperations.addHandler(ProxyHandler(worker: bound.value, listener: listener, isHTTP2: true))
+                try streamChannel.pipeline.syncOperations.addHandler(ProxyHandler(worker: bound.value, listener: listener, http2Peer: peer.value))
             }
         }
         try channel.pipeline.syncOperations.addHandler(manager)

@@ -74,8 +74,9 @@ final class Exchange {
     var usedReusedConnection = false
     /// Request parts that arrived before the upstream connection was ready. They are also what a retry resends,
     /// so they are kept until the response starts (bounded by the one read batch that can arrive while reads
-    /// are paused).
-    var pendingBody: CircularBuffer<HTTPServerRequestPart> = CircularBuffer(initialCapacity: 0)
+    /// are paused). The end of the request is not kept here (`requestEnded` is). An array, not a `CircularBuffer`:
+    /// most requests have no body, and an empty array costs no allocation.
+    var pendingBody: [HTTPServerRequestPart] = []
     var bodyPartsSentUpstream = 0
     var requestBodyBytes = 0
     var requestEnded = false

@@ -230,7 +230,8 @@ extension ProxyHandler {
     }
 
     /// Passive health (outlier detection): one outcome of a request to the exchange's current host.
-    func recordOutcome(_ ex: Exchange, failed: Bool, reason: String) {
+    /// `reason` is only formatted when the host is ejected (this runs for every response).
+    func recordOutcome(_ ex: Exchange, failed: Bool, reason: @autoclosure () -> String) {
         guard let cluster = ex.clusterState?.cluster, cluster.outlier != nil, ex.hostIndex >= 0 else { return }
         let host = cluster.hosts[ex.hostIndex]
         guard failed else {
@@ -254,7 +255,7 @@ extension ProxyHandler {
             self.worker.logger.warning(
                 "host ejected",
                 metadata: [
-                    "cluster": "\(cluster.name)", "host": "\(host.address)", "reason": "\(failures) consecutive failures, last: \(reason)",
+                    "cluster": "\(cluster.name)", "host": "\(host.address)", "reason": "\(failures) consecutive failures, last: \(reason())",
                     "for": "\(ConfigDuration(nanoseconds: until - now))",
                 ]
             )

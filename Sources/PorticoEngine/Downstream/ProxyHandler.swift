@@ -63,10 +63,14 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// response.
     let isHTTP2: Bool
 
-    init(worker: WorkerState, listener: ListenerSettings, isHTTP2: Bool = false) {
+    /// For HTTP/2 streams: the connection's peer, shared by its streams.
+    private let peer: DownstreamPeer?
+
+    init(worker: WorkerState, listener: ListenerSettings, http2Peer: DownstreamPeer? = nil) {
         self.worker = worker
         self.listener = listener
-        self.isHTTP2 = isHTTP2
+        self.isHTTP2 = http2Peer != nil
+        self.peer = http2Peer
     }
 
     /// The loop's clock (virtual under `EmbeddedEventLoop`, so timeouts are testable).
@@ -88,9 +92,12 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func connectionOpened(_ context: ChannelHandlerContext) {
         guard self.workerSlot < 0, !self.isClosed else { return }
-        if let remote = context.channel.remoteAddress {
+        if let peer = self.peer {
+            // An HTTP/2 stream: the connection's peer, looked up once for all its streams.
+            (self.clientIP, self.clientTrusted) = peer.identity(of: context.channel.parent ?? context.channel, self.worker.table.forwarding)
+        } else if let remote = context.channel.remoteAddress {
             self.clientIP = remote.ipAddress ?? "-"
-            self.clientTrusted = self.worker.table.forwarding.isTrusted(IPAddressBytes(self.clientIP))
+            self.clientTrusted = self.worker.table.forwarding.isTrusted(self.clientIP)
         }
         self.idleDeadline = self.now + self.listener.idleTimeout
         self.worker.register(self)
@@ -285,9 +292,20 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return self.respondWithError(ProxyError(.badRequest, source: .downstream, context: "CONNECT is not supported"), exchange: ex, status: 405)
         }
         // RFC 9112 §3.2: exactly one Host in HTTP/1.1; absolute-form targets carry their own authority.
-        let hosts = head.headers[canonicalForm: "host"]
+        // (Scanned without building arrays: this runs for every request.)
+        var hostCount = 0
+        var hostField: String?
+        var hasTransferEncoding = false
+        for (name, value) in head.headers {
+            if name.caseInsensitiveASCIIEqual("host") {
+                hostCount += 1
+                if hostField == nil { hostField = value }
+            } else if name.caseInsensitiveASCIIEqual("transfer-encoding") {
+                hasTransferEncoding = true
+            }
+        }
         var target = Substring(head.uri)
-        var hostText: Substring? = hosts.first
+        var hostText: Substring? = hostField.map { Substring($0) }
         if target.utf8.first != UInt8(ascii: "/") {
             if let (authority, path) = Self.splitAbsoluteForm(target) {
                 hostText = authority
@@ -301,8 +319,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if head.version.major != 1 && !(self.isHTTP2 && head.version.major == 2) {
             return self.respondWithError(ProxyError(.badRequest, source: .downstream, context: "unsupported HTTP version"), exchange: ex, status: 505)
         }
-        if hosts.count > 1 || (head.version.minor >= 1 && hostText == nil) {
-            return self.respondWithError(ProxyError(.badRequest, source: .downstream, context: hosts.count > 1 ? "more than one Host" : "missing Host"), exchange: ex)
+        if hostCount > 1 || (head.version.minor >= 1 && hostText == nil) {
+            return self.respondWithError(ProxyError(.badRequest, source: .downstream, context: hostCount > 1 ? "more than one Host" : "missing Host"), exchange: ex)
         }
         if let h = hostText, !Self.isValidHost(h) {
             return self.respondWithError(ProxyError(.badRequest, source: .downstream, context: "invalid Host"), exchange: ex)
@@ -313,7 +331,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         // Request smuggling (RFC 9112 §6.1, §6.3): Transfer-Encoding with Content-Length, or a transfer coding
         // other than a final chunked, is refused and the connection closed.
-        let te = head.headers[canonicalForm: "transfer-encoding"]
+        let te = hasTransferEncoding ? head.headers[canonicalForm: "transfer-encoding"] : []
         if !te.isEmpty {
             if head.headers.contains(name: "content-length") || te.last?.lowercased() != "chunked" || head.version == .http1_0 {
                 return self.respondWithError(ProxyError(.badRequest, source: .downstream, context: "ambiguous request framing"), exchange: ex)
@@ -360,14 +378,18 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             let cs = self.worker.clusterStates[clusterIndex]
             ex.clusterState = cs
             var up = HTTPRequestHead(version: .http1_1, method: head.method, uri: target.utf8.count == head.uri.utf8.count ? head.uri : String(target), headers: head.headers)
+            // The copy-on-write copy of the fields happens here, with room for the forwarding fields added below
+            // (otherwise the copy, then a regrowth).
+            up.headers.reserveCapacity(head.headers.count + 8)
             let chunked = !te.isEmpty
             HopByHopHeaders.strip(&up.headers)
             if self.isHTTP2 {
                 // HTTP/2 may split Cookie into several fields; HTTP/1.1 wants one (RFC 9113 §8.2.3).
-                let cookies = up.headers[canonicalForm: "cookie"]
-                if cookies.count > 1 { up.headers.replaceOrAdd(name: "Cookie", value: cookies.joined(separator: "; ")) }
+                var cookieFields = 0
+                for (name, _) in up.headers where name.caseInsensitiveASCIIEqual("cookie") { cookieFields += 1 }
+                if cookieFields > 1 { up.headers.replaceOrAdd(name: "Cookie", value: up.headers["cookie"].joined(separator: "; ")) }
             }
-            if cs.cluster.http2, head.headers[canonicalForm: "te"].contains(where: { $0.lowercased() == "trailers" }) {
+            if cs.cluster.http2, head.headers.contains(name: "te"), head.headers[canonicalForm: "te"].contains(where: { $0.lowercased() == "trailers" }) {
                 // The one TE value HTTP/2 allows (RFC 9113 §8.2.2); gRPC needs it end to end.
                 up.headers.add(name: "TE", value: "trailers")
             }
@@ -377,7 +399,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             }
             // Keep the body framing explicit upstream: never let a body go out unframed.
             if chunked { up.headers.add(name: "Transfer-Encoding", value: "chunked") }
-            if hostText != nil, hosts.isEmpty || hosts.first.map({ $0[...] }) != hostText {
+            if hostText != nil, hostField.map({ $0[...] }) != hostText {
                 up.headers.replaceOrAdd(name: "Host", value: String(hostText!))
             }
             table.forwarding.applyRequest(&up.headers, clientIP: self.clientIP, trusted: self.clientTrusted, scheme: self.listener.scheme, host: ex.host)
@@ -456,6 +478,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         for part in ex.pendingBody {
             self.forwardBodyPart(part, conn, ex)
         }
+        // The end is not kept in `pendingBody` (`requestEnded` says it came): one allocation less per request.
+        if ex.requestEnded { conn.write(.end(nil)) }
         ex.bodyPartsSentUpstream = ex.pendingBody.count
         conn.flush()
         let sentAt = self.now
@@ -495,10 +519,12 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         switch ex.state {
         case .routing, .connecting:
-            ex.pendingBody.append(part)
+            if case .body = part { ex.pendingBody.append(part) }
         case .proxying:
             guard let conn = ex.upstream else { return }
-            if !ex.responseStarted && ex.pendingBody.count < 64 && ex.requestBodyBytes <= 64 * 1024 {
+            if case .end = part {
+                // Not kept for a replay: `requestEnded` is.
+            } else if !ex.responseStarted && ex.pendingBody.count < 64 && ex.requestBodyBytes <= 64 * 1024 {
                 // Keep small bodies replayable for a retry on a fresh connection.
                 ex.pendingBody.append(part)
                 ex.bodyPartsSentUpstream += 1
@@ -568,8 +594,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             ex.upstreamKeepAlive = head.version.minor >= 1 ? !tokens.close : tokens.keepAlive
             let table = self.worker.table
             if let authority = ex.upstreamAuthority {
-                let publicBase = ex.host.map { "\(self.listener.scheme)://\($0)" }
-                table.forwarding.applyResponse(&head.headers, upstreamAuthority: authority, publicBase: publicBase)
+                table.forwarding.applyResponse(&head.headers, upstreamAuthority: authority, publicBase: ex.host.map { "\(self.listener.scheme)://\($0)" })
             }
             ex.route?.responseHeaders.apply(to: &head.headers)
             let bodyless = ex.method == .HEAD || head.status.code == 204 || head.status.code == 304
@@ -595,8 +620,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 }
                 ex.trailersFromHead = trailers
             }
-            let out = HTTPResponseHead(version: ex.version, status: head.status, headers: head.headers)
-            self.context.write(self.wrapOutboundOut(.head(out)), promise: nil)
+            head.version = ex.version
+            self.context.write(self.wrapOutboundOut(.head(head)), promise: nil)
             self.needsFlushDownstream = true
         case .body(let buffer):
             ex.responseBodyBytes += buffer.readableBytes

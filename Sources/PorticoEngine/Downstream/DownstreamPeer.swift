@@ -1,0 +1,24 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Portico open source project
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+import NIOCore
+import PorticoCore
+
+/// The client at the other end of one HTTP/2 connection, as its streams' `ProxyHandler`s need it: the address as
+/// text and whether it is a trusted proxy. Looked up by the first stream and reused by the others, since formatting
+/// and parsing the address cost a few allocations that every stream would otherwise repeat.
+///
+/// Used only on the connection's EventLoop (its stream channels share it).
+final class DownstreamPeer {
+    private var cached: (ip: String, trusted: Bool)?
+
+    func identity(of connection: any Channel, _ forwarding: ForwardingPolicy) -> (ip: String, trusted: Bool) {
+        if let cached = self.cached { return cached }
+        let ip = connection.remoteAddress?.ipAddress ?? "-"
+        let identity = (ip, forwarding.isTrusted(ip))
+        self.cached = identity
+        return identity
+    }
+}
