@@ -11,8 +11,8 @@ import NIOHTTP2
 /// WebSocket upgrade (RFC 6455 §4.1).
 ///
 /// Runs on the stream channel's EventLoop (the connection's), first in the stream's pipeline, in front of
-/// `HTTP2FramePayloadToHTTP1ServerCodec`. Other streams pass through untouched. For an extended CONNECT
-/// (`:method CONNECT`, `:protocol websocket`, RFC 8441 §4) it:
+/// `HTTP2FramePayloadToHTTP1ServerCodec`; it leaves the pipeline of any other stream after its HEADERS. For an
+/// extended CONNECT (`:method CONNECT`, `:protocol websocket`, RFC 8441 §4) it:
 /// 1. rewrites the request into what an HTTP/1.1 WebSocket client sends: `GET`, `Upgrade: websocket`, a fresh
 ///    `Sec-WebSocket-Key` (HTTP/2 clients send none), the client's `Sec-WebSocket-Version` / `-Protocol` /
 ///    `-Extensions`; marked as ended, since the tunnel's bytes are not an HTTP body. `ProxyHandler` then treats
@@ -32,7 +32,7 @@ final class HTTP2ExtendedConnectHandler: ChannelDuplexHandler, RemovableChannelH
     typealias OutboundOut = HTTP2Frame.FramePayload
 
     private enum State {
-        /// An ordinary request stream (or not known yet): frames pass through.
+        /// Before the request's HEADERS. An ordinary request takes this handler out of the pipeline.
         case passThrough
         /// An extended CONNECT was forwarded; DATA waits in `held` for the upstream's answer.
         case awaitingTunnel
@@ -41,7 +41,6 @@ final class HTTP2ExtendedConnectHandler: ChannelDuplexHandler, RemovableChannelH
     }
 
     private var state = State.passThrough
-    private var sawHeaders = false
     /// Client bytes not yet passed to the tunnel, and whether the client's END_STREAM came after them.
     private var held: [ByteBuffer] = []
     private var heldBytes = 0
@@ -58,16 +57,16 @@ final class HTTP2ExtendedConnectHandler: ChannelDuplexHandler, RemovableChannelH
         let payload = self.unwrapInboundIn(data)
         switch self.state {
         case .passThrough:
-            if !self.sawHeaders, case .headers(let headers) = payload {
-                self.sawHeaders = true
-                if let rewritten = Self.webSocketRequest(from: headers.headers) {
-                    self.state = .awaitingTunnel
-                    self.inputEnded = headers.endStream
-                    context.fireChannelRead(NIOAny(HTTP2Frame.FramePayload.headers(.init(headers: rewritten, endStream: true))))
-                    return
-                }
+            if case .headers(let headers) = payload, let rewritten = Self.webSocketRequest(from: headers.headers) {
+                self.state = .awaitingTunnel
+                self.inputEnded = headers.endStream
+                context.fireChannelRead(NIOAny(HTTP2Frame.FramePayload.headers(.init(headers: rewritten, endStream: true))))
+                return
             }
             context.fireChannelRead(data)
+            // An ordinary request: nothing more to do here, so leave the stream's pipeline (every later frame, and
+            // every response write, would pass through otherwise).
+            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
         case .awaitingTunnel, .tunnel:
             guard case .data(let frame) = payload, case .byteBuffer(let buffer) = frame.data else { return }
             if case .tunnel = self.state, !self.releaseScheduled {
