@@ -51,8 +51,8 @@ dom=$(timeout 60 chromium --headless=new --no-sandbox --disable-gpu --ignore-cer
     --dump-dom "https://localhost:$listen/page" 2>/dev/null || true)
 sleep 0.3
 echo "page: $(grep -o '<div id="out">[^<]*' <<<"$dom" | sed 's/<div id="out">//')"
-grep -E '"GET /ws ' "$dir/portico.log" || true
-if grep -q 'ECHO:hello from chromium' <<<"$dom" && grep -q '"GET /ws HTTP/2.0" 200' "$dir/portico.log"; then
+grep -E '"CONNECT /ws ' "$dir/portico.log" || true
+if grep -q 'ECHO:hello from chromium' <<<"$dom" && grep -q '"CONNECT /ws HTTP/2.0" 200' "$dir/portico.log"; then
     echo "PASS: WebSocket over HTTP/2 through Portico"
 else
     echo "FAIL"; cat "$dir/portico.log"; exit 1

@@ -947,7 +947,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         clock_gettime(CLOCK_REALTIME, &ts)
         let entry = AccessLogEntry(
             clientIP: self.clientIP,
-            method: ex.method.rawValue,
+            // An RFC 8441 WebSocket is logged as the client sent it (CONNECT), not as it was forwarded (GET).
+            method: self.isHTTP2 && ex.upgradeProtocol != nil ? "CONNECT" : ex.method.rawValue,
             uri: ex.uri,
             version: .init(major: ex.version.major, minor: ex.version.minor),
             status: ex.status,
