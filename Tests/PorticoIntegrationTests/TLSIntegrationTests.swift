@@ -156,6 +156,14 @@ import Testing
                 #expect(again.contains("Reused, TLSv1.") && again.contains("HTTP/1.1 200"), "\(version): \(again.prefix(300))")
             }
         }
+
+        // A reload that leaves the listener's TLS settings alone keeps its ticket key: sessions still resume.
+        let reloaded = yaml.replacingOccurrences(of: "{{origin:o}}", with: origin.address)
+            .replacingOccurrences(of: "routes: [ { cluster: c } ]", with: "routes: [ { cluster: c, response_headers: { set: { X-Generation: \"2\" } } } ]")
+        let valid = try ConfigLoader.load(text: reloaded, file: nil).get()
+        _ = await proxy.server.apply(valid)
+        let afterReload = try Self.sClient(port: port, version: "-tls1_3", sessionFile: certs.path("session-tls1_3"), reuse: true, ca: certs.caFile)
+        #expect(afterReload.contains("Reused, TLSv1.3") && afterReload.lowercased().contains("x-generation: 2"), "\(afterReload.prefix(400))")
     }
 
     @Test func mutualTLSPassesTheVerifiedClientToTheUpstream() async throws {

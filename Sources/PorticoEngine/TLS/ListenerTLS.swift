@@ -19,6 +19,9 @@ public final class ListenerTLS: Sendable {
     /// Header names for the verified client certificate, when client certificates are asked for.
     public let clientSubjectHeader: String?
     public let clientFingerprintHeader: String?
+    /// What this was built from: a reload with the same settings keeps this object (see `ProxyEngine`).
+    public let config: ListenerTLSConfig
+    public let offersHTTP2: Bool
 
     /// - Parameter http2: offer `h2` by ALPN.
     public init(_ c: ListenerTLSConfig, http2: Bool = false) throws {
@@ -58,6 +61,8 @@ public final class ListenerTLS: Sendable {
             self.clientFingerprintHeader = nil
         }
         self.context = try NIOSSLContext(configuration: tls)
+        self.config = c
+        self.offersHTTP2 = http2
         self.store = store
         self.hstsValue = c.hsts?.headerValue
         self.reloadInterval = .nanoseconds(c.reloadInterval?.nanoseconds ?? 10_000_000_000)

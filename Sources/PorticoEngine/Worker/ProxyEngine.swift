@@ -107,6 +107,19 @@ public actor ProxyEngine {
         }
     }
 
+    /// A listener's TLS for a new generation: the running one when its settings did not change, so a reload keeps
+    /// the session ticket key (clients resume across it) and the certificate store that already watches the files.
+    private func listenerTLS(_ c: ListenerConfig) throws -> ListenerTLS? {
+        guard let config = c.tls else { return nil }
+        let http2 = c.http2?.enabled ?? true
+        if let running = self.listeners.values.first(where: { $0.settings.name == c.name })?.settings.tls,
+            running.config == config, running.offersHTTP2 == http2
+        {
+            return running
+        }
+        return try ListenerTLS(config, http2: http2)
+    }
+
     /// Publishes a new generation: binds new listeners (never rebinding unchanged ones, as Caddy's listener
     /// pool), swaps the table on every worker, and closes listeners that disappeared. In-flight requests finish
     /// on the route they matched. If a new listener cannot be bound, nothing changes and the error is thrown.
@@ -115,7 +128,7 @@ public actor ProxyEngine {
         var next: [String: BoundListener] = [:]
         do {
             for c in table.config.listeners {
-                let settings = ListenerSettings(c, tls: try c.tls.map { try ListenerTLS($0, http2: c.http2?.enabled ?? true) })
+                let settings = ListenerSettings(c, tls: try self.listenerTLS(c))
                 if var existing = self.listeners[settings.socketIdentity] {
                     existing.settings = settings
                     next[settings.socketIdentity] = existing
