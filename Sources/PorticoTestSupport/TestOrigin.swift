@@ -50,12 +50,16 @@ public final class TestOrigin: Sendable {
         let connections = Atomic<Int>(0)
         let requests = Atomic<Int>(0)
         let healthy = Atomic<Bool>(true)
+        let bodyBytesWritten = Atomic<Int>(0)
     }
 
     /// Connections accepted so far.
     public var connectionCount: Int { self.counters.connections.load(ordering: .relaxed) }
     /// Requests received so far.
     public var requestCount: Int { self.counters.requests.load(ordering: .relaxed) }
+    /// Body bytes `/bytes`, `/chunked` and `/close-delimited` handed to the socket so far (they write only while
+    /// the connection is writable, so this shows whether the reader keeps up).
+    public var bodyBytesWritten: Int { self.counters.bodyBytesWritten.load(ordering: .relaxed) }
     /// `/health` answers 503 while false.
     public var healthy: Bool {
         get { self.counters.healthy.load(ordering: .relaxed) }
@@ -360,6 +364,7 @@ private final class OriginHandler: ChannelInboundHandler, RemovableChannelHandle
         while pump.remaining > 0 && context.channel.isWritable {
             let n = min(pump.remaining, chunk.readableBytes)
             context.write(self.wrapOutboundOut(.body(.byteBuffer(chunk.getSlice(at: chunk.readerIndex, length: n)!))), promise: nil)
+            self.counters.bodyBytesWritten.add(n, ordering: .relaxed)
             pump.remaining -= n
         }
         if pump.remaining == 0 {

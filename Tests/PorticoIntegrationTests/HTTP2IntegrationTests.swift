@@ -256,6 +256,48 @@ import Testing
         try? await channel.close()
     }
 
+    /// Per-stream flow control is the backpressure: a client that opens no window gets 64 KiB of a 256 MiB body,
+    /// and the proxy stops reading the upstream instead of buffering the rest; the body flows on as the window opens.
+    @Test func aStalledStreamHoldsTheUpstreamBack() async throws {
+        let origin = try await TestOrigin.start(name: "o")
+        let yaml = """
+            listeners: [ { name: h2c, address: "127.0.0.1:0", http2: { cleartext: true } } ]
+            access_log: { destination: "off" }
+            routes: [ { cluster: c } ]
+            clusters: [ { name: c, hosts: [ { address: "{{origin:o}}" } ] } ]
+            """
+        let proxy = try await ProxyHarness.start(yaml: yaml, origins: [origin], workers: 1)
+        defer { Task { await proxy.shutdown(); await origin.shutdown() } }
+        func receivedBodyBytes(_ channel: any Channel, _ recorder: FrameRecorder) async throws -> Int {
+            try await channel.eventLoop.submit {
+                recorder.frames.reduce(0) { n, p in
+                    if case .data(let d) = p, case .byteBuffer(let b) = d.data { return n + b.readableBytes }
+                    return n
+                }
+            }.get()
+        }
+
+        // The raw client's stream window is the default 65,535 bytes, and it sends no WINDOW_UPDATE for now.
+        let (channel, recorder) = try await Self.connect(port: proxy.port())
+        let headers: HPACKHeaders = [":method": "GET", ":path": "/bytes/\(256 << 20)", ":scheme": "http", ":authority": "t"]
+        try await channel.writeAndFlush(HTTP2Frame(streamID: 1, payload: .headers(.init(headers: headers, endStream: true))))
+        try await Task.sleep(nanoseconds: 1_500_000_000)
+        #expect(try await receivedBodyBytes(channel, recorder) <= 65_535)
+        // What the origin could write is bounded by socket buffers (a few MiB), not by the 256 MiB body.
+        #expect(origin.bodyBytesWritten < 32 << 20, "the origin wrote \(origin.bodyBytesWritten >> 20) MiB to a proxy whose client reads nothing")
+
+        // Opening the window lets the body flow again.
+        try await channel.writeAndFlush(HTTP2Frame(streamID: 0, payload: .windowUpdate(windowSizeIncrement: 4 << 20)))
+        try await channel.writeAndFlush(HTTP2Frame(streamID: 1, payload: .windowUpdate(windowSizeIncrement: 4 << 20)))
+        var received = 0
+        for _ in 0..<100 where received < 4 << 20 {
+            try await Task.sleep(nanoseconds: 20_000_000)
+            received = try await receivedBodyBytes(channel, recorder)
+        }
+        #expect(received > 4 << 20 - 65_535 && received <= 4 << 20 + 65_535)
+        try? await channel.close()
+    }
+
     /// WebSocket over HTTP/2 (RFC 8441): an extended CONNECT becomes an HTTP/1.1 upgrade to the origin, its 101
     /// a 200, and DATA frames the WebSocket's bytes both ways, until END_STREAM.
     @Test func webSocketOverHTTP2ReachesAnHTTP1Origin() async throws {
