@@ -104,11 +104,38 @@ import Testing
         // An unknown name gets the default (first) certificate, which a verifying client then rejects.
         await #expect(throws: (any Error).self) { try await Self.fetch(port: port, serverName: "c.test", ca: certs.caFile) }
 
+        // A keep-alive connection made before the certificate changes.
+        var clientTLS = TLSConfiguration.makeClientConfiguration()
+        clientTLS.trustRoots = .file(certs.caFile)
+        let clientContext = try NIOSSLContext(configuration: clientTLS)
+        let group = MultiThreadedEventLoopGroup.singleton
+        let kept = Collector(promise: group.next().makePromise(of: ByteBuffer.self))
+        let keptChannel = try await ClientBootstrap(group: group)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: clientContext, serverHostname: "a.test"))
+                    try channel.pipeline.syncOperations.addHandler(kept)
+                }
+            }
+            .connect(host: "127.0.0.1", port: port).get()
+        try await keptChannel.writeAndFlush(ByteBuffer(string: "GET /first HTTP/1.1\r\nHost: a.test\r\n\r\n"))
+        for _ in 0..<100 {
+            let text = try await keptChannel.eventLoop.submit { String(buffer: kept.buffer) }.get()
+            if text.contains("target: /first") { break }
+            try await Task.sleep(nanoseconds: 20_000_000)
+        }
+
         // New files on disk are picked up for new connections, without a restart.
         try certs.issue("a", dnsNames: ["a.test"], organization: "Reloaded")
         try await Task.sleep(nanoseconds: 800_000_000)
         let reloaded = try await Self.fetch(port: port, serverName: "a.test", ca: certs.caFile)
         #expect(reloaded.peerSubject.contains("Reloaded"))
+
+        // The connection made before goes on with its certificate: nothing was dropped.
+        try await keptChannel.writeAndFlush(ByteBuffer(string: "GET /second HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n"))
+        let both = String(buffer: try await kept.promise.futureResult.get())
+        #expect(both.contains("target: /first") && both.contains("target: /second"))
+        #expect(kept.peerSubject.contains("a.test") && !kept.peerSubject.contains("Reloaded"))
     }
 
     /// One `openssl s_client` connection that sends a GET and waits for the response; saves or reuses the TLS
