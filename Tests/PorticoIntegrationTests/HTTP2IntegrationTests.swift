@@ -256,6 +256,42 @@ import Testing
         try? await channel.close()
     }
 
+    /// HTTP/2 → HTTP/1.1 header conversion (RFC 9113 §8.3, §8.2.3): `:authority` becomes Host, split Cookie fields
+    /// are joined with "; ", pseudo-headers do not leak, and the upstream sees an HTTP/1.1 request.
+    @Test func http2HeadersBecomeAnHTTP1Request() async throws {
+        let origin = try await TestOrigin.start(name: "o")
+        let yaml = """
+            listeners: [ { name: h2c, address: "127.0.0.1:0", http2: { cleartext: true } } ]
+            access_log: { destination: "off" }
+            routes: [ { cluster: c } ]
+            clusters: [ { name: c, hosts: [ { address: "{{origin:o}}" } ] } ]
+            """
+        let proxy = try await ProxyHarness.start(yaml: yaml, origins: [origin], workers: 1)
+        defer { Task { await proxy.shutdown(); await origin.shutdown() } }
+        let (channel, recorder) = try await Self.connect(port: proxy.port())
+        let headers = HPACKHeaders([
+            (":method", "GET"), (":path", "/page?x=1"), (":scheme", "http"), (":authority", "app.example:8443"),
+            ("cookie", "a=1"), ("user-agent", "raw-h2"), ("cookie", "b=2, c"),
+        ])
+        try await channel.writeAndFlush(HTTP2Frame(streamID: 1, payload: .headers(.init(headers: headers, endStream: true))))
+        var body = ""
+        for _ in 0..<100 where !body.contains("user-agent") {
+            try await Task.sleep(nanoseconds: 20_000_000)
+            body = try await channel.eventLoop.submit {
+                recorder.frames.reduce(into: "") { text, p in
+                    if case .data(let d) = p, case .byteBuffer(let b) = d.data { text += String(buffer: b) }
+                }
+            }.get()
+        }
+        #expect(body.contains("target: /page?x=1"))
+        #expect(body.contains("host: app.example:8443"))
+        #expect(body.contains("cookie: a=1; b=2, c"))
+        #expect(!body.contains("cookie: a=1\n"))
+        #expect(!body.contains(":authority") && !body.contains(":path") && !body.contains(":scheme"))
+        #expect(body.contains("x-forwarded-proto: http"))
+        try? await channel.close()
+    }
+
     /// Per-stream flow control is the backpressure: a client that opens no window gets 64 KiB of a 256 MiB body,
     /// and the proxy stops reading the upstream instead of buffering the rest; the body flows on as the window opens.
     @Test func aStalledStreamHoldsTheUpstreamBack() async throws {
