@@ -10,9 +10,10 @@ import NIOSSL
 
 /// Builds a downstream connection's pipeline, on its EventLoop:
 ///
-///     socket ─▶ NIOSSLServerHandler? ─▶ HTTP/1.1: HTTPResponseEncoder / HTTPRequestDecoder ─▶ ProxyHandler
-///                                     └ HTTP/2:   NIOHTTP2Handler ─▶ per stream: HTTP2ExtendedConnectHandler ─▶
-///                                                 HTTP2FramePayloadToHTTP1ServerCodec ─▶ ProxyHandler
+///     socket ─▶ (NIOSSLServerHandler ─▶ TLSWriteCoalescingHandler)?
+///                 ─▶ HTTP/1.1: HTTPResponseEncoder / HTTPRequestDecoder ─▶ ProxyHandler
+///                 └▶ HTTP/2:   FlushCoalescingHandler ─▶ NIOHTTP2Handler ─▶ per stream: HTTP2ExtendedConnectHandler ─▶
+///                              HTTP2FramePayloadToHTTP1ServerCodec ─▶ ProxyHandler
 ///
 /// HTTP/1.1 is deliberately lean: no pipelining helper (the `ProxyHandler` orders responses itself), no error
 /// handler (it maps parse errors to 400/431), no header validator (headers come from a validated config or an
@@ -56,6 +57,9 @@ enum DownstreamPipeline {
         limits.maxHeaderListSize = listener.maxHeaderBytes
         limits.maxHeaderFieldSize = listener.maxHeaderBytes
         limits.maxHeaderFieldCount = 256
+        if listener.tls != nil {
+            try channel.pipeline.syncOperations.addHandler(TLSWriteCoalescingHandler())
+        }
         try channel.pipeline.syncOperations.configureHTTPServerPipeline(
             withPipeliningAssistance: false,
             withErrorHandling: false,
@@ -89,6 +93,9 @@ enum DownstreamPipeline {
             eventLoop: channel.eventLoop,
             configuration: .init(maxIdleTime: listener.idleTimeout, maxAge: nil, maxGraceTime: nil, keepalive: nil)
         )
+        if listener.tls != nil {
+            try channel.pipeline.syncOperations.addHandler(TLSWriteCoalescingHandler())
+        }
         try channel.pipeline.syncOperations.addHandler(FlushCoalescingHandler())
         _ = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
             mode: .server,
