@@ -44,7 +44,7 @@ public enum ConfigValidator {
                     listenerAddresses[hp.description] = i
                 }
             } else {
-                fail("\(p).address", "invalid address \"\(l.address)\" (expected host:port, e.g. 127.0.0.1:8080)")
+                fail("\(p).address", "invalid address \"\(l.address)\" (expected host:port, e.g. 0.0.0.0:443 or [::]:443)")
             }
             if let b = l.backlog, b < 1 { fail("\(p).backlog", "must be at least 1") }
             if let lim = l.limits {
