@@ -16,9 +16,14 @@ final class DownstreamPeer {
 
     func identity(of connection: any Channel, _ forwarding: ForwardingPolicy) -> (ip: String, trusted: Bool) {
         if let cached = self.cached { return cached }
-        let ip = connection.remoteAddress?.ipAddress ?? "-"
-        let identity = (ip, forwarding.isTrusted(ip))
+        let identity = Self.lookUp(connection, forwarding)
         self.cached = identity
         return identity
+    }
+
+    /// The peer of `connection` (an HTTP/1.1 connection asks once, itself).
+    static func lookUp(_ connection: any Channel, _ forwarding: ForwardingPolicy) -> (ip: String, trusted: Bool) {
+        let ip = connection.remoteAddress?.ipAddress ?? "-"
+        return (ip, forwarding.isTrusted(ip))
     }
 }

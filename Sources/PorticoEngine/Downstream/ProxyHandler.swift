@@ -92,12 +92,12 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func connectionOpened(_ context: ChannelHandlerContext) {
         guard self.workerSlot < 0, !self.isClosed else { return }
+        let forwarding = self.worker.table.forwarding
         if let peer = self.peer {
             // An HTTP/2 stream: the connection's peer, looked up once for all its streams.
-            (self.clientIP, self.clientTrusted) = peer.identity(of: context.channel.parent ?? context.channel, self.worker.table.forwarding)
-        } else if let remote = context.channel.remoteAddress {
-            self.clientIP = remote.ipAddress ?? "-"
-            self.clientTrusted = self.worker.table.forwarding.isTrusted(self.clientIP)
+            (self.clientIP, self.clientTrusted) = peer.identity(of: context.channel.parent ?? context.channel, forwarding)
+        } else {
+            (self.clientIP, self.clientTrusted) = DownstreamPeer.lookUp(context.channel, forwarding)
         }
         self.idleDeadline = self.now + self.listener.idleTimeout
         self.worker.register(self)
