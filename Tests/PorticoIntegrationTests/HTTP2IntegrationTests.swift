@@ -111,15 +111,34 @@ import Testing
         return (channel, recorder)
     }
 
+    /// What a raw client has received so far: the header blocks, the DATA bytes, and whether DATA ended the stream.
+    static func received(_ channel: any Channel, _ recorder: FrameRecorder) async throws -> (heads: [HPACKHeaders], bytes: [UInt8], ended: Bool) {
+        try await channel.eventLoop.submit {
+            var heads: [HPACKHeaders] = []
+            var bytes: [UInt8] = []
+            var ended = false
+            for p in recorder.frames {
+                if case .headers(let h) = p { heads.append(h.headers) }
+                if case .data(let d) = p, case .byteBuffer(let b) = d.data {
+                    bytes += b.readableBytesView
+                    ended = ended || d.endStream
+                }
+            }
+            return (heads, bytes, ended)
+        }.get()
+    }
+
+    /// An h2c (prior knowledge) listener in front of the one origin `o`.
+    static let h2cYAML = """
+        listeners: [ { name: h2c, address: "127.0.0.1:0", http2: { cleartext: true } } ]
+        access_log: { destination: "off" }
+        routes: [ { cluster: c } ]
+        clusters: [ { name: c, hosts: [ { address: "{{origin:o}}" } ] } ]
+        """
+
     @Test func h2cPriorKnowledgeAndRapidResetIsCutOff() async throws {
         let origin = try await TestOrigin.start(name: "o")
-        let yaml = """
-            listeners: [ { name: h2c, address: "127.0.0.1:0", http2: { cleartext: true } } ]
-            access_log: { destination: "off" }
-            routes: [ { cluster: c } ]
-            clusters: [ { name: c, hosts: [ { address: "{{origin:o}}" } ] } ]
-            """
-        let proxy = try await ProxyHarness.start(yaml: yaml, origins: [origin], workers: 1, logLevel: .critical)
+        let proxy = try await ProxyHarness.start(yaml: Self.h2cYAML, origins: [origin], workers: 1, logLevel: .critical)
         defer { Task { await proxy.shutdown(); await origin.shutdown() } }
 
         func headers(_ path: String) -> HPACKHeaders {
@@ -260,13 +279,7 @@ import Testing
     /// are joined with "; ", pseudo-headers do not leak, and the upstream sees an HTTP/1.1 request.
     @Test func http2HeadersBecomeAnHTTP1Request() async throws {
         let origin = try await TestOrigin.start(name: "o")
-        let yaml = """
-            listeners: [ { name: h2c, address: "127.0.0.1:0", http2: { cleartext: true } } ]
-            access_log: { destination: "off" }
-            routes: [ { cluster: c } ]
-            clusters: [ { name: c, hosts: [ { address: "{{origin:o}}" } ] } ]
-            """
-        let proxy = try await ProxyHarness.start(yaml: yaml, origins: [origin], workers: 1)
+        let proxy = try await ProxyHarness.start(yaml: Self.h2cYAML, origins: [origin], workers: 1)
         defer { Task { await proxy.shutdown(); await origin.shutdown() } }
         let (channel, recorder) = try await Self.connect(port: proxy.port())
         let headers = HPACKHeaders([
@@ -277,11 +290,7 @@ import Testing
         var body = ""
         for _ in 0..<100 where !body.contains("user-agent") {
             try await Task.sleep(nanoseconds: 20_000_000)
-            body = try await channel.eventLoop.submit {
-                recorder.frames.reduce(into: "") { text, p in
-                    if case .data(let d) = p, case .byteBuffer(let b) = d.data { text += String(buffer: b) }
-                }
-            }.get()
+            body = String(decoding: try await Self.received(channel, recorder).bytes, as: UTF8.self)
         }
         #expect(body.contains("target: /page?x=1"))
         #expect(body.contains("host: app.example:8443"))
@@ -296,29 +305,14 @@ import Testing
     /// and the proxy stops reading the upstream instead of buffering the rest; the body flows on as the window opens.
     @Test func aStalledStreamHoldsTheUpstreamBack() async throws {
         let origin = try await TestOrigin.start(name: "o")
-        let yaml = """
-            listeners: [ { name: h2c, address: "127.0.0.1:0", http2: { cleartext: true } } ]
-            access_log: { destination: "off" }
-            routes: [ { cluster: c } ]
-            clusters: [ { name: c, hosts: [ { address: "{{origin:o}}" } ] } ]
-            """
-        let proxy = try await ProxyHarness.start(yaml: yaml, origins: [origin], workers: 1)
+        let proxy = try await ProxyHarness.start(yaml: Self.h2cYAML, origins: [origin], workers: 1)
         defer { Task { await proxy.shutdown(); await origin.shutdown() } }
-        func receivedBodyBytes(_ channel: any Channel, _ recorder: FrameRecorder) async throws -> Int {
-            try await channel.eventLoop.submit {
-                recorder.frames.reduce(0) { n, p in
-                    if case .data(let d) = p, case .byteBuffer(let b) = d.data { return n + b.readableBytes }
-                    return n
-                }
-            }.get()
-        }
-
         // The raw client's stream window is the default 65,535 bytes, and it sends no WINDOW_UPDATE for now.
         let (channel, recorder) = try await Self.connect(port: proxy.port())
         let headers: HPACKHeaders = [":method": "GET", ":path": "/bytes/\(256 << 20)", ":scheme": "http", ":authority": "t"]
         try await channel.writeAndFlush(HTTP2Frame(streamID: 1, payload: .headers(.init(headers: headers, endStream: true))))
         try await Task.sleep(nanoseconds: 1_500_000_000)
-        #expect(try await receivedBodyBytes(channel, recorder) <= 65_535)
+        #expect(try await Self.received(channel, recorder).bytes.count <= 65_535)
         // What the origin could write is bounded by socket buffers (a few MiB), not by the 256 MiB body.
         #expect(origin.bodyBytesWritten < 32 << 20, "the origin wrote \(origin.bodyBytesWritten >> 20) MiB to a proxy whose client reads nothing")
 
@@ -328,7 +322,7 @@ import Testing
         var received = 0
         for _ in 0..<100 where received < 4 << 20 {
             try await Task.sleep(nanoseconds: 20_000_000)
-            received = try await receivedBodyBytes(channel, recorder)
+            received = try await Self.received(channel, recorder).bytes.count
         }
         #expect(received > 4 << 20 - 65_535 && received <= 4 << 20 + 65_535)
         try? await channel.close()
@@ -351,26 +345,10 @@ import Testing
         func connectRequest(_ path: String, protocol proto: String = "websocket") -> HPACKHeaders {
             [":method": "CONNECT", ":protocol": proto, ":scheme": "http", ":path": path, ":authority": "t", "sec-websocket-version": "13"]
         }
-        /// What the server sent so far: response header blocks, DATA bytes, and whether DATA ended the stream.
-        func received(_ channel: any Channel, _ recorder: FrameRecorder) async throws -> (heads: [HPACKHeaders], bytes: [UInt8], ended: Bool) {
-            try await channel.eventLoop.submit {
-                var heads: [HPACKHeaders] = []
-                var bytes: [UInt8] = []
-                var ended = false
-                for p in recorder.frames {
-                    if case .headers(let h) = p { heads.append(h.headers) }
-                    if case .data(let d) = p, case .byteBuffer(let b) = d.data {
-                        bytes += b.readableBytesView
-                        ended = ended || d.endStream
-                    }
-                }
-                return (heads, bytes, ended)
-            }.get()
-        }
         /// Waits until the server's DATA holds a whole WebSocket frame after `offset` bytes; returns it and its end.
         func nextWSFrame(_ channel: any Channel, _ recorder: FrameRecorder, after offset: Int) async throws -> (opcode: UInt8, payload: [UInt8], end: Int)? {
             for _ in 0..<100 {
-                let bytes = try await received(channel, recorder).bytes
+                let bytes = try await Self.received(channel, recorder).bytes
                 if bytes.count >= offset + 2 {
                     var i = offset + 2
                     var n = Int(bytes[offset + 1] & 0x7f)
@@ -395,7 +373,7 @@ import Testing
         try await channel.writeAndFlush(HTTP2Frame(streamID: 1, payload: .windowUpdate(windowSizeIncrement: 8 << 20)))
         try await channel.writeAndFlush(HTTP2Frame(streamID: 0, payload: .windowUpdate(windowSizeIncrement: 8 << 20)))
         try await Task.sleep(nanoseconds: 200_000_000)
-        let head = try #require(try await received(channel, recorder).heads.first)
+        let head = try #require(try await Self.received(channel, recorder).heads.first)
         #expect(head.first(name: ":status") == "200")
         #expect(head.first(name: "sec-websocket-accept") == nil && head.first(name: "upgrade") == nil)
 
@@ -414,13 +392,13 @@ import Testing
         let close = try #require(try await nextWSFrame(channel, recorder, after: pong.end))
         #expect(close.opcode == 8)
         try await Task.sleep(nanoseconds: 200_000_000)
-        #expect(try await received(channel, recorder).ended)
+        #expect(try await Self.received(channel, recorder).ended)
 
         // A refusal (any non-101 upstream answer) is a normal response; other CONNECTs are refused.
         try await channel.writeAndFlush(HTTP2Frame(streamID: 3, payload: .headers(.init(headers: connectRequest("/status/403")))))
         try await channel.writeAndFlush(HTTP2Frame(streamID: 5, payload: .headers(.init(headers: connectRequest("/ws", protocol: "connect-udp")))))
         try await Task.sleep(nanoseconds: 300_000_000)
-        let statuses = try await received(channel, recorder).heads.compactMap { $0.first(name: ":status") }
+        let statuses = try await Self.received(channel, recorder).heads.compactMap { $0.first(name: ":status") }
         #expect(statuses.sorted() == ["200", "403", "405"])
         try? await channel.close()
 

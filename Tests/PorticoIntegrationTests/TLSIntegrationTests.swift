@@ -24,6 +24,15 @@ import Testing
 
     /// Connects with TLS (SNI `serverName`, verifying against `ca`), sends one GET and reads the whole response.
     static func fetch(port: Int, serverName: String, ca: String, path: String = "/", clientCert: (String, String)? = nil, extraHeaders: String = "") async throws -> Fetched {
+        let (channel, collector) = try await Self.connect(port: port, serverName: serverName, ca: ca, clientCert: clientCert)
+        try await channel.writeAndFlush(ByteBuffer(string: "GET \(path) HTTP/1.1\r\nHost: \(serverName)\r\n\(extraHeaders)Connection: close\r\n\r\n"))
+        let response = try await collector.promise.futureResult.get()
+        try? await channel.close()
+        return Fetched(peerSubject: collector.peerSubject, response: String(buffer: response))
+    }
+
+    /// A TLS connection whose received bytes a `Collector` gathers (completed when the connection closes).
+    static func connect(port: Int, serverName: String, ca: String, clientCert: (String, String)? = nil) async throws -> (any Channel, Collector) {
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.trustRoots = .file(ca)
         tls.applicationProtocols = ["http/1.1"]
@@ -43,10 +52,7 @@ import Testing
                 }
             }
             .connect(host: "127.0.0.1", port: port).get()
-        try await channel.writeAndFlush(ByteBuffer(string: "GET \(path) HTTP/1.1\r\nHost: \(serverName)\r\n\(extraHeaders)Connection: close\r\n\r\n"))
-        let response = try await promise.futureResult.get()
-        try? await channel.close()
-        return Fetched(peerSubject: collector.peerSubject, response: String(buffer: response))
+        return (channel, collector)
     }
 
     final class Collector: ChannelInboundHandler, @unchecked Sendable {
@@ -105,19 +111,7 @@ import Testing
         await #expect(throws: (any Error).self) { try await Self.fetch(port: port, serverName: "c.test", ca: certs.caFile) }
 
         // A keep-alive connection made before the certificate changes.
-        var clientTLS = TLSConfiguration.makeClientConfiguration()
-        clientTLS.trustRoots = .file(certs.caFile)
-        let clientContext = try NIOSSLContext(configuration: clientTLS)
-        let group = MultiThreadedEventLoopGroup.singleton
-        let kept = Collector(promise: group.next().makePromise(of: ByteBuffer.self))
-        let keptChannel = try await ClientBootstrap(group: group)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: clientContext, serverHostname: "a.test"))
-                    try channel.pipeline.syncOperations.addHandler(kept)
-                }
-            }
-            .connect(host: "127.0.0.1", port: port).get()
+        let (keptChannel, kept) = try await Self.connect(port: port, serverName: "a.test", ca: certs.caFile)
         try await keptChannel.writeAndFlush(ByteBuffer(string: "GET /first HTTP/1.1\r\nHost: a.test\r\n\r\n"))
         for _ in 0..<100 {
             let text = try await keptChannel.eventLoop.submit { String(buffer: kept.buffer) }.get()
