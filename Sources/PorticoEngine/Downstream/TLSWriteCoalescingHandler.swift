@@ -32,16 +32,13 @@ final class TLSWriteCoalescingHandler: ChannelOutboundHandler, RemovableChannelH
             context.write(data, promise: promise)
             return
         }
-        if self.gathered == nil {
-            // The first one is kept as it is: a lone write (the common case for a flush) is never copied.
-            self.gathered = buffer
+        if let size = self.gathered?.readableBytes, size + buffer.readableBytes < Self.limit {
+            self.append(buffer, allocator: context.channel.allocator)
         } else {
-            if self.gathered!.readableBytes + buffer.readableBytes >= Self.limit {
-                self.sendGathered(context: context)
-                self.gathered = buffer
-            } else {
-                self.append(buffer, allocator: context.channel.allocator)
-            }
+            // A first write, or one that would overfill the record: kept as it is (a lone write, the common case
+            // for a flush, is never copied).
+            self.sendGathered(context: context)
+            self.gathered = buffer
         }
         if let promise { self.promises.append(promise) }
     }

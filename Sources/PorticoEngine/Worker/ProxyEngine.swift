@@ -75,7 +75,7 @@ public actor ProxyEngine {
         self.table = table
         do {
             for c in table.config.listeners {
-                let settings = ListenerSettings(c, tls: try c.tls.map { try ListenerTLS($0, http2: c.http2?.enabled ?? true) })
+                let settings = ListenerSettings(c, tls: try self.listenerTLS(c))
                 self.listeners[settings.socketIdentity] = try await self.bind(settings)
             }
         } catch {
