@@ -136,3 +136,15 @@ let package = Package(
         ),
     ]
 )
+
+// The libFuzzer target over the HTTP/1.1 parser, only when asked for (`scripts/fuzz-http1-parser.sh`): it has no
+// `main` of its own (libFuzzer's), so it cannot be part of an ordinary build.
+if Context.environment["PORTICO_FUZZ"] == "1" {
+    package.targets.append(
+        .executableTarget(
+            name: "PorticoFuzzHTTP1",
+            dependencies: ["PorticoCore", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: swiftSettings
+        )
+    )
+}

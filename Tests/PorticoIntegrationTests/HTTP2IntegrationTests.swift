@@ -103,7 +103,7 @@ import Testing
         let channel = try await ClientBootstrap(group: group)
             .channelInitializer { ch in
                 ch.eventLoop.makeCompletedFuture {
-                    try ch.pipeline.syncOperations.addHandler(NIOHTTP2Handler(mode: .client))
+                    try ch.pipeline.syncOperations.addHandler(NIOHTTP2Handler(mode: .client, contentLengthValidation: .disabled))
                     try ch.pipeline.syncOperations.addHandler(recorder)
                 }
             }

@@ -7,11 +7,12 @@ import NIOCore
 import NIOHTTP1
 import NIOHTTP2
 import NIOSSL
+import PorticoCore
 
 /// Builds a downstream connection's pipeline, on its EventLoop:
 ///
 ///     socket ─▶ (NIOSSLServerHandler ─▶ TLSWriteCoalescingHandler)?
-///                 ─▶ HTTP/1.1: HTTPResponseEncoder / HTTPRequestDecoder ─▶ ProxyHandler
+///                 ─▶ HTTP/1.1: HTTPResponseEncoder / HTTP1RequestDecoderHandler ─▶ ProxyHandler
 ///                 └▶ HTTP/2:   FlushCoalescingHandler ─▶ NIOHTTP2Handler ─▶ per stream: HTTP2ExtendedConnectHandler ─▶
 ///                              HTTP2FramePayloadToHTTP1ServerCodec ─▶ ProxyHandler
 ///
@@ -53,21 +54,19 @@ enum DownstreamPipeline {
     }
 
     static func configureHTTP1(_ channel: any Channel, worker: WorkerState, listener: ListenerSettings) throws {
-        var limits = NIOHTTPDecoderLimitConfiguration()
-        limits.maxHeaderListSize = listener.maxHeaderBytes
-        limits.maxHeaderFieldSize = listener.maxHeaderBytes
-        limits.maxHeaderFieldCount = 256
         if listener.tls != nil {
             try channel.pipeline.syncOperations.addHandler(TLSWriteCoalescingHandler())
         }
-        try channel.pipeline.syncOperations.configureHTTPServerPipeline(
-            withPipeliningAssistance: false,
-            withErrorHandling: false,
-            withOutboundHeaderValidation: false,
-            withEncoderConfiguration: .init(),
-            withDecoderLimitConfiguration: limits
+        let limits = HTTP1RequestParser.Limits(
+            maxHeadBytes: listener.maxHeaderBytes,
+            maxTargetBytes: listener.maxURIBytes,
+            maxFields: 256
         )
-        try channel.pipeline.syncOperations.addHandler(ProxyHandler(worker: worker, listener: listener))
+        try channel.pipeline.syncOperations.addHandlers([
+            HTTPResponseEncoder(configuration: .init()),
+            HTTP1RequestDecoderHandler(limits: limits),
+            ProxyHandler(worker: worker, listener: listener),
+        ])
     }
 
     static func configureHTTP2(_ channel: any Channel, worker: WorkerState, listener: ListenerSettings) throws {

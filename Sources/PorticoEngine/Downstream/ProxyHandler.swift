@@ -145,7 +145,16 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         let proxyError: ProxyError
-        if let parse = error as? HTTPParserError {
+        var status: Int?
+        if let parse = error as? HTTP1ParseError {
+            switch parse.status {
+            case 431: proxyError = ProxyError(.headerTooLarge, source: .downstream, context: parse.description)
+            case 414: proxyError = ProxyError(.uriTooLong, source: .downstream, context: parse.description)
+            default:
+                proxyError = ProxyError(.badRequest, source: .downstream, context: parse.description)
+                status = parse.status
+            }
+        } else if let parse = error as? HTTPParserError {
             switch parse {
             case .headerOverflow: proxyError = ProxyError(.headerTooLarge, source: .downstream, context: "\(parse)")
             case .invalidURL: proxyError = ProxyError(.badRequest, source: .downstream, context: "invalid request target")
@@ -168,7 +177,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 self.deferredError = proxyError
             }
         } else {
-            self.respondWithError(proxyError, exchange: nil)
+            self.respondWithError(proxyError, exchange: nil, status: status)
         }
     }
 
@@ -176,6 +185,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = self.unwrapInboundIn(data)
+        if self.isHTTP2 && (self.held != nil || self.exchange == nil) {
+            if self.holdHTTP2Part(part) { return }
+        }
         if self.exchange != nil || !self.queued.isEmpty {
             self.routePartToExchange(part)
         } else {
@@ -196,6 +208,73 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         self.requestPart(part, ex)
     }
 
+    // MARK: HTTP/2 request framing
+
+    /// An HTTP/2 stream's request while its upstream framing is not known yet (`holdHTTP2Part`).
+    private var held: HeldHTTP2Request?
+
+    private struct HeldHTTP2Request {
+        var head: HTTPRequestHead
+        /// `content-length` was given (≤ `maxHeldBody`): held until the stream ends, with its body.
+        var declaredLength: Int?
+        var body: [HTTPServerRequestPart] = []
+    }
+
+    /// Request bodies of HTTP/2 streams up to this size are held whole before anything goes upstream.
+    static let maxHeldBody = 64 * 1024
+
+    /// HTTP/2 frames every body by DATA and END_STREAM, HTTP/1.1 by `Content-Length` or chunked (RFC 9112 §6), so
+    /// an HTTP/2 request cannot be forwarded until its framing is known. Portico frames every body it forwards:
+    /// - no `content-length` (NIO's codec adds `transfer-encoding: chunked` only for methods that expect a body):
+    ///   the head waits for the next part. END_STREAM means no body; DATA, or the end of the read batch with the
+    ///   stream still open (a gRPC-style stream may wait for the response first), means a chunked body upstream.
+    ///   Without this, a GET, DELETE or TRACE with DATA went upstream unframed: the origin read its body as the
+    ///   next request.
+    /// - `content-length` up to `maxHeldBody`: the head and body wait for END_STREAM, so a stream whose DATA
+    ///   disagrees with its `content-length` (NIOHTTP2 resets it, RFC 9113 §8.1.1) is refused before anything
+    ///   goes upstream. Longer bodies stream; a mismatch there closes the upstream connection mid-body, so the
+    ///   origin never sees a complete request.
+    /// Returns true when the part was taken (held, or released with what it completes).
+    private func holdHTTP2Part(_ part: HTTPServerRequestPart) -> Bool {
+        guard var held = self.held else {
+            guard case .head(let head) = part, !head.headers.contains(name: "upgrade"),
+                !head.headers.contains(name: "transfer-encoding")
+            else { return false }
+            if let cl = head.headers.first(name: "content-length") {
+                guard let length = Int(cl), length <= Self.maxHeldBody else { return false }
+                self.held = HeldHTTP2Request(head: head, declaredLength: length)
+            } else {
+                self.held = HeldHTTP2Request(head: head, declaredLength: nil)
+            }
+            return true
+        }
+        switch part {
+        case .head:
+            return true  // cannot happen on a stream
+        case .body:
+            if held.declaredLength == nil {
+                self.releaseHeldHTTP2Request(chunked: true)
+                return false
+            }
+            held.body.append(part)
+            self.held = held
+            return true
+        case .end:
+            self.releaseHeldHTTP2Request(chunked: false)
+            return false
+        }
+    }
+
+    /// Starts the held request's exchange and hands it the held body parts.
+    private func releaseHeldHTTP2Request(chunked: Bool) {
+        guard let held = self.held else { return }
+        self.held = nil
+        self.startExchange(held.head, chunkedUpstream: chunked)
+        for part in held.body where self.exchange != nil {
+            self.routePartToExchange(part)
+        }
+    }
+
     private func handleNew(_ part: HTTPServerRequestPart) {
         switch part {
         case .head(let head):
@@ -207,6 +286,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        if let held = self.held, held.declaredLength == nil {
+            // The stream is still open after its HEADERS: a body may follow, or the client waits for the response.
+            self.releaseHeldHTTP2Request(chunked: true)
+        }
         if self.exchange == nil && self.queued.isEmpty && self.headerDeadline == nil && !self.isClosed {
             // Bytes arrived but no complete head yet: the request-header timeout starts now (slowloris).
             self.headerDeadline = self.now + self.listener.requestHeaderTimeout
@@ -269,7 +352,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     // MARK: Phase 1-2: validate and route
 
-    private func startExchange(_ head: HTTPRequestHead) {
+    /// `chunkedUpstream`: an HTTP/2 request with a body of unknown length (`holdHTTP2Part`).
+    private func startExchange(_ head: HTTPRequestHead, chunkedUpstream: Bool = false) {
         let now = self.now
         let ex = Exchange(head: head, now: now)
         self.exchange = ex
@@ -344,6 +428,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 return self.respondWithError(ProxyError(.bodyTooLarge, source: .downstream), exchange: ex)
             }
         }
+        if head.method == .TRACE && (!te.isEmpty || chunkedUpstream || (head.headers.first(name: "content-length").flatMap { Int($0) } ?? 0) > 0) {
+            // RFC 9110 §9.3.8: a client must not send content in a TRACE request; an HTTP/1.1 encoder drops the
+            // framing of one, so its body would reach the origin as the next request.
+            return self.respondWithError(ProxyError(.badRequest, source: .downstream, context: "TRACE with a body"), exchange: ex)
+        }
         let upgrade = head.headers.first(name: "upgrade")
         if upgrade != nil {
             // The decoder stops parsing after an Upgrade request, so this connection ends with this exchange: in a
@@ -381,7 +470,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             // The copy-on-write copy of the fields happens here, with room for the forwarding fields added below
             // (otherwise the copy, then a regrowth).
             up.headers.reserveCapacity(head.headers.count + 8)
-            let chunked = !te.isEmpty
+            let chunked = !te.isEmpty || chunkedUpstream
             HopByHopHeaders.strip(&up.headers)
             if self.isHTTP2 {
                 // HTTP/2 may split Cookie into several fields; HTTP/1.1 wants one (RFC 9113 §8.2.3).
@@ -705,9 +794,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             } else {
                 try down.addHandler(IdleStateHandler(allTimeout: idle))
                 try down.addHandler(downGlue)
-                if let c = try? down.context(handlerType: ByteToMessageHandler<HTTPRequestDecoder>.self) { _ = down.removeHandler(context: c) }
-                if let c = try? down.context(handlerType: HTTPResponseEncoder.self) { _ = down.removeHandler(context: c) }
+                // This handler and the encoder leave first: the decoder passes the bytes it holds (sent after the
+                // upgrade request) on to whatever follows it, which must be the glue by then.
                 _ = down.removeHandler(self)
+                if let c = try? down.context(handlerType: HTTPResponseEncoder.self) { _ = down.removeHandler(context: c) }
+                if let c = try? down.context(handlerType: HTTP1RequestDecoderHandler.self) { _ = down.removeHandler(context: c) }
             }
             downstream.read()
             upChannel.read()

@@ -1,0 +1,150 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Portico open source project
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+// libFuzzer target over `HTTP1RequestParser` (built only with PORTICO_FUZZ=1; see scripts/fuzz-http1-parser.sh).
+//
+// For every input it checks three properties, and traps (a crash libFuzzer saves) when one fails:
+// 1. Parsing never crashes, whatever the bytes.
+// 2. Feeding the input in pieces (sizes taken from the input itself) gives the same requests, or the same error,
+//    as feeding it whole: no state of the parser decides differently on a split.
+// 3. Differential: every request accepted, written again by `HTTP1HeadWriter` with the framing Portico chooses
+//    and parsed again, gives the same method, target, fields (less framing and Host) and body.
+
+import NIOCore
+import PorticoCore
+
+struct Parsed: Equatable {
+    var method = ""
+    var target = ""
+    var fields: [String] = []
+    var body: [UInt8] = []
+    var trailers: [String] = []
+    var framing = HTTP1HeadWriter.BodyFraming.none
+}
+
+enum Outcome: Equatable {
+    case requests([Parsed], pending: Bool)
+    case failed(HTTP1ParseError)
+}
+
+func run(_ input: [UInt8], pieces: [Int]) -> Outcome {
+    var parser = HTTP1RequestParser(limits: .init(maxHeadBytes: 2048, maxTargetBytes: 512, maxFields: 32, maxTrailerBytes: 1024))
+    var buffer = ByteBuffer()
+    var out: [Parsed] = []
+    var current: Parsed?
+    var offset = 0
+    var piece = 0
+    repeat {
+        let size = pieces.isEmpty ? input.count : max(1, pieces[piece % pieces.count])
+        piece += 1
+        let end = min(input.count, offset + size)
+        buffer.writeBytes(input[offset..<end])
+        offset = end
+        do {
+            while let part = try parser.next(&buffer) {
+                switch part {
+                case .head(let h):
+                    precondition(current == nil, "a head inside a request")
+                    var p = Parsed(method: h.method.rawValue, target: h.target)
+                    p.fields = h.fields.map { "\(h.name($0)): \(h.value($0))" }
+                    switch h.framing {
+                    case .none: p.framing = .none
+                    case .contentLength(let n): p.framing = .contentLength(n)
+                    case .chunked: p.framing = .chunked
+                    }
+                    current = p
+                case .body(let b):
+                    precondition(current != nil, "a body outside a request")
+                    precondition(b.readableBytes > 0, "an empty body part")
+                    current!.body += b.readableBytesView
+                case .end(let t):
+                    precondition(current != nil, "an end outside a request")
+                    if case .contentLength(let n) = current!.framing { precondition(current!.body.count == n, "body length differs from Content-Length") }
+                    current!.trailers = t.map { $0.map { "\($0.name): \($0.value)" } } ?? []
+                    out.append(current!)
+                    current = nil
+                }
+            }
+        } catch {
+            return .failed(error)
+        }
+    } while offset < input.count
+    return .requests(out, pending: current != nil)
+}
+
+func withoutFraming(_ fields: [String]) -> [String] {
+    fields.filter {
+        let l = $0.lowercased()
+        return !(l.hasPrefix("content-length:") || l.hasPrefix("transfer-encoding:") || l.hasPrefix("host:")
+            || l.hasPrefix("connection:") || l.hasPrefix("te:") || l.hasPrefix("upgrade:") || l.hasPrefix("keep-alive:")
+            || l.hasPrefix("trailer:") || l.hasPrefix("proxy-connection:") || l.hasPrefix("proxy-authorization:")
+            || l.hasPrefix("proxy-authenticate:"))
+    }
+}
+
+/// Writes the first request of `input` again, as Portico would forward it.
+func reserialize(_ input: [UInt8]) -> [UInt8]? {
+    var parser = HTTP1RequestParser()
+    var buffer = ByteBuffer(bytes: input)
+    var out = ByteBuffer()
+    var chunked = false
+    do {
+        while let part = try parser.next(&buffer) {
+            switch part {
+            case .head(let h):
+                let framing: HTTP1HeadWriter.BodyFraming
+                switch h.framing {
+                case .none: framing = .none
+                case .contentLength(let n): framing = .contentLength(n)
+                case .chunked: framing = .chunked
+                }
+                chunked = framing == .chunked
+                // The target as the writer would send it (absolute-form stays as it is, with a Host that agrees).
+                var extra: [(String, String)] = []
+                if h.hostIndex == nil { extra.append(("Host", "added.example")) }
+                // Host is kept; the writer drops framing and hop-by-hop fields itself.
+                HTTP1HeadWriter.writeRequest(h, framing: framing, extra: extra, into: &out)
+            case .body(let b):
+                if chunked { HTTP1HeadWriter.writeChunk(b, into: &out) } else { out.writeImmutableBuffer(b) }
+            case .end(let t):
+                if chunked { HTTP1HeadWriter.writeLastChunk(trailers: t, into: &out) }
+                return Array(out.readableBytesView)
+            }
+        }
+    } catch {
+        return nil
+    }
+    return nil
+}
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzHTTP1Parser(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    let input = Array(UnsafeBufferPointer(start: data, count: size))
+    let whole = run(input, pieces: [])
+    // Piece sizes from the last bytes of the input (so the fuzzer explores splits as well as contents).
+    let pieces = input.suffix(4).map { Int($0 % 17) + 1 }
+    let split = run(input, pieces: pieces)
+    switch (whole, split) {
+    case (.failed(let a), .failed(let b)):
+        // A size limit may be noticed before a syntax error further on, depending on where a read ends.
+        precondition(a == b || a.status != 400 || b.status != 400, "split changed the error: \(a) vs \(b)")
+    case (.requests(let a, let pendingA), .requests(let b, let pendingB)):
+        precondition(a == b && pendingA == pendingB, "split changed the requests")
+    case (.requests, .failed(let e)), (.failed(let e), .requests):
+        preconditionFailure("accepted whole or split but not both: \(e)")
+    }
+    if case .requests(let requests, _) = whole, let first = requests.first,
+        first.method != "CONNECT", let again = reserialize(input)
+    {
+        guard case .requests(let reparsed, _) = run(again, pieces: []), let second = reparsed.first else {
+            preconditionFailure("a request Portico wrote was refused: \(String(decoding: again, as: UTF8.self).debugDescription)")
+        }
+        precondition(first.method == second.method, "method changed")
+        precondition(first.target == second.target, "target changed")
+        precondition(withoutFraming(first.fields) == withoutFraming(second.fields), "fields changed")
+        precondition(first.body == second.body, "body changed")
+    }
+    return 0
+}

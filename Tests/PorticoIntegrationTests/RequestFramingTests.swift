@@ -1,0 +1,149 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Portico open source project
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+import NIOCore
+import NIOHPACK
+import NIOHTTP2
+import PorticoTestSupport
+import Testing
+
+/// Portico frames every body it forwards (RFC 9112 §6): whatever the client's method, protocol and framing, the
+/// origin sees exactly one request per client request. Each case sends a body that is itself an HTTP request; if
+/// it were forwarded unframed, the origin would count a second request.
+@Suite(.serialized) struct RequestFramingTests {
+    static let smuggled = "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+
+    // MARK: HTTP/1.1
+
+    /// RFC 9110 §9.3.8: TRACE must not carry content. An HTTP/1.1 encoder drops a TRACE's framing, so its body would
+    /// become the origin's next request: refused with 400 and a close, never forwarded.
+    @Test func traceWithABodyIsRefused() async throws {
+        let origin = try await TestOrigin.start(name: "o")
+        let proxy = try await ProxyHarness.start(yaml: HTTP2IntegrationTests.h2cYAML.replacingOccurrences(of: ", http2: { cleartext: true }", with: ""), origins: [origin], workers: 1)
+        defer { Task { await proxy.shutdown(); await origin.shutdown() } }
+        let bodies = [
+            "Content-Length: \(Self.smuggled.utf8.count)\r\n\r\n\(Self.smuggled)",
+            "Transfer-Encoding: chunked\r\n\r\n\(String(Self.smuggled.utf8.count, radix: 16))\r\n\(Self.smuggled)\r\n0\r\n\r\n",
+        ]
+        for body in bodies {
+            let c = try RawHTTPClient(port: proxy.port())
+            try c.send("TRACE / HTTP/1.1\r\nHost: t\r\n\(body)")
+            let (text, closed) = c.readAll()
+            #expect(text.hasPrefix("HTTP/1.1 400"), "\(body): \(text)")
+            #expect(closed)
+        }
+        // A TRACE without a body is forwarded.
+        let c = try RawHTTPClient(port: proxy.port())
+        try c.send("TRACE /status/200 HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n")
+        #expect(c.readResponses(1).first?.status == 200)
+        #expect(origin.requestCount == 1)
+    }
+
+    // MARK: HTTP/2 to an HTTP/1.1 origin
+
+    /// Sends one request on a fresh raw HTTP/2 connection (DATA frames as given, the last one ending the stream
+    /// unless `endStream` is false) and returns what came back once the stream ended or was reset.
+    func exchange(
+        port: Int,
+        _ headers: [(String, String)],
+        data: [String],
+        pauseBeforeData: Bool = false
+    ) async throws -> (status: String?, body: String, reset: Bool) {
+        let (channel, recorder) = try await HTTP2IntegrationTests.connect(port: port)
+        defer { channel.close(promise: nil) }
+        let method = headers.first { $0.0 == ":method" }?.1 ?? "GET"
+        let block = HPACKHeaders([(":method", method), (":scheme", "http"), (":authority", "t")] + headers.filter { $0.0 != ":method" })
+        try await channel.writeAndFlush(HTTP2Frame(streamID: 1, payload: .headers(.init(headers: block, endStream: data.isEmpty))))
+        if pauseBeforeData {
+            // The DATA comes in a later read than the HEADERS.
+            try await Task.sleep(nanoseconds: 100_000_000)
+        }
+        for (i, d) in data.enumerated() {
+            let payload = HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(ByteBuffer(string: d)), endStream: i == data.count - 1))
+            try await channel.writeAndFlush(HTTP2Frame(streamID: 1, payload: payload))
+        }
+        for _ in 0..<250 {
+            let (status, body, ended, reset) = try await channel.eventLoop.submit {
+                var status: String?
+                var body = ""
+                var ended = false
+                var reset = false
+                for p in recorder.frames {
+                    switch p {
+                    case .headers(let h):
+                        status = status ?? h.headers.first(name: ":status")
+                        ended = ended || h.endStream
+                    case .data(let d):
+                        if case .byteBuffer(let b) = d.data { body += String(buffer: b) }
+                        ended = ended || d.endStream
+                    case .rstStream: reset = true
+                    case .goAway: reset = true
+                    default: break
+                    }
+                }
+                return (status, body, ended, reset)
+            }.get()
+            if ended || reset { return (status, body, reset) }
+            try await Task.sleep(nanoseconds: 20_000_000)
+        }
+        return (nil, "", false)
+    }
+
+    /// HTTP/2 GET, DELETE and OPTIONS streams with DATA and no `content-length` reach an HTTP/1.1 origin chunked:
+    /// one request, its body intact (the origin echoes it), whether the DATA comes with the HEADERS or later.
+    @Test func http2BodiesWithoutContentLengthAreChunkedUpstream() async throws {
+        let origin = try await TestOrigin.start(name: "o")
+        let proxy = try await ProxyHarness.start(yaml: HTTP2IntegrationTests.h2cYAML, origins: [origin], workers: 1)
+        defer { Task { await proxy.shutdown(); await origin.shutdown() } }
+        var expected = 0
+        for method in ["GET", "DELETE", "OPTIONS"] {
+            for pause in [false, true] {
+                let r = try await self.exchange(port: proxy.port(), [(":method", method), (":path", "/echo")], data: [Self.smuggled, "tail"], pauseBeforeData: pause)
+                expected += 1
+                #expect(r.status == "200", "\(method) pause=\(pause)")
+                #expect(r.body == Self.smuggled + "tail", "\(method) pause=\(pause)")
+                #expect(origin.requestCount == expected, "\(method) pause=\(pause): the origin saw \(origin.requestCount - expected + 1) requests")
+            }
+        }
+        // Without DATA: no body, no framing fields upstream.
+        let r = try await self.exchange(port: proxy.port(), [(":path", "/page")], data: [])
+        #expect(r.status == "200")
+        #expect(!r.body.contains("transfer-encoding") && !r.body.contains("content-length"))
+    }
+
+    /// An HTTP/2 TRACE with DATA is refused before anything goes upstream.
+    @Test func http2TraceWithDataIsRefused() async throws {
+        let origin = try await TestOrigin.start(name: "o")
+        let proxy = try await ProxyHarness.start(yaml: HTTP2IntegrationTests.h2cYAML, origins: [origin], workers: 1)
+        defer { Task { await proxy.shutdown(); await origin.shutdown() } }
+        let r = try await self.exchange(port: proxy.port(), [(":method", "TRACE"), (":path", "/echo")], data: [Self.smuggled])
+        #expect(r.status == "400")
+        #expect(origin.requestCount == 0)
+    }
+
+    /// A stream whose DATA disagrees with its `content-length` (RFC 9113 §8.1.1) is reset, and the origin sees
+    /// nothing of it: not the head, not the body.
+    @Test func http2ContentLengthMismatchNeverReachesTheOrigin() async throws {
+        let origin = try await TestOrigin.start(name: "o")
+        let proxy = try await ProxyHarness.start(yaml: HTTP2IntegrationTests.h2cYAML, origins: [origin], workers: 1)
+        defer { Task { await proxy.shutdown(); await origin.shutdown() } }
+        let cases: [(length: String, data: [String])] = [
+            ("0", [Self.smuggled]),  // declared empty, DATA follows
+            ("10", ["short"]),  // fewer bytes than declared
+            ("3", ["more than three"]),  // more bytes than declared
+        ]
+        for c in cases {
+            for pause in [false, true] {
+                let r = try await self.exchange(port: proxy.port(), [(":method", "POST"), (":path", "/echo"), ("content-length", c.length)], data: c.data, pauseBeforeData: pause)
+                #expect(r.reset, "content-length \(c.length) pause=\(pause): \(r)")
+                #expect(origin.requestCount == 0, "content-length \(c.length) pause=\(pause)")
+            }
+        }
+        // The same stream with a matching length goes through.
+        let r = try await self.exchange(port: proxy.port(), [(":method", "POST"), (":path", "/echo"), ("content-length", "5")], data: ["hello"])
+        #expect(r.status == "200" && r.body == "hello")
+        #expect(origin.requestCount == 1)
+    }
+}
