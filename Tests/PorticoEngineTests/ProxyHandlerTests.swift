@@ -22,9 +22,9 @@ import Testing
           - { match: { hosts: [old.test] }, redirect: { target: "https://new.test$request_uri" } }
         """
 
-    func makeChannel() throws -> (EmbeddedChannel, WorkerState) {
+    func makeChannel(routeFilters: @escaping (RouteConfig) -> [any ProxyFilter] = { _ in [] }) throws -> (EmbeddedChannel, WorkerState) {
         let valid = try ConfigLoader.load(text: Self.yaml, file: nil).get()
-        let table = RoutingTable.compile(valid, generation: 1)
+        let table = RoutingTable.compile(valid, generation: 1, routeFilters: routeFilters)
         let channel = EmbeddedChannel()
         let worker = WorkerState(eventLoop: channel.eventLoop, index: 0, table: table, accessLog: nil, logger: Logger(label: "t"))
         try DownstreamPipeline.configure(channel, worker: worker, listener: ListenerSettings(valid.config.listeners[0]))
@@ -85,5 +85,41 @@ import Testing
         var out = ""
         while let b = try channel.readOutbound(as: ByteBuffer.self) { out += String(buffer: b) }
         #expect(out.hasPrefix("HTTP/1.1 408"))
+    }
+
+    /// Holds every request until the test completes its promise with a decision (an auth subrequest's shape).
+    struct Suspender: ProxyFilter {
+        let promise: EventLoopPromise<FilterDecision>
+        var phases: FilterPhases { .requestHead }
+        func requestHead(_ head: inout HTTPRequestHead, _ context: inout RequestContext) -> FilterDecision {
+            .suspend(self.promise.futureResult)
+        }
+    }
+
+    /// A suspended request waits, with nothing written, until its filter's future completes; then the chain
+    /// goes on (here to the route's fixed response), or answers, or fails with 500.
+    @Test func suspendedFiltersResumeAnswerOrFail() throws {
+        let loop = EmbeddedEventLoop()
+        for outcome in ["proceed", "respond", "fail"] {
+            let promise = loop.makePromise(of: FilterDecision.self)
+            let (channel, _) = try self.makeChannel { route in route.match?.path == "/fixed" ? [Suspender(promise: promise)] : [] }
+            let out = try self.exchange(channel, "GET /fixed HTTP/1.1\r\nHost: a\r\n\r\n")
+            #expect(out.isEmpty, "\(outcome): answered before the filter decided")
+            switch outcome {
+            case "proceed": promise.succeed(.proceed)
+            case "respond": promise.succeed(.respond(FilterResponse(status: 401, headers: ["WWW-Authenticate": "Bearer"], text: "no")))
+            default: promise.fail(ChannelError.ioOnClosedChannel)
+            }
+            loop.run()
+            channel.embeddedEventLoop.run()
+            var reply = ""
+            while let b = try channel.readOutbound(as: ByteBuffer.self) { reply += String(buffer: b) }
+            switch outcome {
+            case "proceed": #expect(reply.hasPrefix("HTTP/1.1 418") && reply.hasSuffix("teapot"))
+            case "respond": #expect(reply.hasPrefix("HTTP/1.1 401") && reply.contains("WWW-Authenticate: Bearer") && reply.hasSuffix("no"))
+            default: #expect(reply.hasPrefix("HTTP/1.1 500"))
+            }
+            _ = try? channel.finish()
+        }
     }
 }

@@ -28,6 +28,7 @@ public struct ProxyError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let requestHeaderTimeout = Kind("request_header_timeout")
         public static let noRoute = Kind("no_route")
         public static let circuitBreakerOverflow = Kind("circuit_breaker_overflow")
+        public static let filterFailed = Kind("filter_failed")
     }
 
     public enum Source: Sendable, Hashable {
@@ -56,6 +57,7 @@ public struct ProxyError: Error, Sendable, Hashable, CustomStringConvertible {
         case .requestHeaderTimeout: return 408
         case .noRoute: return 404
         case .downstreamClosed: return 499
+        case .filterFailed: return 500
         default: return 400
         }
     }

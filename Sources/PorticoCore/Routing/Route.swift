@@ -17,9 +17,11 @@ public final class Route: Sendable {
     /// Listener names this route is limited to (empty: all).
     public let listeners: [String]
     public let action: RouteAction
-    public let requestHeaders: HeaderRules
-    public let responseHeaders: HeaderRules
     public let hostHeader: HostHeaderMode
+    /// The route's filters, one flat chain compiled with the table: the global ones (forwarding fields), the
+    /// route's header rules, the filters its config adds, then its fixed response or redirect (which answers every request). A listener's own
+    /// filters run before these (`ListenerSettings.filters`).
+    public let filters: FilterChain
 
     public enum PathCondition: Sendable, Hashable {
         case any
@@ -37,7 +39,7 @@ public final class Route: Sendable {
         public var test: Test
     }
 
-    init(index: Int, config: RouteConfig, clusterIndex: [String: Int]) {
+    init(index: Int, config: RouteConfig, clusterIndex: [String: Int], globalFilters: [any ProxyFilter] = [], extraFilters: [any ProxyFilter] = []) {
         self.index = index
         self.name = config.name ?? "route-\(index)"
         self.hosts = (config.match?.hosts ?? []).compactMap(HostPattern.init(parsing:))
@@ -74,9 +76,17 @@ public final class Route: Sendable {
                 contentType: f.contentType ?? (body.isEmpty ? nil : "text/plain; charset=utf-8")
             )
         }
-        self.requestHeaders = HeaderRules(config.requestHeaders)
-        self.responseHeaders = HeaderRules(config.responseHeaders)
         self.hostHeader = config.hostHeader ?? .keep
+        var filters: [any ProxyFilter] = globalFilters
+        let rules = HeaderRulesFilter(request: HeaderRules(config.requestHeaders), response: HeaderRules(config.responseHeaders))
+        if !rules.phases.isEmpty { filters.append(rules) }
+        filters += extraFilters
+        switch self.action {
+        case .proxy: break
+        case .redirect(let status, let target): filters.append(RedirectFilter(status: status, target: target))
+        case .respond(let status, let body, let contentType): filters.append(FixedResponseFilter(status: status, body: body, contentType: contentType))
+        }
+        self.filters = FilterChain(filters)
     }
 
     /// Ordering key, most specific first: host, then path, then methods, then header conditions; ties keep

@@ -32,20 +32,31 @@ public final class RoutingTable: Sendable {
     /// - Parameters:
     ///   - registry: where host state lives across generations; pass the same one to every compile of a process.
     ///   - now: `NIODeadline.now().uptimeNanoseconds`, when new hosts start their slow start.
-    public static func compile(_ validated: ValidatedConfig, generation: UInt64, registry: HostRegistry = HostRegistry(), now: Int64 = 0) -> RoutingTable {
-        RoutingTable(validated.config, generation: generation, registry: registry, now: now)
+    ///   - routeFilters: the filters a route's config asks for beyond the built-in ones; they run after its header
+    ///     rules and before its fixed response or redirect. Where later features (cache, compression,
+    ///     authentication, rate limits) plug in their filters.
+    public static func compile(
+        _ validated: ValidatedConfig,
+        generation: UInt64,
+        registry: HostRegistry = HostRegistry(),
+        now: Int64 = 0,
+        routeFilters: (RouteConfig) -> [any ProxyFilter] = { _ in [] }
+    ) -> RoutingTable {
+        RoutingTable(validated.config, generation: generation, registry: registry, now: now, routeFilters: routeFilters)
     }
 
-    private init(_ c: PorticoConfig, generation: UInt64, registry: HostRegistry, now: Int64) {
+    private init(_ c: PorticoConfig, generation: UInt64, registry: HostRegistry, now: Int64, routeFilters: (RouteConfig) -> [any ProxyFilter]) {
         self.generation = generation
         self.config = c
         let clusters = (c.clusters ?? []).enumerated().map { Cluster(index: $0, config: $1, registry: registry, now: now) }
         registry.retain(only: Set(clusters.flatMap { $0.hosts.map(\.address) }))
         let clusterIndex = Dictionary(uniqueKeysWithValues: clusters.map { ($0.name, $0.index) })
-        let routes = c.routes.enumerated().map { Route(index: $0, config: $1, clusterIndex: clusterIndex) }
+        let forwarding = ForwardingPolicy(c.forwarding)
+        let global: [any ProxyFilter] = [ForwardingFilter(forwarding)]
+        let routes = c.routes.enumerated().map { Route(index: $0, config: $1, clusterIndex: clusterIndex, globalFilters: global, extraFilters: routeFilters($1)) }
         self.routes = routes
         self.clusters = clusters
-        self.forwarding = ForwardingPolicy(c.forwarding)
+        self.forwarding = forwarding
 
         func sorted(_ candidates: [(Route, HostPattern?)]) -> [Route] {
             candidates.sorted { a, b in

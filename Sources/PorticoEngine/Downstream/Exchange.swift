@@ -22,6 +22,10 @@ final class Exchange {
     var userAgent: String?
 
     var route: Route?
+    /// What the filters know and record about this request (set once the route is known).
+    var context = RequestContext(clientIP: "-", clientTrusted: false, scheme: "http", host: nil, listener: "", route: "", uri: "")
+    /// A request filter is waiting for asynchronous work: nothing goes upstream, reads are held.
+    var suspended = false
     var clusterState: ClusterState?
     /// The head sent upstream, kept so a retry can send it again.
     var upstreamHead: HTTPRequestHead?

@@ -30,6 +30,8 @@ public struct ListenerSettings: Sendable {
     public var maxConcurrentStreams: Int
     public var maxHeaderListSize: Int
     public var maxFrameSize: Int
+    /// The listener's filters (HSTS, mTLS identity fields), run after the global ones and before the route's.
+    public var filters: FilterChain
 
     public init(_ c: ListenerConfig, tls: ListenerTLS? = nil) {
         self.name = c.name
@@ -49,6 +51,12 @@ public struct ListenerSettings: Sendable {
         self.maxRequestsPerConnection = c.limits?.maxRequestsPerConnection ?? 0
         self.requestHeaderTimeout = .nanoseconds(c.timeouts?.requestHeader?.nanoseconds ?? 30_000_000_000)
         self.idleTimeout = .nanoseconds(c.timeouts?.idle?.nanoseconds ?? 75_000_000_000)
+        var filters: [any ProxyFilter] = []
+        if let hsts = tls?.hstsValue { filters.append(HSTSFilter(value: hsts)) }
+        if let subject = tls?.clientSubjectHeader, let fingerprint = tls?.clientFingerprintHeader {
+            filters.append(ClientIdentityFilter(subjectField: subject, fingerprintField: fingerprint))
+        }
+        self.filters = FilterChain(filters)
     }
 
     /// Two listeners share a socket across a reload when this is equal (Caddy's listener pool).

@@ -450,62 +450,128 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         ex.route = route
 
-        switch route.action {
-        case .respond(let status, let body, let contentType):
-            var headers = HTTPHeaders()
-            if let contentType { headers.add(name: "Content-Type", value: contentType) }
-            route.responseHeaders.apply(to: &headers)
-            self.respondLocally(ex, status: status, headers: headers, body: body)
-        case .redirect(let status, let targetTemplate):
-            let location = Self.expand(targetTemplate, scheme: self.listener.scheme, host: hostText.map(String.init) ?? "", requestURI: String(target))
-            var headers = HTTPHeaders()
-            headers.add(name: "Location", value: location)
-            headers.add(name: "Content-Type", value: "text/plain; charset=utf-8")
-            route.responseHeaders.apply(to: &headers)
-            self.respondLocally(ex, status: status, headers: headers, body: "Redirecting to \(location)\n")
-        case .proxy(let clusterIndex):
-            let cs = self.worker.clusterStates[clusterIndex]
-            ex.clusterState = cs
-            var up = HTTPRequestHead(version: .http1_1, method: head.method, uri: target.utf8.count == head.uri.utf8.count ? head.uri : String(target), headers: head.headers)
-            // The copy-on-write copy of the fields happens here, with room for the forwarding fields added below
-            // (otherwise the copy, then a regrowth).
-            up.headers.reserveCapacity(head.headers.count + 8)
-            let chunked = !te.isEmpty || chunkedUpstream
-            HopByHopHeaders.strip(&up.headers)
-            if self.isHTTP2 {
-                // HTTP/2 may split Cookie into several fields; HTTP/1.1 wants one (RFC 9113 §8.2.3).
-                var cookieFields = 0
-                for (name, _) in up.headers where name.caseInsensitiveASCIIEqual("cookie") { cookieFields += 1 }
-                if cookieFields > 1 { up.headers.replaceOrAdd(name: "Cookie", value: up.headers["cookie"].joined(separator: "; ")) }
+        var context = RequestContext(
+            clientIP: self.clientIP,
+            clientTrusted: self.clientTrusted,
+            scheme: self.listener.scheme,
+            host: ex.host,
+            listener: self.listener.name,
+            route: route.name,
+            uri: head.uri
+        )
+        if self.listener.tls?.clientSubjectHeader != nil, let info = self.verifiedClientCertificate() {
+            context.clientCertificate = RequestContext.ClientIdentity(subject: info.subject, sha256: info.sha256)
+        }
+        ex.context = context
+        let plan = ForwardPlan(
+            uri: target.utf8.count == head.uri.utf8.count ? nil : String(target),
+            chunked: !te.isEmpty || chunkedUpstream,
+            host: hostText != nil && hostField.map({ $0[...] }) != hostText ? String(hostText!) : nil
+        )
+        self.runRequestFilters(ex, head, plan, from: 0)
+    }
+
+    /// What phase 6 needs to know about the request line and framing, decided while validating it.
+    struct ForwardPlan: Sendable {
+        /// The target to send upstream when it differs from the client's (absolute form made origin form).
+        var uri: String?
+        /// The body goes upstream chunked (the client's was chunked, or an HTTP/2 body of unknown length).
+        var chunked: Bool
+        /// Host to send when it differs from the client's field (absolute form, HTTP/2 `:authority`).
+        var host: String?
+    }
+
+    // MARK: Phase 3: request filters
+
+    /// Runs the request filters from `start` (the listener's, then the route's), then the route's action.
+    /// A filter may answer, or suspend the request (reads held, nothing sent upstream) until its future completes.
+    private func runRequestFilters(_ ex: Exchange, _ head: HTTPRequestHead, _ plan: ForwardPlan, from start: Int) {
+        guard let route = ex.route else { return }
+        var head = head
+        let listenerFilters = self.listener.filters
+        var decision: FilterDecision
+        var next: Int
+        if start < listenerFilters.requestHeadCount {
+            (decision, next) = listenerFilters.runRequestHead(&head, &ex.context, from: start)
+            if case .proceed = decision {
+                (decision, next) = route.filters.runRequestHead(&head, &ex.context, from: 0)
+                next += listenerFilters.requestHeadCount
             }
-            if cs.cluster.http2, head.headers.contains(name: "te"), head.headers[canonicalForm: "te"].contains(where: { $0.lowercased() == "trailers" }) {
-                // The one TE value HTTP/2 allows (RFC 9113 §8.2.2); gRPC needs it end to end.
-                up.headers.add(name: "TE", value: "trailers")
+        } else {
+            (decision, next) = route.filters.runRequestHead(&head, &ex.context, from: start - listenerFilters.requestHeadCount)
+            next += listenerFilters.requestHeadCount
+        }
+        switch decision {
+        case .proceed:
+            self.forward(ex, head, plan, route: route)
+        case .respond(let response):
+            self.respondFromFilter(ex, response)
+        case .suspend(let future):
+            self.suspend(ex, head, plan, until: future, resumeAt: next)
+        }
+    }
+
+    private func suspend(_ ex: Exchange, _ head: HTTPRequestHead, _ plan: ForwardPlan, until future: EventLoopFuture<FilterDecision>, resumeAt next: Int) {
+        ex.suspended = true
+        future.hop(to: self.context.eventLoop).assumeIsolated().whenComplete { [self] result in
+            guard self.exchange === ex, !self.isClosed else { return }
+            ex.suspended = false
+            switch result {
+            case .success(.proceed):
+                self.runRequestFilters(ex, head, plan, from: next)
+            case .success(.respond(let response)):
+                self.respondFromFilter(ex, response)
+            case .success(.suspend(let again)):
+                return self.suspend(ex, head, plan, until: again, resumeAt: next)
+            case .failure(let error):
+                self.worker.logger.warning("request filter failed", metadata: ["route": "\(ex.routeName ?? "-")", "error": "\(error)"])
+                self.respondWithError(ProxyError(.filterFailed, source: .internal, context: "\(error)"), exchange: ex)
             }
-            if let proto = ex.upgradeProtocol {
-                up.headers.add(name: "Connection", value: "Upgrade")
-                up.headers.add(name: "Upgrade", value: proto)
-            }
-            // Keep the body framing explicit upstream: never let a body go out unframed.
-            if chunked { up.headers.add(name: "Transfer-Encoding", value: "chunked") }
-            if hostText != nil, hostField.map({ $0[...] }) != hostText {
-                up.headers.replaceOrAdd(name: "Host", value: String(hostText!))
-            }
-            table.forwarding.applyRequest(&up.headers, clientIP: self.clientIP, trusted: self.clientTrusted, scheme: self.listener.scheme, host: ex.host)
-            if let tls = self.listener.tls, let subjectHeader = tls.clientSubjectHeader, let fingerprintHeader = tls.clientFingerprintHeader {
-                // Never pass on what a client claims about itself in these headers.
-                up.headers.remove(name: subjectHeader)
-                up.headers.remove(name: fingerprintHeader)
-                if let info = self.verifiedClientCertificate() {
-                    up.headers.add(name: subjectHeader, value: info.subject)
-                    up.headers.add(name: fingerprintHeader, value: info.sha256)
-                }
-            }
-            route.requestHeaders.apply(to: &up.headers)
-            ex.upstreamHead = up
-            if self.prepareSelection(ex, cluster: cs.cluster, head: head) {
-                self.selectUpstream(ex)
-            }
+            self.resumeDownstreamReadIfPossible()
+        }
+    }
+
+    /// A filter answered: its response goes through the response filters like any other.
+    private func respondFromFilter(_ ex: Exchange, _ response: FilterResponse) {
+        self.respondLocally(ex, status: response.status, headers: response.headers, body: response.body, routeFilters: true)
+    }
+
+    // MARK: Phase 6: the upstream request
+
+    private func forward(_ ex: Exchange, _ head: HTTPRequestHead, _ plan: ForwardPlan, route: Route) {
+        guard case .proxy(let clusterIndex) = route.action else {
+            // A fixed-response or redirect route answers in its last filter; nothing else can get here.
+            return self.respondWithError(ProxyError(.filterFailed, source: .internal, context: "route \(route.name) answered nothing"), exchange: ex)
+        }
+        let cs = self.worker.clusterStates[clusterIndex]
+        ex.clusterState = cs
+        var up = HTTPRequestHead(version: .http1_1, method: head.method, uri: plan.uri ?? head.uri, headers: head.headers)
+        // The copy-on-write copy of the fields happens here, with room for the forwarding fields added below
+        // (otherwise the copy, then a regrowth).
+        up.headers.reserveCapacity(head.headers.count + 8)
+        HopByHopHeaders.strip(&up.headers)
+        if self.isHTTP2 {
+            // HTTP/2 may split Cookie into several fields; HTTP/1.1 wants one (RFC 9113 §8.2.3).
+            var cookieFields = 0
+            for (name, _) in up.headers where name.caseInsensitiveASCIIEqual("cookie") { cookieFields += 1 }
+            if cookieFields > 1 { up.headers.replaceOrAdd(name: "Cookie", value: up.headers["cookie"].joined(separator: "; ")) }
+        }
+        if cs.cluster.http2, head.headers.contains(name: "te"), head.headers[canonicalForm: "te"].contains(where: { $0.lowercased() == "trailers" }) {
+            // The one TE value HTTP/2 allows (RFC 9113 §8.2.2); gRPC needs it end to end.
+            up.headers.add(name: "TE", value: "trailers")
+        }
+        if let proto = ex.upgradeProtocol {
+            up.headers.add(name: "Connection", value: "Upgrade")
+            up.headers.add(name: "Upgrade", value: proto)
+        }
+        // Keep the body framing explicit upstream: never let a body go out unframed.
+        if plan.chunked { up.headers.add(name: "Transfer-Encoding", value: "chunked") }
+        if let host = plan.host { up.headers.replaceOrAdd(name: "Host", value: host) }
+        self.listener.filters.runUpstreamRequestHead(&up, &ex.context)
+        route.filters.runUpstreamRequestHead(&up, &ex.context)
+        ex.upstreamHead = up
+        if self.prepareSelection(ex, cluster: cs.cluster, head: head) {
+            self.selectUpstream(ex)
         }
     }
 
@@ -544,14 +610,6 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) || b == 0x2d || b == 0x2e
                     || b == 0x3a || b == 0x5b || b == 0x5d || b == 0x5f
             }
-    }
-
-    static func expand(_ template: String, scheme: String, host: String, requestURI: String) -> String {
-        guard template.contains("$") else { return template }
-        return template
-            .replacingAll("$request_uri", with: requestURI)
-            .replacingAll("$scheme", with: scheme)
-            .replacingAll("$host", with: host)
     }
 
     func attach(_ conn: UpstreamHandler, _ ex: Exchange) {
@@ -677,15 +735,13 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             ex.pendingBody.removeAll()
             ex.status = status
             if let cookie = ex.setStickyCookie { head.headers.add(name: "Set-Cookie", value: cookie) }
-            if let hsts = self.listener.tls?.hstsValue { head.headers.replaceOrAdd(name: "Strict-Transport-Security", value: hsts) }
             if let cs = ex.clusterState { self.upstreamDeadline = self.now + cs.cluster.readTimeout }
             let tokens = HopByHopHeaders.strip(&head.headers)
             ex.upstreamKeepAlive = head.version.minor >= 1 ? !tokens.close : tokens.keepAlive
-            let table = self.worker.table
-            if let authority = ex.upstreamAuthority {
-                table.forwarding.applyResponse(&head.headers, upstreamAuthority: authority, publicBase: ex.host.map { "\(self.listener.scheme)://\($0)" })
-            }
-            ex.route?.responseHeaders.apply(to: &head.headers)
+            ex.context.upstreamAuthority = ex.upstreamAuthority
+            ex.context.status = status
+            self.listener.filters.runResponseHead(&head, &ex.context)
+            ex.route?.filters.runResponseHead(&head, &ex.context)
             let bodyless = ex.method == .HEAD || head.status.code == 204 || head.status.code == 304
             let hasLength = head.headers.contains(name: "content-length")
             if !bodyless && !hasLength && ex.version == .http1_0 {
@@ -712,7 +768,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             head.version = ex.version
             self.context.write(self.wrapOutboundOut(.head(head)), promise: nil)
             self.needsFlushDownstream = true
-        case .body(let buffer):
+        case .body(var buffer):
+            if let filters = ex.route?.filters, filters.hasResponseBodyFilters {
+                filters.runResponseBody(&buffer, &ex.context)
+            }
             ex.responseBodyBytes += buffer.readableBytes
             self.context.write(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
             self.needsFlushDownstream = true
@@ -882,17 +941,19 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     // MARK: Local responses and completion
 
-    private func respondLocally(_ ex: Exchange, status: Int, headers: HTTPHeaders, body: String) {
-        var headers = headers
-        var buffer = self.context.channel.allocator.buffer(capacity: body.utf8.count)
-        buffer.writeString(body)
-        headers.replaceOrAdd(name: "Content-Length", value: String(buffer.readableBytes))
-        if self.closeWhenIdle && !self.isHTTP2 { headers.replaceOrAdd(name: "Connection", value: "close") }
-        if let hsts = self.listener.tls?.hstsValue { headers.replaceOrAdd(name: "Strict-Transport-Security", value: hsts) }
+    /// Answers without the upstream. `routeFilters`: the route's response filters run too (a filter's or the
+    /// route's own answer); Portico's error answers get only the listener's (HSTS).
+    private func respondLocally(_ ex: Exchange, status: Int, headers: HTTPHeaders, body: ByteBuffer, routeFilters: Bool = false) {
+        let buffer = body
         ex.status = status
         ex.state = .respondedLocally
         ex.responseStarted = true
-        let head = HTTPResponseHead(version: ex.version.major == 1 || self.isHTTP2 ? ex.version : .http1_1, status: HTTPResponseStatus(statusCode: status), headers: headers)
+        ex.context.status = status
+        var head = HTTPResponseHead(version: ex.version.major == 1 || self.isHTTP2 ? ex.version : .http1_1, status: HTTPResponseStatus(statusCode: status), headers: headers)
+        self.listener.filters.runResponseHead(&head, &ex.context)
+        if routeFilters { ex.route?.filters.runResponseHead(&head, &ex.context) }
+        head.headers.replaceOrAdd(name: "Content-Length", value: String(buffer.readableBytes))
+        if self.closeWhenIdle && !self.isHTTP2 { head.headers.replaceOrAdd(name: "Connection", value: "close") }
         self.context.write(self.wrapOutboundOut(.head(head)), promise: nil)
         if ex.method != .HEAD && buffer.readableBytes > 0 {
             self.context.write(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
@@ -933,7 +994,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         headers.add(name: "Content-Type", value: "text/plain; charset=utf-8")
         if code == 503 { headers.add(name: "Retry-After", value: "1") }
         let phrase = HTTPResponseStatus(statusCode: code).reasonPhrase
-        self.respondLocally(ex, status: code, headers: headers, body: "\(code) \(phrase)\n")
+        self.respondLocally(ex, status: code, headers: headers, body: ByteBuffer(string: "\(code) \(phrase)\n"))
     }
 
     /// Aborts an exchange whose request turned out bad mid-stream.
@@ -1029,6 +1090,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         ex.logged = true
         ex.releaseHost()
         ex.finishBudget()
+        if let route = ex.route {
+            self.listener.filters.runLog(ex.context)
+            route.filters.runLog(ex.context)
+        }
         if ex.error != nil && ex.error?.kind != .downstreamClosed && ex.status >= 500 {
             self.worker.logger.info("request failed", metadata: ["status": "\(ex.status)", "reason": "\(ex.error!)", "uri": "\(ex.uri)"])
         }
@@ -1057,33 +1122,5 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             time: ts
         )
         log.append(entry)
-    }
-}
-
-extension String {
-    fileprivate func replacingAll(_ target: String, with replacement: String) -> String {
-        guard !target.isEmpty else { return self }
-        var out = ""
-        var rest = self[...]
-        while let r = rest.range(of: target) {
-            out += rest[..<r.lowerBound]
-            out += replacement
-            rest = rest[r.upperBound...]
-        }
-        out += rest
-        return out
-    }
-}
-
-extension Substring {
-    fileprivate func range(of target: String) -> Range<Substring.Index>? {
-        var i = self.startIndex
-        while i < self.endIndex {
-            if self[i...].hasPrefix(target) {
-                return i..<self.index(i, offsetBy: target.count)
-            }
-            i = self.index(after: i)
-        }
-        return nil
     }
 }

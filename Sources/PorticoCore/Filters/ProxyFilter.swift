@@ -1,0 +1,87 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Portico open source project
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+public import NIOCore
+public import NIOHTTP1
+
+/// One step of the request path (ARCHITECTURE §3), compiled into a `FilterChain` when the config loads.
+///
+/// Every hook runs on the downstream connection's EventLoop, synchronously: it must not block, and should not
+/// allocate per body chunk. A filter that needs asynchronous work (an auth subrequest, a key fetch) returns
+/// `.suspend` from `requestHead`; the request waits (reads held, nothing sent upstream) until the future
+/// completes, on the same EventLoop.
+///
+/// Phases, in the order a request meets them (each runs the chain's filters in chain order; see `FilterChain`):
+/// 1. `requestHead`: the client's request, after routing. Go on, answer (`.respond`), or `.suspend`.
+/// 2. `upstreamRequestHead`: the head about to go upstream, after Portico removed hop-by-hop fields and framed
+///    the body. Not run when a filter or the route answered itself.
+/// 3. `responseHead`: every response head going downstream: the upstream's (after Portico removed its
+///    hop-by-hop fields) and the ones filters and routes answer with. Not run for Portico's own error answers
+///    except by listener and global filters (`FilterChain.errorResponseFilters`).
+/// 4. `responseBody`: each body part going downstream, in order.
+/// 5. `log`: exactly once per request, after its response ended or failed.
+///
+/// Headers are NIO's `HTTPHeaders` for now; filters use only `first(name:)`, `contains(name:)`, `add`,
+/// `replaceOrAdd`, `remove(name:)` and iteration, which the codec's own field type will keep when it replaces
+/// them, so filters written today keep compiling.
+///
+/// Every hook has a default that does nothing; `phases` says which ones a filter implements, so the chain never
+/// calls the others.
+public protocol ProxyFilter: Sendable {
+    /// The hooks this filter implements.
+    var phases: FilterPhases { get }
+    func requestHead(_ head: inout HTTPRequestHead, _ context: inout RequestContext) -> FilterDecision
+    func upstreamRequestHead(_ head: inout HTTPRequestHead, _ context: inout RequestContext)
+    func responseHead(_ head: inout HTTPResponseHead, _ context: inout RequestContext)
+    func responseBody(_ part: inout ByteBuffer, _ context: inout RequestContext)
+    func log(_ context: RequestContext)
+}
+
+extension ProxyFilter {
+    public func requestHead(_ head: inout HTTPRequestHead, _ context: inout RequestContext) -> FilterDecision { .proceed }
+    public func upstreamRequestHead(_ head: inout HTTPRequestHead, _ context: inout RequestContext) {}
+    public func responseHead(_ head: inout HTTPResponseHead, _ context: inout RequestContext) {}
+    public func responseBody(_ part: inout ByteBuffer, _ context: inout RequestContext) {}
+    public func log(_ context: RequestContext) {}
+}
+
+/// Which hooks of a `ProxyFilter` do something.
+public struct FilterPhases: OptionSet, Sendable, Hashable {
+    public let rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+    public static let requestHead = FilterPhases(rawValue: 1 << 0)
+    public static let upstreamRequestHead = FilterPhases(rawValue: 1 << 1)
+    public static let responseHead = FilterPhases(rawValue: 1 << 2)
+    public static let responseBody = FilterPhases(rawValue: 1 << 3)
+    public static let log = FilterPhases(rawValue: 1 << 4)
+}
+
+/// What `requestHead` decided.
+public enum FilterDecision: Sendable {
+    /// Go on with the next filter, then the route's action.
+    case proceed
+    /// Answer the client with this response; the request goes no further (no upstream, no later filter).
+    case respond(FilterResponse)
+    /// Wait for asynchronous work, then continue with its decision. The future must complete on the
+    /// connection's EventLoop (Envoy's StopIteration / continueDecoding).
+    case suspend(EventLoopFuture<FilterDecision>)
+}
+
+/// A response a filter answers with. `Content-Length` is set by Portico.
+public struct FilterResponse: Sendable {
+    public var status: Int
+    public var headers: HTTPHeaders
+    public var body: ByteBuffer
+
+    public init(status: Int, headers: HTTPHeaders = [:], body: ByteBuffer = ByteBuffer()) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+
+    public init(status: Int, headers: HTTPHeaders = [:], text: String) {
+        self.init(status: status, headers: headers, body: ByteBuffer(string: text))
+    }
+}

@@ -1,0 +1,46 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Portico open source project
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+/// What filters know about one request (Pingora's `CTX`): set by Portico before the first phase and kept,
+/// with the filters' changes, until the `log` phase. Lives in the request's exchange, on its EventLoop.
+public struct RequestContext: Sendable {
+    /// The client's address (after `trusted_proxies`), as text.
+    public var clientIP: String
+    /// Whether the peer is a trusted proxy, so its forwarding fields may be extended rather than replaced.
+    public var clientTrusted: Bool
+    /// "http" or "https": the scheme the client used.
+    public var scheme: String
+    /// The host the client asked for (Host or the absolute-form authority), as sent.
+    public var host: String?
+    public var listener: String
+    public var route: String
+    /// The request target as the client sent it.
+    public var uri: String
+    /// The verified client certificate of an mTLS listener, when the listener forwards identity fields.
+    public var clientCertificate: ClientIdentity?
+    /// The upstream host that answered (`host:port`), once one was chosen.
+    public var upstreamAuthority: String?
+    /// The response status, once a response started.
+    public var status: Int = 0
+
+    public struct ClientIdentity: Sendable, Hashable {
+        public var subject: String
+        public var sha256: String
+        public init(subject: String, sha256: String) {
+            self.subject = subject
+            self.sha256 = sha256
+        }
+    }
+
+    public init(clientIP: String, clientTrusted: Bool, scheme: String, host: String?, listener: String, route: String, uri: String) {
+        self.clientIP = clientIP
+        self.clientTrusted = clientTrusted
+        self.scheme = scheme
+        self.host = host
+        self.listener = listener
+        self.route = route
+        self.uri = uri
+    }
+}
