@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "PorticoEngine", targets: ["PorticoEngine"]),
         .library(name: "PorticoControl", targets: ["PorticoControl"]),
         .library(name: "PorticoTestSupport", targets: ["PorticoTestSupport"]),
+        .executable(name: "portico-codec-bench", targets: ["PorticoCodecBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
@@ -49,6 +50,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOTLS", package: "swift-nio"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),
@@ -100,6 +102,17 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // `swift run -c release portico-codec-bench`: parse and serialize cost per request shape (not a test).
+        .target(name: "CMallocCounter"),
+        .executableTarget(
+            name: "PorticoCodecBench",
+            dependencies: [
+                "PorticoCore", "CMallocCounter",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

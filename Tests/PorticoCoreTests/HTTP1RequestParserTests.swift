@@ -125,6 +125,8 @@ import Testing
         ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffff\r\n", .invalidChunkSize, 400),
         ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5 5\r\n", .invalidChunkSize, 400),
         ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;\r\n", .invalidChunkExtension, 400),
+        ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5 \r\nhello\r\n0\r\n\r\n", .invalidChunkExtension, 400),
+        ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;a \r\nhello\r\n0\r\n\r\n", .invalidChunkExtension, 400),
         ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;a=\"b\r\n", .invalidChunkExtension, 400),
         ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;a=\u{0}\r\n", .invalidChunkExtension, 400),
         ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\r\n", .bareLineFeed, 400),
@@ -147,6 +149,9 @@ import Testing
         ("GET /\u{1}x HTTP/1.1\r\nHost: a\r\n\r\n", .invalidTarget, 400),
         ("GET /\u{e9} HTTP/1.1\r\nHost: a\r\n\r\n", .invalidTarget, 400),
         ("GET x HTTP/1.1\r\nHost: a\r\n\r\n", .invalidTarget, 400),
+        // A fragment or a backslash: Portico would route on one path and the origin might serve another.
+        ("GET /admin#/../public HTTP/1.1\r\nHost: a\r\n\r\n", .invalidTarget, 400),
+        ("GET /public\\..\\admin HTTP/1.1\r\nHost: a\r\n\r\n", .invalidTarget, 400),
         ("GET * HTTP/1.1\r\nHost: a\r\n\r\n", .invalidTarget, 400),
         ("G(T / HTTP/1.1\r\nHost: a\r\n\r\n", .invalidMethod, 400),
         (" GET / HTTP/1.1\r\nHost: a\r\n\r\n", .invalidMethod, 400),
@@ -183,6 +188,12 @@ import Testing
         #expect(Self.error("GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n", limits: limits) == .tooManyFields)
         #expect(Self.error("GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", limits: limits) == nil)
         #expect(HTTP1ParseError(.headTooLarge).status == 431 && HTTP1ParseError(.uriTooLong).status == 414)
+        // Trailers over their limit, whether they arrive in one read or byte by byte.
+        let trailers = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: \(String(repeating: "t", count: 300))\r\n\r\n"
+        let small = HTTP1RequestParser.Limits(maxTrailerBytes: 100)
+        for split in [0, 1] {
+            #expect(throws: HTTP1ParseError(.trailersTooLarge)) { _ = try Self.parse(Array(trailers.utf8), split: split, limits: small) }
+        }
     }
 
     /// After an error, the parser stays failed: nothing after a bad request is ever parsed as a request.
@@ -207,7 +218,7 @@ import Testing
         #expect(chunked.first?.body == Array("hello!".utf8))
         #expect(chunked.first?.trailers == ["X-Sum: 1", "X-T: 2"])
 
-        var buffer = ByteBuffer(string: "GET http://A.example/p HTTP/1.1\r\nHost: a.EXAMPLE\r\nConnection: close, X-Foo\r\nUpgrade: websocket\r\nExpect: 100-Continue\r\nTE: trailers;q=1, deflate\r\n\r\n")
+        var buffer = ByteBuffer(string: "GET http://A.example/p HTTP/1.1\r\nHost: a.EXAMPLE\r\nConnection: close, X-Foo, Upgrade\r\nUpgrade: websocket\r\nExpect: 100-Continue\r\nTE: trailers;q=1, deflate\r\n\r\n")
         var parser = HTTP1RequestParser()
         guard case .head(let head) = try parser.next(&buffer) else { Issue.record("no head"); return }
         #expect(head.host == "a.EXAMPLE")
@@ -216,12 +227,19 @@ import Testing
         #expect(head.upgradeIndex == 2)
         #expect(head.absoluteFormAuthority != nil)
         #expect(head.first("upgrade") == "websocket")
-        // After an Upgrade request the parser stops: what follows belongs to the new protocol.
+        // After an Upgrade request (Connection names it) the parser stops: what follows belongs to the new protocol.
         buffer.writeBytes([0x81, 0x01, 0x78])
         #expect(try parser.next(&buffer).map { if case .end = $0 { true } else { false } } == true)
         #expect(try parser.next(&buffer) == nil)
         #expect(parser.isStopped && buffer.readableBytes == 3)
 
+        // Upgrade without Connection: upgrade, or with a body, is ignored (RFC 9110 §7.8): the next request is parsed.
+        for ignored in [
+            "GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\nGET /next HTTP/1.1\r\nHost: a\r\n\r\n",
+            "POST /ws HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\nContent-Length: 1\r\n\r\nxGET /next HTTP/1.1\r\nHost: a\r\n\r\n",
+        ] {
+            #expect(try Self.parse(ignored).map(\.target) == ["/ws", "/next"])
+        }
         let http10 = try Self.parse("GET / HTTP/1.0\r\n\r\n")
         #expect(http10.first?.version == "HTTP/1.0")
         let options = try Self.parse("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n")

@@ -3,6 +3,7 @@
 // SPDX-License-Identifier: Apache-2.0
 //===----------------------------------------------------------------------===//
 
+import Foundation
 import NIOCore
 import NIOHPACK
 import NIOHTTP2
@@ -41,7 +42,42 @@ import Testing
         #expect(origin.requestCount == 1)
     }
 
+    /// RFC 9112 §9.6: requests pipelined behind one whose response closes the connection are not processed, even
+    /// when they arrive in the same read (a 404, and a `Connection: close` request to a fixed route).
+    @Test func nothingAfterAClosingResponseIsProcessed() async throws {
+        let origin = try await TestOrigin.start(name: "o")
+        let yaml = """
+            listeners: [ { name: l, address: "127.0.0.1:0" } ]
+            access_log: { destination: "off" }
+            routes:
+              - { match: { hosts: [fixed.test] }, respond: { status: 200, body: "fixed" } }
+              - { match: { hosts: [t] }, cluster: c }
+            clusters: [ { name: c, hosts: [ { address: "{{origin:o}}" } ] } ]
+            """
+        let proxy = try await ProxyHarness.start(yaml: yaml, origins: [origin], workers: 1)
+        defer { Task { await proxy.shutdown(); await origin.shutdown() } }
+        let next = "POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc"
+        for first in ["GET / HTTP/1.1\r\nHost: nowhere.test\r\n\r\n", "GET / HTTP/1.1\r\nHost: fixed.test\r\nConnection: close\r\n\r\n"] {
+            let c = try RawHTTPClient(port: proxy.port())
+            try c.send(first + next)
+            let (text, closed) = c.readAll()
+            #expect(closed)
+            #expect(text.components(separatedBy: "HTTP/1.1 ").count == 2, "one response only: \(text)")
+        }
+        #expect(origin.requestCount == 0)
+    }
+
     // MARK: HTTP/2 to an HTTP/1.1 origin
+
+    /// An HTTP/2 `content-length` goes upstream in canonical form (NIOHTTP2 accepts "+5"; an origin might not).
+    @Test func http2ContentLengthIsWrittenAgain() async throws {
+        let origin = try await TestOrigin.start(name: "o")
+        let proxy = try await ProxyHarness.start(yaml: HTTP2IntegrationTests.h2cYAML, origins: [origin], workers: 1)
+        defer { Task { await proxy.shutdown(); await origin.shutdown() } }
+        let r = try await self.exchange(port: proxy.port(), [(":method", "POST"), (":path", "/page"), ("content-length", "+5")], data: ["hello"])
+        #expect(r.status == "200")
+        #expect(r.body.contains("content-length: 5") && !r.body.contains("+5"), "\(r.body)")
+    }
 
     /// Sends one request on a fresh raw HTTP/2 connection (DATA frames as given, the last one ending the stream
     /// unless `endStream` is false) and returns what came back once the stream ended or was reset.

@@ -68,10 +68,14 @@ public struct ListenerTimeoutsConfig: Codable, Sendable, Hashable, ConfigPlaceho
     public var requestHeader: ConfigDuration?
     /// How long an idle keep-alive connection is kept open between requests. Default `75s` (nginx).
     public var idle: ConfigDuration?
+    /// Time for a client to complete the TLS handshake, from the connection's accept (TLS listeners, HTTP/2
+    /// included). A client that stalls is disconnected. Default `10s`.
+    public var tlsHandshake: ConfigDuration?
 
-    public init(requestHeader: ConfigDuration? = nil, idle: ConfigDuration? = nil) {
+    public init(requestHeader: ConfigDuration? = nil, idle: ConfigDuration? = nil, tlsHandshake: ConfigDuration? = nil) {
         self.requestHeader = requestHeader
         self.idle = idle
+        self.tlsHandshake = tlsHandshake
     }
 
     public static var configPlaceholder: ListenerTimeoutsConfig { .init() }

@@ -76,7 +76,7 @@ public struct ConnectionTokens: Sendable, Equatable {
 
 extension Substring {
     /// Without the optional whitespace (spaces and tabs) around a list element (RFC 9110 §5.6.1).
-    func trimmingOWS() -> Substring {
+    package func trimmingOWS() -> Substring {
         var s = self
         while let c = s.first, c == " " || c == "\t" { s = s.dropFirst() }
         while let c = s.last, c == " " || c == "\t" { s = s.dropLast() }

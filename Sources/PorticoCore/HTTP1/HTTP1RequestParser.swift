@@ -141,7 +141,11 @@ package struct HTTP1RequestParser: Sendable {
         // `end` is just past the empty line's LF; the head proper excludes the empty line.
         let headBytes = buffer.readSlice(length: end)!
         let head = try Self.parseHead(headBytes.getSlice(at: headBytes.readerIndex, length: end - 2)!, limits: limits)
-        self.stopAfterRequest = head.upgradeIndex != nil || head.method == .CONNECT
+        // RFC 9110 §7.8: Upgrade counts only when Connection names it, never on HTTP/1.0, and (Portico's rule) never
+        // on a request with a body. CONNECT ends HTTP/1.1 on the connection too (it is refused with 405).
+        self.stopAfterRequest =
+            (head.upgradeIndex != nil && head.connectionUpgrade && head.version.minor >= 1 && head.framing == .none)
+            || head.method == .CONNECT
         switch head.framing {
         case .none: self.state = .endPending
         case .contentLength(let n): self.state = n == 0 ? .endPending : .contentLength(remaining: n)
@@ -251,10 +255,14 @@ package struct HTTP1RequestParser: Sendable {
             i += 1
         }
         guard i > 0 else { throw HTTP1ParseError(.invalidChunkSize) }
-        // Extensions: parsed to check their syntax, then ignored (RFC 9112 §7.1.1).
+        // Extensions: parsed to check their syntax, then ignored (RFC 9112 §7.1.1). BWS only before ";" and "=".
         while i < p.count {
+            let whitespace = i
             while i < p.count, p[i] == 0x20 || p[i] == 0x09 { i += 1 }
-            guard i < p.count else { break }
+            guard i < p.count else {
+                if i > whitespace { throw HTTP1ParseError(.invalidChunkExtension) }
+                break
+            }
             guard p[i] == UInt8(ascii: ";") else { throw HTTP1ParseError(.invalidChunkSize) }
             i += 1
             while i < p.count, p[i] == 0x20 || p[i] == 0x09 { i += 1 }
@@ -264,6 +272,7 @@ package struct HTTP1RequestParser: Sendable {
             var k = i
             while k < p.count, p[k] == 0x20 || p[k] == 0x09 { k += 1 }
             guard k < p.count, p[k] == UInt8(ascii: "=") else {
+                if k > i && k == p.count { throw HTTP1ParseError(.invalidChunkExtension) }
                 i = k
                 continue
             }
@@ -322,7 +331,10 @@ package struct HTTP1RequestParser: Sendable {
                 guard let lf = memchr(base + lineStart, 0x0A, p.count - lineStart) else { break }
                 let j = base.distance(to: UnsafeRawPointer(lf))
                 if j == 0 || p[j - 1] != 0x0D { throw HTTP1ParseError(.bareLineFeed) }
-                if j - 1 == lineStart { return j + 1 }
+                if j - 1 == lineStart {
+                    if j - 1 > maxTrailer { throw HTTP1ParseError(.trailersTooLarge) }
+                    return j + 1
+                }
                 lineStart = j + 1
             }
             if p.count > maxTrailer { throw HTTP1ParseError(.trailersTooLarge) }
@@ -373,10 +385,12 @@ package enum HTTP1Bytes {
         b >= 0x20 ? b != 0x7F : b == 0x09
     }
 
-    /// Characters of a request target (RFC 3986 plus what browsers send unencoded in queries): visible ASCII.
+    /// Characters of a request target: visible ASCII (RFC 3986 plus what clients send unencoded in queries), but
+    /// never `#` (a fragment is not sent, RFC 9112 §3.2.1) or `\` (some origins read it as `/`): either would let
+    /// Portico route on one path while the origin serves another.
     @inline(__always)
     package static func isTargetChar(_ b: UInt8) -> Bool {
-        b > 0x20 && b < 0x7F
+        b > 0x20 && b < 0x7F && b != UInt8(ascii: "#") && b != UInt8(ascii: "\\")
     }
 
     /// Characters of a Host value: reg-name, IP literal and port (RFC 3986 §3.2.2).

@@ -31,6 +31,7 @@ enum DownstreamPipeline {
             if let tls = listener.tls {
                 // A failed handshake only closes this connection (NIOSSL sends the alert and closes).
                 try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.context))
+                try channel.pipeline.syncOperations.addHandler(TLSHandshakeTimeoutHandler(timeout: listener.tlsHandshakeTimeout))
                 if listener.http2 {
                     let bound = NIOLoopBound(worker, eventLoop: channel.eventLoop)
                     return channel.configureHTTP2SecureUpgrade(
@@ -58,8 +59,9 @@ enum DownstreamPipeline {
             try channel.pipeline.syncOperations.addHandler(TLSWriteCoalescingHandler())
         }
         let limits = HTTP1RequestParser.Limits(
-            maxHeadBytes: listener.maxHeaderBytes,
-            maxTargetBytes: listener.maxURIBytes,
+            // Field offsets are 32-bit: heads stay far below that.
+            maxHeadBytes: min(listener.maxHeaderBytes, 1 << 24),
+            maxTargetBytes: min(listener.maxURIBytes, 1 << 24),
             maxFields: 256
         )
         try channel.pipeline.syncOperations.addHandlers([

@@ -17,9 +17,14 @@ import PorticoCore
 /// 414, 431, 501 or 505 and closes) and every later byte is dropped. After a request that switches protocols
 /// (Upgrade, CONNECT) parsing stops; when this handler is removed for a tunnel, the bytes it holds are passed on
 /// to the handler behind it.
-final class HTTP1RequestDecoderHandler: ChannelInboundHandler, RemovableChannelHandler {
+final class HTTP1RequestDecoderHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = NIOAny
+
+    /// After a protocol switch, at most this much of what the client sends is held for the tunnel; reads wait
+    /// beyond it (RFC 6455 §4.1: a client should not send before the 101 anyway).
+    static let maxHeldAfterSwitch = 16 * 1024
 
     private var parser: HTTP1RequestParser
     private var buffer: ByteBuffer?
@@ -49,7 +54,7 @@ final class HTTP1RequestDecoderHandler: ChannelInboundHandler, RemovableChannelH
         // Not stored while the parser slices it, so the slices never force a copy; stored again before each part
         // is delivered, so a removal from inside the `ProxyHandler` still finds the bytes not yet parsed.
         self.buffer = nil
-        while !self.removed {
+        while !self.removed && context.channel.isActive {
             let part: HTTP1RequestParser.Part?
             do {
                 part = try self.parser.next(&buffer)
@@ -78,12 +83,20 @@ final class HTTP1RequestDecoderHandler: ChannelInboundHandler, RemovableChannelH
         self.buffer = buffer
     }
 
+    func read(context: ChannelHandlerContext) {
+        if self.parser.isStopped, let held = self.buffer, held.readableBytes >= Self.maxHeldAfterSwitch {
+            return  // the tunnel (or the close after a refused switch) reads again
+        }
+        context.read()
+    }
+
     func handlerRemoved(context: ChannelHandlerContext) {
         self.removed = true
         // Bytes after a protocol switch belong to the tunnel (not when the pipeline is torn down on close).
         if let rest = self.buffer, rest.readableBytes > 0, self.parser.isStopped, context.channel.isActive {
             self.buffer = nil
             context.fireChannelRead(NIOAny(rest))
+            context.fireChannelReadComplete()
         }
     }
 }

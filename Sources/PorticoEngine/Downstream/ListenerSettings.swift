@@ -21,6 +21,7 @@ public struct ListenerSettings: Sendable {
     public var maxRequestsPerConnection: Int
     public var requestHeaderTimeout: TimeAmount
     public var idleTimeout: TimeAmount
+    public var tlsHandshakeTimeout: TimeAmount
     /// TLS termination, when the listener has `tls`.
     public var tls: ListenerTLS?
     /// `h2` offered by ALPN (TLS listeners).
@@ -51,6 +52,7 @@ public struct ListenerSettings: Sendable {
         self.maxRequestsPerConnection = c.limits?.maxRequestsPerConnection ?? 0
         self.requestHeaderTimeout = .nanoseconds(c.timeouts?.requestHeader?.nanoseconds ?? 30_000_000_000)
         self.idleTimeout = .nanoseconds(c.timeouts?.idle?.nanoseconds ?? 75_000_000_000)
+        self.tlsHandshakeTimeout = .nanoseconds(c.timeouts?.tlsHandshake?.nanoseconds ?? 10_000_000_000)
         var filters: [any ProxyFilter] = []
         if let hsts = tls?.hstsValue { filters.append(HSTSFilter(value: hsts)) }
         if let subject = tls?.clientSubjectHeader, let fingerprint = tls?.clientFingerprintHeader {

@@ -185,6 +185,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = self.unwrapInboundIn(data)
+        // RFC 9112 §9.6: nothing after a response that closes the connection is processed (pipelined requests
+        // behind it included).
+        if self.isClosed || (self.closeWhenIdle && self.exchange == nil && self.queued.isEmpty && self.held == nil) { return }
         if self.isHTTP2 && (self.held != nil || self.exchange == nil) {
             if self.holdHTTP2Part(part) { return }
         }
@@ -290,7 +293,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             // The stream is still open after its HEADERS: a body may follow, or the client waits for the response.
             self.releaseHeldHTTP2Request(chunked: true)
         }
-        if self.exchange == nil && self.queued.isEmpty && self.headerDeadline == nil && !self.isClosed {
+        if self.exchange == nil && self.queued.isEmpty && self.held == nil && self.headerDeadline == nil && !self.isClosed {
             // Bytes arrived but no complete head yet: the request-header timeout starts now (slowloris).
             self.headerDeadline = self.now + self.listener.requestHeaderTimeout
             self.idleDeadline = nil
@@ -329,7 +332,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         switch ex.state {
         case .proxying: return ex.upstream?.isWritable ?? false
         case .respondedLocally, .done: return true  // discarding the body
-        case .routing, .connecting: return ex.pendingBody.count < Self.maxQueuedParts
+        case .routing, .connecting: return !ex.suspended && ex.pendingBody.count < Self.maxQueuedParts
         }
     }
 
@@ -433,8 +436,12 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             // framing of one, so its body would reach the origin as the next request.
             return self.respondWithError(ProxyError(.badRequest, source: .downstream, context: "TRACE with a body"), exchange: ex)
         }
-        let upgrade = head.headers.first(name: "upgrade")
-        if upgrade != nil {
+        // RFC 9110 §7.8: Upgrade counts only when Connection names it, and never on HTTP/1.0. A request with a body
+        // is never switched (its body could not be told apart from the new protocol's bytes).
+        let upgrade = self.isHTTP2 || Self.connectionNamesUpgrade(head) ? head.headers.first(name: "upgrade") : nil
+        if upgrade != nil && !self.isHTTP2 && (!te.isEmpty || (head.headers.first(name: "content-length").flatMap { Int($0) } ?? 0) > 0) {
+            self.closeWhenIdle = true
+        } else if upgrade != nil {
             // The decoder stops parsing after an Upgrade request, so this connection ends with this exchange: in a
             // 101 it becomes a tunnel, otherwise it closes after the response. WebSocket (RFC 6455) is forwarded
             // with its upgrade; any other protocol without it (RFC 9110 §7.8 lets a server ignore Upgrade).
@@ -466,9 +473,21 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let plan = ForwardPlan(
             uri: target.utf8.count == head.uri.utf8.count ? nil : String(target),
             chunked: !te.isEmpty || chunkedUpstream,
-            host: hostText != nil && hostField.map({ $0[...] }) != hostText ? String(hostText!) : nil
+            host: hostText != nil && hostField.map({ $0[...] }) != hostText ? String(hostText!) : nil,
+            contentLength: self.isHTTP2 ? head.headers.first(name: "content-length").flatMap { Int($0) } : nil
         )
         self.runRequestFilters(ex, head, plan, from: 0)
+    }
+
+    /// Whether an HTTP/1.1 request's Connection field lists `upgrade`.
+    static func connectionNamesUpgrade(_ head: HTTPRequestHead) -> Bool {
+        guard head.version.minor >= 1 else { return false }
+        for (name, value) in head.headers where name.caseInsensitiveASCIIEqual("connection") {
+            for token in value.split(separator: ",") where token.trimmingOWS().caseInsensitiveASCIIEqual("upgrade") {
+                return true
+            }
+        }
+        return false
     }
 
     /// What phase 6 needs to know about the request line and framing, decided while validating it.
@@ -479,6 +498,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var chunked: Bool
         /// Host to send when it differs from the client's field (absolute form, HTTP/2 `:authority`).
         var host: String?
+        /// An HTTP/2 request's `content-length`, written again in canonical form.
+        var contentLength: Int?
     }
 
     // MARK: Phase 3: request filters
@@ -514,7 +535,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func suspend(_ ex: Exchange, _ head: HTTPRequestHead, _ plan: ForwardPlan, until future: EventLoopFuture<FilterDecision>, resumeAt next: Int) {
         ex.suspended = true
         future.hop(to: self.context.eventLoop).assumeIsolated().whenComplete { [self] result in
-            guard self.exchange === ex, !self.isClosed else { return }
+            // The request may have been answered meanwhile (a body over the limit, a malformed chunk).
+            guard self.exchange === ex, !self.isClosed, ex.state == .routing, !ex.responseStarted else { return }
             ex.suspended = false
             switch result {
             case .success(.proceed):
@@ -564,8 +586,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             up.headers.add(name: "Connection", value: "Upgrade")
             up.headers.add(name: "Upgrade", value: proto)
         }
-        // Keep the body framing explicit upstream: never let a body go out unframed.
+        // Keep the body framing explicit upstream: never let a body go out unframed, and never pass on a
+        // Content-Length as the client wrote it (NIOHTTP2 accepts "+5"; an origin might not).
         if plan.chunked { up.headers.add(name: "Transfer-Encoding", value: "chunked") }
+        if let length = plan.contentLength { up.headers.replaceOrAdd(name: "Content-Length", value: String(length)) }
         if let host = plan.host { up.headers.replaceOrAdd(name: "Host", value: host) }
         self.listener.filters.runUpstreamRequestHead(&up, &ex.context)
         route.filters.runUpstreamRequestHead(&up, &ex.context)
