@@ -118,7 +118,9 @@ let package = Package(
         ),
         .testTarget(
             name: "PorticoCoreTests",
-            dependencies: ["PorticoCore", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [
+                "PorticoCore", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
             resources: [.copy("Golden")],
             swiftSettings: swiftSettings
         ),
@@ -156,7 +158,9 @@ if Context.environment["PORTICO_FUZZ"] == "1" {
     package.targets.append(
         .executableTarget(
             name: "PorticoFuzzHTTP1",
-            dependencies: ["PorticoCore", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [
+                "PorticoCore", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         )
     )

@@ -13,6 +13,7 @@
 //    and parsed again, gives the same method, target, fields (less framing and Host) and body.
 
 import NIOCore
+import NIOHTTP1
 import PorticoCore
 
 struct Parsed: Equatable {
@@ -102,8 +103,14 @@ func reserialize(_ input: [UInt8]) -> [UInt8]? {
                 }
                 chunked = framing == .chunked
                 // The target as the writer would send it (absolute-form stays as it is, with a Host that agrees).
+                // Without Host (HTTP/1.0), Portico sends one: the absolute-form authority when there is one.
                 var extra: [(String, String)] = []
-                if h.hostIndex == nil { extra.append(("Host", "added.example")) }
+                if h.hostIndex == nil {
+                    let authority = h.absoluteFormAuthority.map {
+                        h.bytes.getString(at: h.bytes.readerIndex + Int($0.lowerBound), length: $0.count) ?? ""
+                    }
+                    extra.append(("Host", authority ?? "added.example"))
+                }
                 // Host is kept; the writer drops framing and hop-by-hop fields itself.
                 HTTP1HeadWriter.writeRequest(h, framing: framing, extra: extra, into: &out)
             case .body(let b):
@@ -147,4 +154,23 @@ public func fuzzHTTP1Parser(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         precondition(first.body == second.body, "body changed")
     }
     return 0
+}
+
+// SwiftPM links an executable's entry point as `<module>_main`; it starts libFuzzer's driver with the target
+// above (libFuzzer's own `main` is then not linked in).
+@_silgen_name("LLVMFuzzerRunDriver")
+func runFuzzerDriver(
+    _ argc: UnsafeMutablePointer<CInt>,
+    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+    _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
+) -> CInt
+
+@_cdecl("PorticoFuzzHTTP1_main")
+public func fuzzerMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+    var argc = argc
+    var argv = argv
+    return runFuzzerDriver(&argc, &argv) { data, size in
+        guard let data else { return 0 }
+        return fuzzHTTP1Parser(data, size)
+    }
 }

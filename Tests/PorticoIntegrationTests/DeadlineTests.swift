@@ -43,4 +43,69 @@ import Testing
             #expect(partial.readAll().closed, "\(listener): a partial ClientHello held the socket")
         }
     }
+
+    static func yaml(listener: String = "", cluster: String = "") -> String {
+        """
+        listeners: [ { name: l, address: "127.0.0.1:0"\(listener) } ]
+        access_log: { destination: "off" }
+        routes: [ { cluster: c } ]
+        clusters: [ { name: c, hosts: [ { address: "{{origin:o}}" } ]\(cluster) } ]
+        """
+    }
+
+    /// The response head is due from the end of the request body: an upload slower than the cluster's
+    /// `timeouts.response_header` still gets its answer (before, it got 504 and counted against the host).
+    @Test func aSlowUploadIsNotAnUpstreamTimeout() async throws {
+        let origin = try await TestOrigin.start(name: "o")
+        let proxy = try await ProxyHarness.start(
+            yaml: Self.yaml(cluster: ", timeouts: { response_header: 300ms }, health_check: { passive: { consecutive_failures: 1 } }"),
+            origins: [origin],
+            workers: 1
+        )
+        defer { Task { await proxy.shutdown(); await origin.shutdown() } }
+        let c = try RawHTTPClient(port: proxy.port())
+        try c.send("POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nhello")
+        try await Task.sleep(nanoseconds: 900_000_000)  // three response-header timeouts pass mid-upload
+        try c.send("world")
+        let r = c.readResponses(1).first
+        #expect(r?.status == 200)
+        #expect(r?.body == "10\n")
+    }
+
+    /// A client that goes silent mid-body for `timeouts.request_body` gets 408 and is disconnected; the upstream
+    /// connection that took the partial body is closed, and the host is not blamed.
+    @Test func aSilentUploadGets408() async throws {
+        let origin = try await TestOrigin.start(name: "o")
+        let proxy = try await ProxyHarness.start(
+            yaml: Self.yaml(listener: ", timeouts: { request_body: 300ms }", cluster: ", health_check: { passive: { consecutive_failures: 1 } }"),
+            origins: [origin],
+            workers: 1
+        )
+        defer { Task { await proxy.shutdown(); await origin.shutdown() } }
+        let c = try RawHTTPClient(port: proxy.port(), timeoutSeconds: 10)
+        try c.send("POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nhello")
+        let (text, closed) = c.readAll()
+        #expect(text.hasPrefix("HTTP/1.1 408"), "\(text)")
+        #expect(closed)
+        // The host was not ejected: the next request reaches it.
+        let next = try RawHTTPClient(port: proxy.port())
+        try next.send("GET /status/200 HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(next.readResponses(1).first?.status == 200)
+    }
+
+    /// A request refused while its body is still coming (413 from Content-Length) is answered, then the
+    /// connection lingers: what the client still sends is read and discarded, so the client reads the 413
+    /// instead of a reset, and the socket closes.
+    @Test func refusedUploadsLingerSoTheClientSeesTheAnswer() async throws {
+        let origin = try await TestOrigin.start(name: "o")
+        let proxy = try await ProxyHarness.start(yaml: Self.yaml(listener: ", limits: { max_body_bytes: 1KiB }"), origins: [origin], workers: 1)
+        defer { Task { await proxy.shutdown(); await origin.shutdown() } }
+        let body = String(repeating: "b", count: 4 << 20)
+        let c = try RawHTTPClient(port: proxy.port(), timeoutSeconds: 10)
+        try c.send("POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: \(body.utf8.count)\r\n\r\n" + body)
+        let (text, closed) = c.readAll()
+        #expect(text.hasPrefix("HTTP/1.1 413"), "\(text.prefix(100))")
+        #expect(closed)
+        #expect(origin.requestCount == 0)
+    }
 }

@@ -28,6 +28,11 @@ import Testing
         }
     }
 
+    /// The proxy's shared state of `origin`'s address (active health, ejection, slow start, resolved addresses).
+    static func hostState(_ proxy: ProxyHarness, _ origin: TestOrigin) async -> HostState {
+        await proxy.server.hosts.state(for: HostPort(host: origin.host, port: origin.port), now: 0)
+    }
+
     static func yaml(_ names: [String], cluster: String, workers: Int = 1, extraHosts: String = "") -> String {
         let hosts = names.map { "{ address: \"{{origin:\($0)}}\" }" }.joined(separator: ", ")
         return """
@@ -77,10 +82,23 @@ import Testing
 
         // Bring c back on the same port; once its ejection ends it takes traffic again, ramping up (slow start).
         // Traffic keeps flowing while c restarts, so an ejection that runs out before c is back is renewed.
-        var samples: [(elapsed: TimeAmount, isC: Bool)] = []
+        // The ramp runs from the end of c's last ejection, as the proxy recorded it (c's `availableSince`); that is
+        // final once c serves again (it is no longer ejected, and nothing ejects a host that answers).
+        typealias Sample = (elapsed: TimeAmount, isC: Bool)
+        let cState = await Self.hostState(proxy, origins[2])
+        var samples: [Sample] = []
         var restarted = false
+        var enough = false
         let start = NIODeadline.now()
-        while NIODeadline.now() - start < .milliseconds(20_000) {
+        func recordedRampStart() -> TimeAmount { .nanoseconds(cState.availableSince - Int64(start.uptimeNanoseconds)) }
+        // Early: the first 700 ms of the 2 s ramp (c at 10% to 40% of its weight); late: after 2.5 s (full weight).
+        func windows(_ samples: [Sample], rampStart: TimeAmount) -> (early: [Sample], late: [Sample]) {
+            (
+                samples.filter { $0.elapsed >= rampStart && $0.elapsed < rampStart + .milliseconds(700) },
+                samples.filter { $0.elapsed > rampStart + .milliseconds(2500) }
+            )
+        }
+        while NIODeadline.now() - start < .seconds(30) {
             if !restarted && NIODeadline.now() - start > .milliseconds(300) {
                 origins[2] = try await TestOrigin.start(name: "c", port: cPort)
                 restarted = true
@@ -88,31 +106,33 @@ import Testing
             let r = await Self.get(port)
             if r.status != 200 { failures += 1 }
             samples.append((NIODeadline.now() - start, r.origin == "c"))
-            // Stop once 30 requests went out well after c's return (not after a fixed time: a stalled test thread
-            // must not leave the late window empty).
+            // Stop once c served again, 30 requests went out well after its return, and the ramp's late window holds
+            // 20 (not after a fixed time: a stalled test thread only makes the loop run longer). The late window
+            // starts after the early one ends, so the early window is complete by then; requests sent later cannot
+            // add to it.
             if let first = samples.first(where: { $0.isC }),
-                samples.lazy.filter({ $0.elapsed > first.elapsed + .milliseconds(3000) }).count >= 30
+                samples.lazy.filter({ $0.elapsed > first.elapsed + .milliseconds(3000) }).count >= 30,
+                windows(samples, rampStart: recordedRampStart()).late.count >= 20
             {
+                enough = true
                 break
             }
         }
         #expect(failures == 0)
+        #expect(enough, "30 s passed before c served again and enough requests went out after its ramp (\(samples.count) requests)")
         let firstC = try #require(samples.first(where: { $0.isC }), "c is used again after it recovers").elapsed
         let afterReturn = samples.filter { $0.elapsed > firstC + .milliseconds(3000) }
         #expect(afterReturn.count >= 30 && afterReturn.contains(where: { $0.isC }), "c takes traffic after slow start")
-        // The ramp runs from the end of c's last ejection, as the proxy recorded it. Compared only when this
-        // machine served enough requests in both windows to tell shares apart: in a parallel test run a blocked
-        // thread can stall the loop for seconds. The ramp itself is unit-tested (BalancerTests.slowStartRampsWeight).
-        let cAddress = try #require(HostPort(parsing: origins[2].address))
-        let cState = await proxy.server.hosts.state(for: cAddress, now: 0)
-        let rampStart = TimeAmount.nanoseconds(cState.availableSince - Int64(start.uptimeNanoseconds))
-        let earlyWindow = samples.filter { $0.elapsed >= rampStart && $0.elapsed < rampStart + .milliseconds(700) }
-        let lateWindow = samples.filter { $0.elapsed > rampStart + .milliseconds(2500) }
+        // The ramp itself is unit-tested (BalancerTests.slowStartRampsWeight); this checks the proxy applies it.
+        let rampStart = recordedRampStart()
+        let (earlyWindow, lateWindow) = windows(samples, rampStart: rampStart)
+        #expect(
+            earlyWindow.count >= 20 && lateWindow.count >= 20,
+            "slow start: \(earlyWindow.count) requests in the first 700 ms of c's ramp and \(lateWindow.count) after 2.5 s; 20 of each are needed to compare c's shares"
+        )
         let earlyShare = Double(earlyWindow.filter { $0.isC }.count) / Double(max(earlyWindow.count, 1))
         let lateShare = Double(lateWindow.filter { $0.isC }.count) / Double(max(lateWindow.count, 1))
-        if earlyWindow.count >= 20 && lateWindow.count >= 20 {
-            #expect(earlyShare < lateShare, "slow start: early share \(earlyShare), late share \(lateShare)")
-        }
+        #expect(earlyShare < lateShare, "slow start: early share \(earlyShare), late share \(lateShare)")
 
         await proxy.shutdown()
         for o in origins { await o.shutdown() }
@@ -127,8 +147,9 @@ import Testing
         defer { Task { await proxy.shutdown(); for o in origins { await o.shutdown() } } }
         let port = proxy.port()
 
+        let bState = await Self.hostState(proxy, origins[1])
         origins[1].healthy = false
-        try await Task.sleep(nanoseconds: 600_000_000)
+        try await waitUntil("the active check marks b unhealthy") { !bState.isActiveHealthy }
         var seen: [String: Int] = [:]
         for _ in 0..<40 { seen[await Self.get(port).origin ?? "-", default: 0] += 1 }
         #expect(seen["b", default: 0] == 0)
@@ -138,7 +159,7 @@ import Testing
         #expect(direct.status == .ok)
 
         origins[1].healthy = true
-        try await Task.sleep(nanoseconds: 600_000_000)
+        try await waitUntil("the active check marks b healthy again") { bState.isActiveHealthy }
         seen = [:]
         for _ in 0..<40 { seen[await Self.get(port).origin ?? "-", default: 0] += 1 }
         #expect(seen["b", default: 0] > 0)
@@ -159,14 +180,16 @@ import Testing
         var seen: [String: Int] = [:]
         for _ in 0..<20 { seen[await Self.get(port).origin ?? "-", default: 0] += 1 }
         #expect(seen["backup", default: 0] == 0)
+        let aState = await Self.hostState(proxy, a)
+        let bState = await Self.hostState(proxy, b)
         a.healthy = false
         b.healthy = false
-        try await Task.sleep(nanoseconds: 500_000_000)
+        try await waitUntil("the active check marks a and b unhealthy") { !aState.isActiveHealthy && !bState.isActiveHealthy }
         seen = [:]
         for _ in 0..<20 { seen[await Self.get(port).origin ?? "-", default: 0] += 1 }
         #expect(seen == ["backup": 20])
         a.healthy = true
-        try await Task.sleep(nanoseconds: 500_000_000)
+        try await waitUntil("the active check marks a healthy again") { aState.isActiveHealthy }
         seen = [:]
         for _ in 0..<20 { seen[await Self.get(port).origin ?? "-", default: 0] += 1 }
         #expect(seen == ["a": 20])
@@ -179,8 +202,9 @@ import Testing
             """)
         let proxy = try await ProxyHarness.start(yaml: config, origins: [a], workers: 1, logLevel: .critical)
         defer { Task { await proxy.shutdown(); await a.shutdown() } }
+        let aState = await Self.hostState(proxy, a)
         a.healthy = false
-        try await Task.sleep(nanoseconds: 500_000_000)
+        try await waitUntil("the active check marks a unhealthy") { !aState.isActiveHealthy }
         let r = await Self.get(proxy.port())
         #expect(r.status == 503)
         #expect(r.headers.first(name: "retry-after") != nil)
@@ -235,13 +259,14 @@ import Testing
         let proxy = try await ProxyHarness.start(yaml: config, origins: [a], workers: 1, logLevel: .critical)
         defer { Task { await proxy.shutdown(); await a.shutdown() } }
         let port = proxy.port()
+        let breaker = await proxy.server.hosts.breaker(forCluster: "c")
         // One request holds the only connection; a second waits in the queue and then gets it; a third overflows.
         let first = try RawHTTPClient(port: port)
         try first.send("GET /delay/400 HTTP/1.1\r\nHost: t\r\n\r\n")
-        try await Task.sleep(nanoseconds: 100_000_000)
+        try await waitUntil("the first request holds the only connection") { a.requestCount == 1 }
         let second = try RawHTTPClient(port: port)
         try second.send("GET /status/201 HTTP/1.1\r\nHost: t\r\n\r\n")
-        try await Task.sleep(nanoseconds: 100_000_000)
+        try await waitUntil("the second request waits in the queue") { breaker.pending == 1 }
         let third = try RawHTTPClient(port: port)
         try third.send("GET /status/202 HTTP/1.1\r\nHost: t\r\n\r\n")
         let refused = third.readResponses(1).first
@@ -258,12 +283,23 @@ import Testing
         let proxy = try await ProxyHarness.start(yaml: config, origins: [a], workers: 1, logLevel: .critical)
         defer { Task { await proxy.shutdown(); await a.shutdown() } }
         let first = try RawHTTPClient(port: proxy.port())
+        let firstSent = ContinuousClock.now
         try first.send("GET /delay/1500 HTTP/1.1\r\nHost: t\r\n\r\n")
-        try await Task.sleep(nanoseconds: 100_000_000)
+        try await waitUntil("the first request holds the only connection") { a.requestCount == 1 }
+        // The second request finds no free connection and waits in the queue; 300 ms later it is refused. Not at once
+        // (that would be an overflow without queueing), and before the first response, which the origin holds for
+        // 1.5 s (once the connection is free, a queued request takes it).
         let second = try RawHTTPClient(port: proxy.port())
+        let secondSent = ContinuousClock.now
         try second.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n")
-        #expect(second.readResponses(1).first?.status == 503)
+        let refused = second.readResponses(1).first
+        let refusedAt = ContinuousClock.now
+        #expect(refused?.status == 503)
+        #expect(refused?.header("retry-after") != nil)
+        #expect(refusedAt - secondSent >= .milliseconds(250), "the 503 came \(refusedAt - secondSent) after the request: it did not wait in the queue")
+        #expect(refusedAt - firstSent < .milliseconds(1500), "the 503 came \(refusedAt - firstSent) after the first request, whose response takes 1.5 s")
         #expect(first.readResponses(1).first?.status == 200)
+        #expect(a.requestCount == 1)
     }
 
     @Test func hostsByNameAreResolvedAndKeepTheirLastGoodAddresses() async throws {
@@ -271,7 +307,12 @@ import Testing
         let config = Self.yaml([], cluster: "dns_refresh: 200ms\nretries: { retry_on: [connect_failure], max_retries: 2 }", extraHosts: "{ address: \"localhost:\(a.port)\" }")
         let proxy = try await ProxyHarness.start(yaml: config, origins: [a], workers: 1, logLevel: .critical)
         defer { Task { await proxy.shutdown(); await a.shutdown() } }
-        try await Task.sleep(nanoseconds: 300_000_000)
+        // NIO would resolve "localhost" for each new connection by itself: wait until the refresh service has
+        // published the addresses, so that the request below goes to one of them.
+        let named = await proxy.server.hosts.state(for: HostPort(host: "localhost", port: a.port), now: 0)
+        try await waitUntil("the DNS refresh resolves localhost:\(a.port) to 127.0.0.1") {
+            named.resolvedAddresses.contains { $0.ipAddress == "127.0.0.1" }
+        }
         let r = await Self.get(proxy.port())
         #expect(r.status == 200 && r.origin == "a")
 

@@ -380,12 +380,19 @@ import Testing
 
     @Test func idlePooledConnectionsThatCloseOrTalkAreNeverReused() async throws {
         try await self.withProxy { proxy, origins in
+            // Connections the origin accepted, less those the proxy holds open (each worker has its own pool): the
+            // ones the proxy has closed.
+            let breaker = await proxy.server.hosts.breaker(forCluster: "c")
+            let closed = { origins[0].connectionCount - breaker.connections }
             for path in ["/close-idle/50", "/garbage-idle/50"] {
                 let before = origins[0].connectionCount
+                let closedBefore = closed()
                 let c = try RawHTTPClient(port: proxy.port())
                 try c.send("GET \(path) HTTP/1.1\r\nHost: t\r\n\r\n")
                 #expect(c.readResponses(1).first?.status == 200)
-                try await Task.sleep(nanoseconds: 300_000_000)
+                // 50 ms later the origin closes the parked connection (or writes stray bytes on it); the proxy evicts
+                // it and it closes.
+                try await waitUntil("the proxy evicts the connection parked after \(path)") { closed() > closedBefore }
                 // The parked connection was evicted, so this request goes out on a new one and succeeds.
                 for _ in 0..<4 {
                     try c.send("GET /status/201 HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -429,7 +436,10 @@ import Testing
             let c2 = try RawHTTPClient(port: proxy.port())
             try c2.send("GET /status/201 HTTP/1.1\r\nHost: t\r\n\r\n")
             #expect(c2.readResponses(1).first?.status == 201)
-            try await Task.sleep(nanoseconds: 400_000_000)  // the worker flushes its buffer every 100 ms
+            // The worker flushes its buffer every 100 ms.
+            try await waitUntil("both requests are in the access log") {
+                ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n").count >= 2
+            }
         }
         let lines = (try String(contentsOfFile: path, encoding: .utf8)).split(separator: "\n")
         #expect(lines.count == 2)
@@ -450,13 +460,18 @@ import Testing
             """
         try await self.withProxy(yaml: yaml) { proxy, _ in
             let size = 1 << 30
-            let idle = residentBytes()
+            // Without readings (no /proc) the bound below would hold whatever the growth: that is a failure.
+            let idle = try #require(residentBytes(), "resident memory cannot be read from /proc/self/statm")
             var peak = idle
+            var failedReadings = 0
+            func sample() {
+                if let bytes = residentBytes() { peak = max(peak, bytes) } else { failedReadings += 1 }
+            }
             let r = try await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(proxy.port())/bytes/\(size)"), timeout: .seconds(300))
             var received = 0
             for try await chunk in r.body {
                 received += chunk.readableBytes
-                if received % (64 << 20) < chunk.readableBytes { peak = max(peak, residentBytes()) }
+                if received % (64 << 20) < chunk.readableBytes { sample() }
             }
             #expect(received == size)
 
@@ -464,20 +479,39 @@ import Testing
             upload.method = .POST
             let chunk = ByteBuffer(repeating: 0x61, count: 64 * 1024)
             let count = size / chunk.readableBytes
-            upload.body = .stream(AsyncStreamOfBuffers(chunk: chunk, count: count, onEvery: 1024) { peak = max(peak, residentBytes()) }, length: .known(Int64(size)))
+            upload.body = .stream(AsyncStreamOfBuffers(chunk: chunk, count: count, onEvery: 1024) { sample() }, length: .known(Int64(size)))
             let u = try await HTTPClient.shared.execute(upload, timeout: .seconds(300))
             #expect(String(buffer: try await u.body.collect(upTo: 1024)) == "\(size)\n")
-            peak = max(peak, residentBytes())
+            sample()
+            #expect(failedReadings == 0, "\(failedReadings) resident memory readings failed")
             #expect(peak - idle < 64 << 20, "resident memory grew by \((peak - idle) >> 20) MiB")
         }
     }
 }
 
-/// The process's resident set size, from /proc/self/statm.
-func residentBytes() -> Int {
-    guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
-    let pages = Int(text.split(separator: " ")[1]) ?? 0
+/// The process's resident set size, from /proc/self/statm; nil when it cannot be read (no /proc) or reads 0.
+func residentBytes() -> Int? {
+    guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return nil }
+    let fields = text.split(separator: " ")
+    guard fields.count > 1, let pages = Int(fields[1]), pages > 0 else { return nil }
     return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+}
+
+/// Waits for something the test can observe (a counter, a state, a file) instead of sleeping for a fixed time:
+/// polls `condition` every 10 ms. When it does not hold within `timeout`, records an issue saying what did not
+/// happen and throws, so the test stops rather than going on from a state it never reached.
+func waitUntil(
+    _ what: String,
+    timeout: Duration = .seconds(5),
+    sourceLocation: SourceLocation = #_sourceLocation,
+    _ condition: () async throws -> Bool
+) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while true {
+        if try await condition() { return }
+        try #require(ContinuousClock.now < deadline, "not within \(timeout): \(what)", sourceLocation: sourceLocation)
+        try await Task.sleep(for: .milliseconds(10))
+    }
 }
 
 /// `count` copies of one buffer, calling `probe` every `onEvery` buffers.

@@ -78,6 +78,7 @@ public enum ConfigValidator {
             if let t = l.timeouts {
                 if let d = t.requestHeader, d.nanoseconds == 0 { fail("\(p).timeouts.request_header", "must be more than 0") }
                 if let d = t.tlsHandshake, d.nanoseconds == 0 { fail("\(p).timeouts.tls_handshake", "must be more than 0") }
+                if let d = t.requestBody, d.nanoseconds == 0 { fail("\(p).timeouts.request_body", "must be more than 0") }
                 if let d = t.idle, d.nanoseconds == 0 { fail("\(p).timeouts.idle", "must be more than 0") }
             }
         }

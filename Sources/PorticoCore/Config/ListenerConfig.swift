@@ -50,13 +50,17 @@ public struct LimitsConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
     public var maxUriBytes: ByteSize?
     /// Requests served on one downstream connection before it is closed. Default `0` (no limit).
     public var maxRequestsPerConnection: Int?
+    /// The slowest a request body may arrive, in bytes per second averaged from its start (after a 5 s grace);
+    /// a slower upload gets 408 and the connection is closed (Apache's `MinRate`). Default `0` (no minimum).
+    public var minBodyRate: ByteSize?
 
     public init(maxHeaderBytes: ByteSize? = nil, maxBodyBytes: ByteSize? = nil, maxUriBytes: ByteSize? = nil,
-                maxRequestsPerConnection: Int? = nil) {
+                maxRequestsPerConnection: Int? = nil, minBodyRate: ByteSize? = nil) {
         self.maxHeaderBytes = maxHeaderBytes
         self.maxBodyBytes = maxBodyBytes
         self.maxUriBytes = maxUriBytes
         self.maxRequestsPerConnection = maxRequestsPerConnection
+        self.minBodyRate = minBodyRate
     }
 
     public static var configPlaceholder: LimitsConfig { .init() }
@@ -71,11 +75,16 @@ public struct ListenerTimeoutsConfig: Codable, Sendable, Hashable, ConfigPlaceho
     /// Time for a client to complete the TLS handshake, from the connection's accept (TLS listeners, HTTP/2
     /// included). A client that stalls is disconnected. Default `10s`.
     public var tlsHandshake: ConfigDuration?
+    /// The longest a client may go silent while sending a request body (nginx's `client_body_timeout`). The client
+    /// gets 408 and the connection is closed; the upstream is not blamed. Default `60s`.
+    public var requestBody: ConfigDuration?
 
-    public init(requestHeader: ConfigDuration? = nil, idle: ConfigDuration? = nil, tlsHandshake: ConfigDuration? = nil) {
+    public init(requestHeader: ConfigDuration? = nil, idle: ConfigDuration? = nil, tlsHandshake: ConfigDuration? = nil,
+                requestBody: ConfigDuration? = nil) {
         self.requestHeader = requestHeader
         self.idle = idle
         self.tlsHandshake = tlsHandshake
+        self.requestBody = requestBody
     }
 
     public static var configPlaceholder: ListenerTimeoutsConfig { .init() }

@@ -29,6 +29,7 @@ public struct ProxyError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let noRoute = Kind("no_route")
         public static let circuitBreakerOverflow = Kind("circuit_breaker_overflow")
         public static let filterFailed = Kind("filter_failed")
+        public static let requestBodyTimeout = Kind("request_body_timeout")
     }
 
     public enum Source: Sendable, Hashable {
@@ -54,7 +55,7 @@ public struct ProxyError: Error, Sendable, Hashable, CustomStringConvertible {
         case .headerTooLarge: return 431
         case .uriTooLong: return 414
         case .bodyTooLarge: return 413
-        case .requestHeaderTimeout: return 408
+        case .requestHeaderTimeout, .requestBodyTimeout: return 408
         case .noRoute: return 404
         case .downstreamClosed: return 499
         case .filterFailed: return 500

@@ -22,6 +22,9 @@ public struct ListenerSettings: Sendable {
     public var requestHeaderTimeout: TimeAmount
     public var idleTimeout: TimeAmount
     public var tlsHandshakeTimeout: TimeAmount
+    public var requestBodyTimeout: TimeAmount
+    /// Bytes per second; 0: no minimum.
+    public var minBodyRate: Int
     /// TLS termination, when the listener has `tls`.
     public var tls: ListenerTLS?
     /// `h2` offered by ALPN (TLS listeners).
@@ -53,6 +56,8 @@ public struct ListenerSettings: Sendable {
         self.requestHeaderTimeout = .nanoseconds(c.timeouts?.requestHeader?.nanoseconds ?? 30_000_000_000)
         self.idleTimeout = .nanoseconds(c.timeouts?.idle?.nanoseconds ?? 75_000_000_000)
         self.tlsHandshakeTimeout = .nanoseconds(c.timeouts?.tlsHandshake?.nanoseconds ?? 10_000_000_000)
+        self.requestBodyTimeout = .nanoseconds(c.timeouts?.requestBody?.nanoseconds ?? 60_000_000_000)
+        self.minBodyRate = c.limits?.minBodyRate?.bytes ?? 0
         var filters: [any ProxyFilter] = []
         if let hsts = tls?.hstsValue { filters.append(HSTSFilter(value: hsts)) }
         if let subject = tls?.clientSubjectHeader, let fingerprint = tls?.clientFingerprintHeader {

@@ -57,6 +57,22 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var headerDeadline: NIODeadline?
     var upstreamDeadline: NIODeadline?
     private var upstreamActivity = false
+    /// The request body's silence deadline (`timeouts.request_body`); pushed out by the tick after body bytes came.
+    private var bodyDeadline: NIODeadline?
+    private var bodyActivity = false
+    /// After a response that ends the connection: first the time to flush it, then the lingering close (output
+    /// shut down, input read and discarded) before the socket is closed for good.
+    private var closeDeadline: NIODeadline?
+    private var lingering = false
+
+    /// Time for the last response to reach a client before the connection is closed anyway (nginx `send_timeout`
+    /// is 60 s between writes; the last response has at most the outbound watermark left to send).
+    static let drainTimeout: TimeAmount = .seconds(30)
+    /// How long a closing connection reads and discards what the client still sends, so the client sees the
+    /// response rather than a reset (nginx `lingering_timeout`).
+    static let lingerTimeout: TimeAmount = .seconds(5)
+    /// A request body may start slower than `limits.min_body_rate` for this long.
+    static let minBodyRateGrace: TimeAmount = .seconds(5)
     var workerSlot = -1
 
     /// This handler serves one HTTP/2 stream (not a connection): no Connection headers, the stream ends with the
@@ -131,7 +147,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if let e = event as? ChannelEvent, case .inputClosed = e {
             // The client half-closed: finish the current exchange, then close.
             self.closeWhenIdle = true
-            if self.exchange == nil { self.closeDownstream() }
+            if self.exchange == nil || self.lingering { self.closeDownstream() }
             return
         }
         context.fireUserInboundEventTriggered(event)
@@ -146,6 +162,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         let proxyError: ProxyError
         var status: Int?
+        if self.lingering && !(error is IOError) {
+            return  // what a closing connection still receives is discarded
+        }
         if let parse = error as? HTTP1ParseError {
             switch parse.status {
             case 431: proxyError = ProxyError(.headerTooLarge, source: .downstream, context: parse.description)
@@ -327,6 +346,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// withholding `read()` makes NIO drop and re-add the socket's epoll interest (two `epoll_ctl` per request,
     /// 13% of the proxy's time in a profile), so it is only done for real backpressure.
     private var shouldReadDownstream: Bool {
+        if self.lingering { return true }  // discarding until the client closes
         guard let ex = self.exchange else { return self.queued.count < Self.maxQueuedParts }
         if ex.requestEnded { return self.queued.count < Self.maxQueuedParts }  // pipelined requests wait, bounded
         switch ex.state {
@@ -342,6 +362,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func resumeDownstreamReadIfPossible() {
         if self.readPending && self.shouldReadDownstream && !self.isClosed {
             self.readPending = false
+            if let ex = self.exchange, !ex.requestEnded, !ex.responseStarted, ex.state == .proxying {
+                // The upstream takes the body again: no response is due until the body has ended.
+                self.upstreamDeadline = nil
+            }
             self.context.read()
         }
     }
@@ -362,6 +386,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         self.exchange = ex
         self.headerDeadline = nil
         self.idleDeadline = nil
+        self.bodyDeadline = now + self.listener.requestBodyTimeout
+        self.bodyActivity = false
         self.requestsServed += 1
         if self.worker.accessLog != nil {
             ex.referer = head.headers.first(name: "referer")
@@ -655,7 +681,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         conn.flush()
         let sentAt = self.now
         ex.requestSentUpstreamAt = sentAt
-        self.upstreamDeadline = sentAt + (cs.cluster.retry.perTryTimeout ?? cs.cluster.responseHeaderTimeout)
+        // The response head is due from the end of the request body: a slow upload is not an upstream timeout
+        // and never counts against the host.
+        self.upstreamDeadline = ex.requestEnded ? sentAt + (cs.cluster.retry.perTryTimeout ?? cs.cluster.responseHeaderTimeout) : nil
         self.upstreamActivity = false
         self.resumeDownstreamReadIfPossible()
     }
@@ -676,6 +704,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             // Cannot happen: a head only follows an .end, and those are queued.
             return
         case .body(let buffer):
+            self.bodyActivity = true
             ex.requestBodyBytes += buffer.readableBytes
             if self.listener.maxBodyBytes > 0 && ex.requestBodyBytes > self.listener.maxBodyBytes {
                 if ex.state == .respondedLocally || ex.state == .done {
@@ -687,6 +716,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             }
         case .end:
             ex.requestEnded = true
+            self.bodyDeadline = nil
+            if ex.state == .proxying, !ex.responseStarted, self.upstreamDeadline == nil, let cs = ex.clusterState {
+                // The body is all sent: now the response head is due.
+                self.upstreamDeadline = self.now + (cs.cluster.retry.perTryTimeout ?? cs.cluster.responseHeaderTimeout)
+            }
         }
         switch ex.state {
         case .routing, .connecting:
@@ -932,6 +966,16 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: Timeouts (worker tick)
 
     func tick(now: NIODeadline) {
+        if let d = self.closeDeadline, now >= d {
+            // The last response did not drain, or the lingering close is over.
+            self.closeDeadline = nil
+            self.closeDownstream()
+            return
+        }
+        if self.lingering { return }
+        if let ex = self.exchange, !ex.requestEnded, self.bodyDeadline != nil, self.checkRequestBody(ex, now: now) {
+            return
+        }
         if let d = self.idleDeadline, now >= d, self.exchange == nil {
             self.closeDownstream()
             return
@@ -940,6 +984,13 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             self.headerDeadline = nil
             self.respondWithError(ProxyError(.requestHeaderTimeout, source: .downstream), exchange: nil)
             return
+        }
+        if let ex = self.exchange, !ex.requestEnded, !ex.responseStarted, ex.state == .proxying, self.readPending,
+            self.upstreamDeadline == nil, let cs = ex.clusterState
+        {
+            // The upstream stopped taking the body (reads are held for it): it has the response-head timeout to
+            // take it again or answer.
+            self.upstreamDeadline = now + (cs.cluster.retry.perTryTimeout ?? cs.cluster.responseHeaderTimeout)
         }
         guard let ex = self.exchange, let d = self.upstreamDeadline else { return }
         if self.upstreamActivity && ex.responseStarted, let cs = ex.clusterState {
@@ -961,6 +1012,36 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             self.worker.logger.warning("upstream response header timeout", metadata: ["host": "\(ex.upstreamAuthority ?? "-")"])
             self.tryFailed(ex, .timeout, ProxyError(.responseHeaderTimeout, source: .upstream))
         }
+    }
+
+    /// The request body's deadlines: silence (`timeouts.request_body`) and the minimum rate
+    /// (`limits.min_body_rate`). Only the client's own slowness counts: while reads are held (backpressure from
+    /// the upstream, a suspended filter, pipelining) the clock is pushed out. Returns true when the request was cut off.
+    private func checkRequestBody(_ ex: Exchange, now: NIODeadline) -> Bool {
+        if self.bodyActivity || self.readPending {
+            self.bodyActivity = false
+            self.bodyDeadline = now + self.listener.requestBodyTimeout
+        }
+        var tooSlow = false
+        if self.listener.minBodyRate > 0 && !self.readPending {
+            let elapsed = now - ex.start
+            if elapsed > Self.minBodyRateGrace {
+                tooSlow = Double(ex.requestBodyBytes) < Double(self.listener.minBodyRate) * Double(elapsed.nanoseconds) / 1e9
+            }
+        }
+        guard tooSlow || now >= self.bodyDeadline! else { return false }
+        self.bodyDeadline = nil
+        let error = ProxyError(.requestBodyTimeout, source: .downstream, context: tooSlow ? "below min_body_rate" : "silent for timeouts.request_body")
+        self.worker.logger.info("request body too slow", metadata: ["client": "\(self.clientIP)", "reason": "\(error)"])
+        if ex.responseStarted {
+            ex.error = error
+            self.closeDownstream()
+        } else {
+            // Never counted against the upstream host: the client was slow.
+            self.upstreamDeadline = nil
+            self.respondWithError(error, exchange: ex)
+        }
+        return true
     }
 
     // MARK: Local responses and completion
@@ -1038,7 +1119,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if closing {
             let promise = self.context.eventLoop.makePromise(of: Void.self)
             self.context.writeAndFlush(self.wrapOutboundOut(.end(trailers)), promise: promise)
-            promise.futureResult.assumeIsolated().whenComplete { [self] _ in self.closeDownstream() }
+            // A client that stops reading cannot hold the socket: it has `drainTimeout` to take the response.
+            self.closeDeadline = self.now + Self.drainTimeout
+            promise.futureResult.assumeIsolated().whenComplete { [self] result in
+                if case .success = result { self.lingerClose() } else { self.closeDownstream() }
+            }
             self.needsFlushDownstream = false
         } else if self.isHTTP2 {
             // The stream is done; its connection coalesces the flush with other streams'.
@@ -1095,6 +1180,23 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             self.deferredError = nil
             self.respondWithError(error, exchange: nil)
         }
+    }
+
+    /// After the last response of a connection went out: shut down our side (the client reads the end of the
+    /// response, not a reset), read and discard what the client still sends, and close once it closes its side
+    /// or `lingerTimeout` has passed (nginx's lingering close).
+    private func lingerClose() {
+        guard !self.isClosed, !self.lingering else { return }
+        self.lingering = true
+        self.closeDeadline = self.now + Self.lingerTimeout
+        if let ex = self.exchange, let up = ex.upstream {
+            ex.upstream = nil
+            up.close()
+        }
+        let promise = self.context.eventLoop.makePromise(of: Void.self)
+        self.context.close(mode: .output, promise: promise)
+        promise.futureResult.assumeIsolated().whenFailure { [self] _ in self.closeDownstream() }
+        self.resumeDownstreamReadIfPossible()
     }
 
     private func closeDownstream() {
