@@ -142,6 +142,8 @@ import Testing
         // §3.2.2: an absolute-form target whose authority disagrees with Host.
         ("GET http://b.example/x HTTP/1.1\r\nHost: a.example\r\n\r\n", .hostMismatch, 400),
         ("GET http://user@a.example/x HTTP/1.1\r\nHost: a.example\r\n\r\n", .invalidTarget, 400),
+        // Found by the fuzzer: an authority with characters no Host may have (it becomes the Host upstream).
+        ("GUT http://a.''^^/x HTTP/1.0\r\nX-A: 1\r\n\r\n", .invalidTarget, 400),
         // §3: the request line.
         ("GET  / HTTP/1.1\r\nHost: a\r\n\r\n", .invalidTarget, 400),
         ("GET /a b HTTP/1.1\r\nHost: a\r\n\r\n", .invalidVersion, 400),

@@ -52,7 +52,7 @@ import Testing
         let cPort = origins[2].port
         let config = Self.yaml(["a", "b", "c"], cluster: """
             balancer: weighted_round_robin
-            slow_start: 2s
+            slow_start: 4s
             health_check: { passive: { consecutive_failures: 1, base_ejection_time: 1s, max_ejection_percent: 50 } }
             retries: { retry_on: [connect_failure, reset, "502", "503", "504"], max_retries: 2, backoff_base: 1ms }
             """)
@@ -91,11 +91,12 @@ import Testing
         var enough = false
         let start = NIODeadline.now()
         func recordedRampStart() -> TimeAmount { .nanoseconds(cState.availableSince - Int64(start.uptimeNanoseconds)) }
-        // Early: the first 700 ms of the 2 s ramp (c at 10% to 40% of its weight); late: after 2.5 s (full weight).
+        // Early: the first 1.4 s of the 4 s ramp (c at 10% to 40% of its weight); late: after 4.5 s (full weight). The
+        // windows are long enough to hold 20 requests even on a loaded 2-core machine.
         func windows(_ samples: [Sample], rampStart: TimeAmount) -> (early: [Sample], late: [Sample]) {
             (
-                samples.filter { $0.elapsed >= rampStart && $0.elapsed < rampStart + .milliseconds(700) },
-                samples.filter { $0.elapsed > rampStart + .milliseconds(2500) }
+                samples.filter { $0.elapsed >= rampStart && $0.elapsed < rampStart + .milliseconds(1400) },
+                samples.filter { $0.elapsed > rampStart + .milliseconds(4500) }
             )
         }
         while NIODeadline.now() - start < .seconds(30) {
@@ -111,7 +112,7 @@ import Testing
             // starts after the early one ends, so the early window is complete by then; requests sent later cannot
             // add to it.
             if let first = samples.first(where: { $0.isC }),
-                samples.lazy.filter({ $0.elapsed > first.elapsed + .milliseconds(3000) }).count >= 30,
+                samples.lazy.filter({ $0.elapsed > first.elapsed + .milliseconds(5000) }).count >= 30,
                 windows(samples, rampStart: recordedRampStart()).late.count >= 20
             {
                 enough = true
@@ -121,14 +122,14 @@ import Testing
         #expect(failures == 0)
         #expect(enough, "30 s passed before c served again and enough requests went out after its ramp (\(samples.count) requests)")
         let firstC = try #require(samples.first(where: { $0.isC }), "c is used again after it recovers").elapsed
-        let afterReturn = samples.filter { $0.elapsed > firstC + .milliseconds(3000) }
+        let afterReturn = samples.filter { $0.elapsed > firstC + .milliseconds(5000) }
         #expect(afterReturn.count >= 30 && afterReturn.contains(where: { $0.isC }), "c takes traffic after slow start")
         // The ramp itself is unit-tested (BalancerTests.slowStartRampsWeight); this checks the proxy applies it.
         let rampStart = recordedRampStart()
         let (earlyWindow, lateWindow) = windows(samples, rampStart: rampStart)
         #expect(
             earlyWindow.count >= 20 && lateWindow.count >= 20,
-            "slow start: \(earlyWindow.count) requests in the first 700 ms of c's ramp and \(lateWindow.count) after 2.5 s; 20 of each are needed to compare c's shares"
+            "slow start: \(earlyWindow.count) requests in the first 1.4 s of c's ramp and \(lateWindow.count) after 4.5 s; 20 of each are needed to compare c's shares"
         )
         let earlyShare = Double(earlyWindow.filter { $0.isC }.count) / Double(max(earlyWindow.count, 1))
         let lateShare = Double(lateWindow.filter { $0.isC }.count) / Double(max(lateWindow.count, 1))

@@ -7,6 +7,7 @@ import Foundation
 import NIOCore
 import NIOHPACK
 import NIOHTTP2
+import NIOPosix
 import PorticoTestSupport
 import Testing
 
@@ -65,6 +66,49 @@ import Testing
             #expect(text.components(separatedBy: "HTTP/1.1 ").count == 2, "one response only: \(text)")
         }
         #expect(origin.requestCount == 0)
+    }
+
+    /// Answers every read with the same raw bytes: an origin that frames its answers its own way.
+    final class RawOrigin: ChannelInboundHandler, Sendable {
+        typealias InboundIn = ByteBuffer
+        let answer: String
+        init(_ answer: String) { self.answer = answer }
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            context.writeAndFlush(NIOAny(ByteBuffer(string: self.answer)), promise: nil)
+        }
+    }
+
+    /// A response to HEAD carries no body, whatever its fields say (RFC 9110 §9.3.2): an upstream HEAD response
+    /// with `Transfer-Encoding: chunked` (or no length at all) reaches the client without a chunked terminator that
+    /// the client would read as the start of the next response.
+    @Test func headResponsesNeverCarryABody() async throws {
+        for answer in [
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 5000\r\n\r\n",
+        ] {
+            let origin = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .childChannelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(RawOrigin(answer)) } }
+                .bind(host: "127.0.0.1", port: 0).get()
+            let yaml = """
+                listeners: [ { name: l, address: "127.0.0.1:0" } ]
+                access_log: { destination: "off" }
+                routes:
+                  - { match: { path: /fixed }, respond: { status: 418, body: "teapot" } }
+                  - { cluster: c }
+                clusters: [ { name: c, hosts: [ { address: "127.0.0.1:\(origin.localAddress!.port!)" } ] } ]
+                """
+            let proxy = try await ProxyHarness.start(yaml: yaml, workers: 1)
+            let c = try RawHTTPClient(port: proxy.port())
+            try c.send("HEAD /x HTTP/1.1\r\nHost: t\r\n\r\nGET /fixed HTTP/1.1\r\nHost: t\r\n\r\n")
+            let text = c.readUntil("\r\n\r\nteapot") ?? ""
+            let parts = text.components(separatedBy: "\r\n\r\n")
+            #expect(parts.count == 3, "\(text.debugDescription)")
+            #expect(parts.first?.hasPrefix("HTTP/1.1 200") == true && parts.first?.contains("X-A: 1") == true)
+            #expect(parts.dropFirst().first?.hasPrefix("HTTP/1.1 418") == true, "\(text.debugDescription)")
+            if answer.contains("5000") { #expect(parts.first?.contains("Content-Length: 5000") == true) }
+            await proxy.shutdown()
+            try await origin.close()
+        }
     }
 
     // MARK: HTTP/2 to an HTTP/1.1 origin

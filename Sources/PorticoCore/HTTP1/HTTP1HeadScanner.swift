@@ -232,8 +232,9 @@ struct HeadScanner {
         }
         var end = schemeLength
         while end < target.count, target[end] != UInt8(ascii: "/"), target[end] != UInt8(ascii: "?"), target[end] != UInt8(ascii: "#") {
-            // userinfo in the authority is deprecated (RFC 9110 §4.2.4) and a classic way to confuse parsers.
-            if target[end] == UInt8(ascii: "@") { throw HTTP1ParseError(.invalidTarget) }
+            // userinfo in the authority is deprecated (RFC 9110 §4.2.4) and a classic way to confuse parsers; the
+            // authority becomes the Host upstream, so it may hold only what a Host may.
+            if target[end] == UInt8(ascii: "@") || !HTTP1Bytes.isHostChar(target[end]) { throw HTTP1ParseError(.invalidTarget) }
             end += 1
         }
         guard end > schemeLength else { throw HTTP1ParseError(.invalidTarget) }

@@ -12,7 +12,7 @@ import PorticoCore
 /// Builds a downstream connection's pipeline, on its EventLoop:
 ///
 ///     socket ─▶ (NIOSSLServerHandler ─▶ TLSWriteCoalescingHandler)?
-///                 ─▶ HTTP/1.1: HTTPResponseEncoder / HTTP1RequestDecoderHandler ─▶ ProxyHandler
+///                 ─▶ HTTP/1.1: HTTP1ServerCodecHandler ─▶ ProxyHandler
 ///                 └▶ HTTP/2:   FlushCoalescingHandler ─▶ NIOHTTP2Handler ─▶ per stream: HTTP2ExtendedConnectHandler ─▶
 ///                              HTTP2FramePayloadToHTTP1ServerCodec ─▶ ProxyHandler
 ///
@@ -65,8 +65,7 @@ enum DownstreamPipeline {
             maxFields: 256
         )
         try channel.pipeline.syncOperations.addHandlers([
-            HTTPResponseEncoder(configuration: .init()),
-            HTTP1RequestDecoderHandler(limits: limits),
+            HTTP1ServerCodecHandler(limits: limits),
             ProxyHandler(worker: worker, listener: listener),
         ])
     }

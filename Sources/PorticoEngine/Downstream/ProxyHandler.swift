@@ -708,8 +708,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             ex.requestBodyBytes += buffer.readableBytes
             if self.listener.maxBodyBytes > 0 && ex.requestBodyBytes > self.listener.maxBodyBytes {
                 if ex.state == .respondedLocally || ex.state == .done {
-                    self.closeWhenIdle = true
-                    self.closeDownstream()
+                    // Already answered: a connection that closes after its answer keeps discarding (its lingering
+                    // close is bounded); one that was to be kept is closed rather than read on for an unbounded body.
+                    if !self.closeWhenIdle { self.closeWhenIdle = true; self.closeDownstream() }
                     return
                 }
                 return self.abortExchange(ex, ProxyError(.bodyTooLarge, source: .downstream))
@@ -911,11 +912,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             } else {
                 try down.addHandler(IdleStateHandler(allTimeout: idle))
                 try down.addHandler(downGlue)
-                // This handler and the encoder leave first: the decoder passes the bytes it holds (sent after the
-                // upgrade request) on to whatever follows it, which must be the glue by then.
+                // This handler leaves first: the codec passes the bytes it holds (sent after the upgrade request) on
+                // to whatever follows it, which must be the glue by then.
                 _ = down.removeHandler(self)
-                if let c = try? down.context(handlerType: HTTPResponseEncoder.self) { _ = down.removeHandler(context: c) }
-                if let c = try? down.context(handlerType: HTTP1RequestDecoderHandler.self) { _ = down.removeHandler(context: c) }
+                if let c = try? down.context(handlerType: HTTP1ServerCodecHandler.self) { _ = down.removeHandler(context: c) }
             }
             downstream.read()
             upChannel.read()

@@ -1,0 +1,231 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Portico open source project
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+import NIOCore
+import NIOHTTP1
+import PorticoCore
+
+/// Portico's HTTP/1.1 server codec for a downstream connection, one handler for both directions:
+///
+/// - Inbound, bytes are parsed by `HTTP1RequestParser` (strict, RFC 9112) into request parts for the
+///   `ProxyHandler`. Body parts are slices of the receive buffer (no copy); bytes are only copied when a read ends
+///   in the middle of a head or chunk line and the next read has to be joined to it. A malformed request is
+///   reported once with `errorCaught(HTTP1ParseError)` (the `ProxyHandler` answers 400, 414, 431, 501 or 505 and
+///   closes) and every later byte is dropped. After a request that switches protocols (Upgrade, CONNECT) parsing
+///   stops; when this handler is removed for a tunnel, the bytes it holds go to the handler behind it.
+/// - Outbound, response parts are written with the framing RFC 9112 §6.3 requires, which depends on the request
+///   (this handler saw it): no body for HEAD, 1xx, 204 and 304; `Content-Length` passed on; otherwise chunked to
+///   an HTTP/1.1 client, and close-delimited to an HTTP/1.0 one (the `ProxyHandler` then closes). Body buffers are
+///   written as they are, with chunk framing around them.
+///
+/// Runs on the connection's EventLoop.
+final class HTTP1ServerCodecHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = ByteBuffer
+
+    /// After a protocol switch, at most this much of what the client sends is held for the tunnel; reads wait
+    /// beyond it (RFC 6455 §4.1: a client should not send before the 101 anyway).
+    static let maxHeldAfterSwitch = 16 * 1024
+
+    private var parser: HTTP1RequestParser
+    private var buffer: ByteBuffer?
+    private var failed = false
+    /// A removal from inside the `ProxyHandler` (a tunnel) ends the decoding loop.
+    private var removed = false
+
+    /// The methods of requests passed on and not answered yet, oldest first (pipelining answers in order).
+    private var methods = CircularBuffer<HTTPMethod>(initialCapacity: 2)
+    private enum BodyFraming {
+        case none
+        case raw
+        case chunked
+    }
+    private var framing = BodyFraming.none
+    private static let crlf = ByteBuffer(staticString: "\r\n")
+    private static let lastChunk = ByteBuffer(staticString: "0\r\n\r\n")
+
+    init(limits: HTTP1RequestParser.Limits) {
+        self.parser = HTTP1RequestParser(limits: limits)
+    }
+
+    // MARK: Requests in
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !self.failed else { return }
+        let incoming = Self.unwrapInboundIn(data)
+        if var buffered = self.buffer, buffered.readableBytes > 0 {
+            self.buffer = nil  // unique while appending
+            buffered.writeImmutableBuffer(incoming)
+            self.buffer = buffered
+        } else {
+            self.buffer = incoming
+        }
+        self.decode(context: context)
+    }
+
+    private func decode(context: ChannelHandlerContext) {
+        guard var buffer = self.buffer else { return }
+        // Not stored while the parser slices it, so the slices never force a copy; stored again before each part
+        // is delivered, so a removal from inside the `ProxyHandler` still finds the bytes not yet parsed.
+        self.buffer = nil
+        while !self.removed && context.channel.isActive {
+            let part: HTTP1RequestParser.Part?
+            do {
+                part = try self.parser.next(&buffer)
+            } catch {
+                self.failed = true
+                context.fireErrorCaught(error)
+                return
+            }
+            guard let part else { break }
+            self.buffer = buffer
+            switch part {
+            case .head(let head):
+                self.methods.append(head.method)
+                context.fireChannelRead(Self.wrapInboundOut(.head(head.makeNIOHead())))
+            case .body(let slice):
+                context.fireChannelRead(Self.wrapInboundOut(.body(slice)))
+            case .end(let trailers):
+                context.fireChannelRead(Self.wrapInboundOut(.end(trailers)))
+            }
+            self.buffer = nil
+        }
+        guard !self.removed, buffer.readableBytes > 0 || self.parser.isStopped else { return }
+        if buffer.readerIndex > 4096 && !self.parser.isStopped {
+            // A partial line waits for more bytes: drop what was consumed before the next read is joined to it.
+            buffer.discardReadBytes()
+        }
+        self.buffer = buffer
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if self.parser.isStopped, let held = self.buffer, held.readableBytes >= Self.maxHeldAfterSwitch {
+            return  // the tunnel (or the close after a refused switch) reads again
+        }
+        context.read()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.removed = true
+        // Bytes after a protocol switch belong to the tunnel (not when the pipeline is torn down on close).
+        if let rest = self.buffer, rest.readableBytes > 0, self.parser.isStopped, context.channel.isActive {
+            self.buffer = nil
+            context.fireChannelRead(NIOAny(rest))
+            context.fireChannelReadComplete()
+        }
+    }
+
+    // MARK: Responses out
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        switch Self.unwrapOutboundIn(data) {
+        case .head(let head):
+            context.write(Self.wrapOutboundOut(self.encode(head, allocator: context.channel.allocator)), promise: promise)
+        case .body(let body):
+            switch self.framing {
+            case .raw:
+                context.write(Self.wrapOutboundOut(Self.buffer(body)), promise: promise)
+            case .chunked:
+                let data = Self.buffer(body)
+                guard data.readableBytes > 0 else {
+                    promise?.succeed()  // an empty chunk would end the body
+                    return
+                }
+                var size = context.channel.allocator.buffer(capacity: 18)
+                size.writeString(String(data.readableBytes, radix: 16))
+                size.writeStaticString("\r\n")
+                context.write(Self.wrapOutboundOut(size), promise: nil)
+                context.write(Self.wrapOutboundOut(data), promise: nil)
+                context.write(Self.wrapOutboundOut(Self.crlf), promise: promise)
+            case .none:
+                // A body where none may go (HEAD, 204, 304): never sent, it would be read as the next response.
+                promise?.succeed()
+            }
+        case .end(let trailers):
+            let framing = self.framing
+            self.framing = .none
+            guard framing == .chunked else {
+                if let promise { context.write(Self.wrapOutboundOut(ByteBuffer()), promise: promise) }
+                return
+            }
+            guard let trailers, !trailers.isEmpty else {
+                context.write(Self.wrapOutboundOut(Self.lastChunk), promise: promise)
+                return
+            }
+            var end = context.channel.allocator.buffer(capacity: 64)
+            end.writeStaticString("0\r\n")
+            Self.write(trailers, into: &end)
+            end.writeStaticString("\r\n")
+            context.write(Self.wrapOutboundOut(end), promise: promise)
+        }
+    }
+
+    /// The head with the framing its request and status call for (RFC 9112 §6.3, RFC 9110 §8.6).
+    private func encode(_ head: HTTPResponseHead, allocator: ByteBufferAllocator) -> ByteBuffer {
+        var headers = head.headers
+        let code = head.status.code
+        if code < 200 {
+            // 1xx (and 101, before a tunnel): no body, no framing fields; the request is still to be answered.
+            self.framing = .none
+            if code != 101 { Self.removeFraming(&headers, keepLength: false) }
+        } else {
+            let method = self.methods.popFirst() ?? .GET
+            if method == .HEAD || code == 304 {
+                // The length describes the representation a GET would get; there is no body.
+                self.framing = .none
+                headers.remove(name: "transfer-encoding")
+            } else if code == 204 {
+                self.framing = .none
+                Self.removeFraming(&headers, keepLength: false)
+            } else if headers.contains(name: "content-length") {
+                self.framing = .raw
+                headers.remove(name: "transfer-encoding")
+            } else if head.version.major == 1 && head.version.minor >= 1 {
+                self.framing = .chunked
+                headers.replaceOrAdd(name: "Transfer-Encoding", value: "chunked")
+            } else {
+                // An HTTP/1.0 client learns the end of the body from the close.
+                self.framing = .raw
+                headers.remove(name: "transfer-encoding")
+            }
+        }
+        var buffer = allocator.buffer(capacity: 256)
+        if head.version.minor == 0 {
+            buffer.writeStaticString("HTTP/1.0 ")
+        } else {
+            buffer.writeStaticString("HTTP/1.1 ")
+        }
+        buffer.writeString(String(code))
+        buffer.writeStaticString(" ")
+        buffer.writeString(head.status.reasonPhrase)
+        buffer.writeStaticString("\r\n")
+        Self.write(headers, into: &buffer)
+        buffer.writeStaticString("\r\n")
+        return buffer
+    }
+
+    private static func removeFraming(_ headers: inout HTTPHeaders, keepLength: Bool) {
+        if !keepLength { headers.remove(name: "content-length") }
+        headers.remove(name: "transfer-encoding")
+    }
+
+    private static func write(_ headers: HTTPHeaders, into buffer: inout ByteBuffer) {
+        for (name, value) in headers {
+            buffer.writeString(name)
+            buffer.writeStaticString(": ")
+            buffer.writeString(value)
+            buffer.writeStaticString("\r\n")
+        }
+    }
+
+    private static func buffer(_ data: IOData) -> ByteBuffer {
+        switch data {
+        case .byteBuffer(let b): return b
+        case .fileRegion: preconditionFailure("file regions are not sent downstream")
+        }
+    }
+}
