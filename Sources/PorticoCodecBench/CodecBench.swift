@@ -92,14 +92,8 @@ enum CodecBench {
                 if mode == 1 {
                     result &+= head.makeNIOHead().headers.count
                 } else if mode == 2 {
-                    let framing: HTTP1HeadWriter.BodyFraming
-                    switch head.framing {
-                    case .none: framing = .none
-                    case .contentLength(let n): framing = .contentLength(n)
-                    case .chunked: framing = .chunked
-                    }
-                    chunked = framing == .chunked
-                    HTTP1HeadWriter.writeRequest(head, framing: framing, into: &out)
+                    chunked = head.framing == .chunked
+                    HTTP1HeadWriter.writeRequest(head, framing: head.framing, into: &out)
                 }
             case .body(let b):
                 result &+= b.readableBytes

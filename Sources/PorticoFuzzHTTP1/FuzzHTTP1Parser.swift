@@ -22,7 +22,7 @@ struct Parsed: Equatable {
     var fields: [String] = []
     var body: [UInt8] = []
     var trailers: [String] = []
-    var framing = HTTP1HeadWriter.BodyFraming.none
+    var framing = HTTP1RequestHead.Framing.none
 }
 
 enum Outcome: Equatable {
@@ -50,11 +50,7 @@ func run(_ input: [UInt8], pieces: [Int]) -> Outcome {
                     precondition(current == nil, "a head inside a request")
                     var p = Parsed(method: h.method.rawValue, target: h.target)
                     p.fields = h.fields.map { "\(h.name($0)): \(h.value($0))" }
-                    switch h.framing {
-                    case .none: p.framing = .none
-                    case .contentLength(let n): p.framing = .contentLength(n)
-                    case .chunked: p.framing = .chunked
-                    }
+                    p.framing = h.framing
                     current = p
                 case .body(let b):
                     precondition(current != nil, "a body outside a request")
@@ -95,12 +91,7 @@ func reserialize(_ input: [UInt8]) -> [UInt8]? {
         while let part = try parser.next(&buffer) {
             switch part {
             case .head(let h):
-                let framing: HTTP1HeadWriter.BodyFraming
-                switch h.framing {
-                case .none: framing = .none
-                case .contentLength(let n): framing = .contentLength(n)
-                case .chunked: framing = .chunked
-                }
+                let framing = h.framing
                 chunked = framing == .chunked
                 // The target as the writer would send it (absolute-form stays as it is, with a Host that agrees).
                 // Without Host (HTTP/1.0), Portico sends one: the absolute-form authority when there is one.

@@ -189,6 +189,9 @@ import Testing
         #expect(Self.error("GET / HTTP/1.1\r\nHost: a\r\nX: \(String(repeating: "b", count: 300))", limits: limits) == .headTooLarge)
         #expect(Self.error("GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n", limits: limits) == .tooManyFields)
         #expect(Self.error("GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", limits: limits) == nil)
+        // Found by the fuzzer: a target exactly at the limit, split after the request line's CR, is not too long.
+        let atLimit = "GET /\(String(repeating: "a", count: 63)) HTTP/1.1\r\nHost: a\r\n\r\n"
+        #expect((try? Self.parse(Array(atLimit.utf8), split: 1, limits: limits))?.count == 1)
         #expect(HTTP1ParseError(.headTooLarge).status == 431 && HTTP1ParseError(.uriTooLong).status == 414)
         // Trailers over their limit, whether they arrive in one read or byte by byte.
         let trailers = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: \(String(repeating: "t", count: 300))\r\n\r\n"
@@ -297,12 +300,7 @@ import Testing
         while let part = try parser.next(&buffer) {
             switch part {
             case .head(let h):
-                let framing: HTTP1HeadWriter.BodyFraming
-                switch h.framing {
-                case .none: framing = .none
-                case .contentLength(let n): framing = .contentLength(n)
-                case .chunked: framing = .chunked
-                }
+                let framing = h.framing
                 chunked = framing == .chunked
                 var extra: [(String, String)] = []
                 if h.hostIndex == nil { extra.append(("Host", "added")) }

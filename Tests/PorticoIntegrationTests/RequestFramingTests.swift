@@ -43,6 +43,57 @@ import Testing
         #expect(origin.requestCount == 1)
     }
 
+    /// Every malformed class the parser refuses (RFC 9112), through the real listener on a raw socket: the
+    /// right status, a closed connection, and nothing reaches the origin. Each request is followed by a valid
+    /// pipelined one, which must not be served either.
+    @Test func malformedRequestsAreRefusedAndNeverForwarded() async throws {
+        let origin = try await TestOrigin.start(name: "o")
+        let proxy = try await ProxyHarness.start(
+            yaml: HTTP2IntegrationTests.h2cYAML.replacingOccurrences(of: ", http2: { cleartext: true }", with: ", limits: { max_header_bytes: 2KiB, max_uri_bytes: 256 }"),
+            origins: [origin],
+            workers: 1
+        )
+        defer { Task { await proxy.shutdown(); await origin.shutdown() } }
+        let chunked = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+        let cases: [(String, Int)] = [
+            ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+            ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc", 400),
+            ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\n\r\nabc", 400),
+            ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +3\r\n\r\nabc", 400),
+            ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n", 400),
+            ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
+            ("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+            ("GET / HTTP/1.1\r\nHost: a\r\nX-A: b\r\n c\r\n\r\n", 400),
+            ("GET / HTTP/1.1\r\nHost : a\r\n\r\n", 400),
+            ("GET / HTTP/1.1\r\nHost: a\r\nX-A: b\u{0}c\r\n\r\n", 400),
+            ("GET / HTTP/1.1\r\nHost: a\r\nX-A: b\u{1}c\r\n\r\n", 400),
+            ("GET / HTTP/1.1\nHost: a\r\n\r\n", 400),
+            ("GET / HTTP/1.1\r\nHost: a\rX-B: c\r\n\r\n", 400),
+            (chunked + "z\r\n", 400),
+            (chunked + "5;\r\nhello\r\n0\r\n\r\n", 400),
+            (chunked + "5\r\nhelloXX0\r\n\r\n", 400),
+            (chunked + "fffffffffffffffff\r\n", 400),
+            ("GET / HTTP/1.1\r\n\r\n", 400),
+            ("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+            ("GET http://b.example/x HTTP/1.1\r\nHost: a.example\r\n\r\n", 400),
+            ("GET /a#b HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            ("TRACE / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc", 400),
+            ("GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
+            ("GET /\(String(repeating: "u", count: 300)) HTTP/1.1\r\nHost: a\r\n\r\n", 414),
+            ("GET / HTTP/1.1\r\nHost: a\r\nX-Big: \(String(repeating: "x", count: 3000))\r\n\r\n", 431),
+        ]
+        let next = "GET /status/200 HTTP/1.1\r\nHost: a\r\n\r\n"
+        for (request, status) in cases {
+            let c = try RawHTTPClient(port: proxy.port())
+            try c.send(request + next)
+            let (text, closed) = c.readAll()
+            #expect(text.hasPrefix("HTTP/1.1 \(status) "), "\(request.prefix(80).debugDescription): \(text.prefix(40).debugDescription)")
+            #expect(text.components(separatedBy: "HTTP/1.1 ").count == 2, "one answer only for \(request.prefix(80).debugDescription)")
+            #expect(closed)
+        }
+        #expect(origin.requestCount == 0)
+    }
+
     /// RFC 9112 §9.6: requests pipelined behind one whose response closes the connection are not processed, even
     /// when they arrive in the same read (a 404, and a `Connection: close` request to a fixed route).
     @Test func nothingAfterAClosingResponseIsProcessed() async throws {

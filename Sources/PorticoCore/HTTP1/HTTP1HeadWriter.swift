@@ -13,13 +13,6 @@ import NIOHTTP1
 ///
 /// A pure function of its inputs; runs on the connection's EventLoop and allocates only when `buffer` grows.
 package enum HTTP1HeadWriter {
-    /// How the forwarded body is framed.
-    package enum BodyFraming: Hashable, Sendable {
-        case none
-        case contentLength(Int)
-        case chunked
-    }
-
     /// Whether a field is hop-by-hop or framing, and never copied as is (RFC 9110 §7.6.1, RFC 9112 §6).
     package static func isHopByHopOrFraming(_ head: HTTP1RequestHead, _ field: HTTP1Field) -> Bool {
         switch field.nameLength {
@@ -38,7 +31,7 @@ package enum HTTP1HeadWriter {
     package static func writeRequest(
         _ head: HTTP1RequestHead,
         target: String? = nil,
-        framing: BodyFraming,
+        framing: HTTP1RequestHead.Framing,
         extra: [(String, String)] = [],
         into buffer: inout ByteBuffer,
         keep: (HTTP1Field) -> Bool = { _ in true }

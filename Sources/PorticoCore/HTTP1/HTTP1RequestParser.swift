@@ -130,12 +130,7 @@ package struct HTTP1RequestParser: Sendable {
         }
         guard let end = located else {
             // Remember how far complete lines go (only whole lines: the last one may still be arriving).
-            let lastLine = buffer.withUnsafeReadableBytes { p -> Int in
-                var i = p.count
-                while i > scanned, p[i - 1] != 0x0A { i -= 1 }
-                return i
-            }
-            self.state = .head(scanned: lastLine)
+            self.state = .head(scanned: Self.endOfLastLine(buffer, from: scanned))
             return nil
         }
         // `end` is just past the empty line's LF; the head proper excludes the empty line.
@@ -183,6 +178,15 @@ package struct HTTP1RequestParser: Sendable {
         return nil
     }
 
+    /// Just past the last LF in `buffer` at or after `scanned` (where the next scan may start).
+    private static func endOfLastLine(_ buffer: ByteBuffer, from scanned: Int) -> Int {
+        buffer.withUnsafeReadableBytes { p -> Int in
+            var i = p.count
+            while i > scanned, p[i - 1] != 0x0A { i -= 1 }
+            return i
+        }
+    }
+
     /// 414 as soon as the target is known to be over the limit, even before the line is complete.
     private static func checkRequestLineLength(_ p: UnsafeRawBufferPointer, end: Int, limits: Limits) throws(HTTP1ParseError) {
         guard end > limits.maxTargetBytes else { return }
@@ -190,7 +194,8 @@ package struct HTTP1RequestParser: Sendable {
         while i < end, p[i] != 0x20 { i += 1 }
         let targetStart = i + 1
         var j = targetStart
-        while j < end, p[j] != 0x20 { j += 1 }
+        // A CR ends the target too (the LF of a complete line may not have arrived yet).
+        while j < end, p[j] != 0x20, p[j] != 0x0D { j += 1 }
         if j - targetStart > limits.maxTargetBytes { throw HTTP1ParseError(.uriTooLong) }
     }
 
@@ -341,12 +346,7 @@ package struct HTTP1RequestParser: Sendable {
             return nil
         }
         guard let end = located else {
-            let lastLine = buffer.withUnsafeReadableBytes { p -> Int in
-                var i = p.count
-                while i > scanned, p[i - 1] != 0x0A { i -= 1 }
-                return i
-            }
-            self.state = .trailers(scanned: lastLine)
+            self.state = .trailers(scanned: Self.endOfLastLine(buffer, from: scanned))
             return nil
         }
         let section = buffer.readSlice(length: end)!

@@ -46,6 +46,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var requestsServed = 0
     private var needsFlushDownstream = false
     private var needsFlushUpstream = false
+    /// Between a downstream `channelRead` and its `channelReadComplete`.
+    private var inDownstreamRead = false
 
     /// The verified client certificate (mTLS), read once after the handshake.
     private var clientCertificate: ClientCertificateInfo??
@@ -204,6 +206,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = self.unwrapInboundIn(data)
+        self.inDownstreamRead = true
         // RFC 9112 §9.6: nothing after a response that closes the connection is processed (pipelined requests
         // behind it included).
         if self.isClosed || (self.closeWhenIdle && self.exchange == nil && self.queued.isEmpty && self.held == nil) { return }
@@ -308,6 +311,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        self.inDownstreamRead = false
         if let held = self.held, held.declaredLength == nil {
             // The stream is still open after its HEADERS: a body may follow, or the client waits for the response.
             self.releaseHeldHTTP2Request(chunked: true)
@@ -678,7 +682,13 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // The end is not kept in `pendingBody` (`requestEnded` says it came): one allocation less per request.
         if ex.requestEnded { conn.write(.end(nil)) }
         ex.bodyPartsSentUpstream = ex.pendingBody.count
-        conn.flush()
+        if self.inDownstreamRead {
+            // Flushed at the end of the read batch: a framing error later in the same batch closes the upstream
+            // connection before anything of the request has left.
+            self.needsFlushUpstream = true
+        } else {
+            conn.flush()
+        }
         let sentAt = self.now
         ex.requestSentUpstreamAt = sentAt
         // The response head is due from the end of the request body: a slow upload is not an upstream timeout
