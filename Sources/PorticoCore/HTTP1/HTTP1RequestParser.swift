@@ -139,7 +139,8 @@ package struct HTTP1RequestParser: Sendable {
         // RFC 9110 §7.8: Upgrade counts only when Connection names it, never on HTTP/1.0, and (Portico's rule) never
         // on a request with a body. CONNECT ends HTTP/1.1 on the connection too (it is refused with 405).
         self.stopAfterRequest =
-            (head.upgradeIndex != nil && head.connectionUpgrade && head.version.minor >= 1 && head.framing == .none)
+            (head.upgradeIndex != nil && head.connectionUpgrade && head.version.minor >= 1
+                && (head.framing == .none || head.framing == .contentLength(0)))
             || head.method == .CONNECT
         switch head.framing {
         case .none: self.state = .endPending

@@ -83,6 +83,9 @@ final class Exchange {
     var pendingBody: [HTTPServerRequestPart] = []
     var bodyPartsSentUpstream = 0
     var requestBodyBytes = 0
+    /// The client's own time sending the body so far (`limits.min_body_rate`), and when it was last counted.
+    var clientBodyNanos: Int64 = 0
+    var lastBodyCheck: NIODeadline?
     var requestEnded = false
     var requestSentUpstreamAt: NIODeadline?
 

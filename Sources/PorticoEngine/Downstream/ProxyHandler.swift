@@ -66,6 +66,12 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// shut down, input read and discarded) before the socket is closed for good.
     private var closeDeadline: NIODeadline?
     private var lingering = false
+    /// The client closed its side while the last response was still going out.
+    private var inputEnded = false
+
+    /// The connection's last response is going out or has gone (draining, then lingering): nothing more is read
+    /// as a request, answered or timed.
+    private var isEnding: Bool { self.closeDeadline != nil || self.lingering }
 
     /// Time for the last response to reach a client before the connection is closed anyway (nginx `send_timeout`
     /// is 60 s between writes; the last response has at most the outbound watermark left to send).
@@ -147,9 +153,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         if let e = event as? ChannelEvent, case .inputClosed = e {
-            // The client half-closed: finish the current exchange, then close.
+            // The client half-closed: finish the current exchange, then close. A last response still going out
+            // finishes first.
             self.closeWhenIdle = true
-            if self.exchange == nil || self.lingering { self.closeDownstream() }
+            self.inputEnded = true
+            if self.lingering || (self.exchange == nil && !self.isEnding) { self.closeDownstream() }
             return
         }
         context.fireUserInboundEventTriggered(event)
@@ -158,13 +166,13 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Graceful shutdown: finish what is in flight, take no new request.
     func quiesce() {
         self.closeWhenIdle = true
-        if self.exchange == nil { self.closeDownstream() }
+        if self.exchange == nil && !self.isEnding { self.closeDownstream() }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         let proxyError: ProxyError
         var status: Int?
-        if self.lingering && !(error is IOError) {
+        if self.isEnding && !(error is IOError) {
             return  // what a closing connection still receives is discarded
         }
         if let parse = error as? HTTP1ParseError {
@@ -209,7 +217,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         self.inDownstreamRead = true
         // RFC 9112 §9.6: nothing after a response that closes the connection is processed (pipelined requests
         // behind it included).
-        if self.isClosed || (self.closeWhenIdle && self.exchange == nil && self.queued.isEmpty && self.held == nil) { return }
+        if self.isClosed || self.isEnding || (self.closeWhenIdle && self.exchange == nil && self.queued.isEmpty && self.held == nil) {
+            return
+        }
         if self.isHTTP2 && (self.held != nil || self.exchange == nil) {
             if self.holdHTTP2Part(part) { return }
         }
@@ -316,7 +326,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             // The stream is still open after its HEADERS: a body may follow, or the client waits for the response.
             self.releaseHeldHTTP2Request(chunked: true)
         }
-        if self.exchange == nil && self.queued.isEmpty && self.held == nil && self.headerDeadline == nil && !self.isClosed {
+        if self.exchange == nil && self.queued.isEmpty && self.held == nil && self.headerDeadline == nil && !self.isClosed && !self.isEnding {
             // Bytes arrived but no complete head yet: the request-header timeout starts now (slowloris).
             self.headerDeadline = self.now + self.listener.requestHeaderTimeout
             self.idleDeadline = nil
@@ -579,6 +589,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 self.worker.logger.warning("request filter failed", metadata: ["route": "\(ex.routeName ?? "-")", "error": "\(error)"])
                 self.respondWithError(ProxyError(.filterFailed, source: .internal, context: "\(error)"), exchange: ex)
             }
+            // Not inside a read: nothing else will flush what was just written.
+            self.flushPending()
             self.resumeDownstreamReadIfPossible()
         }
     }
@@ -982,8 +994,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             self.closeDownstream()
             return
         }
-        if self.lingering { return }
-        if let ex = self.exchange, !ex.requestEnded, self.bodyDeadline != nil, self.checkRequestBody(ex, now: now) {
+        if self.isEnding { return }
+        if let ex = self.exchange, !ex.requestEnded, !ex.responseStarted, self.bodyDeadline != nil, self.checkRequestBody(ex, now: now) {
             return
         }
         if let d = self.idleDeadline, now >= d, self.exchange == nil {
@@ -1033,10 +1045,12 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             self.bodyDeadline = now + self.listener.requestBodyTimeout
         }
         var tooSlow = false
-        if self.listener.minBodyRate > 0 && !self.readPending {
-            let elapsed = now - ex.start
-            if elapsed > Self.minBodyRateGrace {
-                tooSlow = Double(ex.requestBodyBytes) < Double(self.listener.minBodyRate) * Double(elapsed.nanoseconds) / 1e9
+        if self.listener.minBodyRate > 0 && ex.requestBodyBytes > 0 {
+            // The rate counts only the client's time: from its first body byte, and not while reads were held.
+            if let last = ex.lastBodyCheck, !self.readPending { ex.clientBodyNanos += (now - last).nanoseconds }
+            ex.lastBodyCheck = now
+            if ex.clientBodyNanos > Self.minBodyRateGrace.nanoseconds {
+                tooSlow = Double(ex.requestBodyBytes) < Double(self.listener.minBodyRate) * Double(ex.clientBodyNanos) / 1e9
             }
         }
         guard tooSlow || now >= self.bodyDeadline! else { return false }
@@ -1127,6 +1141,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // connection's coalesced flush has sent the response.
         let closing = (self.closeWhenIdle || ex.closeAfterResponse) && !self.isHTTP2
         if closing {
+            self.closeWhenIdle = true
             let promise = self.context.eventLoop.makePromise(of: Void.self)
             self.context.writeAndFlush(self.wrapOutboundOut(.end(trailers)), promise: promise)
             // A client that stops reading cannot hold the socket: it has `drainTimeout` to take the response.
@@ -1137,7 +1152,15 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             self.needsFlushDownstream = false
         } else if self.isHTTP2 {
             // The stream is done; its connection coalesces the flush with other streams'.
-            self.context.writeAndFlush(self.wrapOutboundOut(.end(trailers)), promise: nil)
+            if ex.requestEnded {
+                self.context.writeAndFlush(self.wrapOutboundOut(.end(trailers)), promise: nil)
+            } else {
+                // Answered before the request body ended (an error, a filter): the stream is reset once the answer
+                // is out, so the client stops sending (RFC 9113 §8.1) and the stream's slot is freed.
+                let promise = self.context.eventLoop.makePromise(of: Void.self)
+                self.context.writeAndFlush(self.wrapOutboundOut(.end(trailers)), promise: promise)
+                promise.futureResult.assumeIsolated().whenComplete { [self] _ in self.closeDownstream() }
+            }
             self.needsFlushDownstream = false
         } else {
             self.context.write(self.wrapOutboundOut(.end(trailers)), promise: nil)
@@ -1158,12 +1181,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if self.closeWhenIdle || ex.closeAfterResponse {
             return  // closing after the last write
         }
-        if let error = self.deferredError {
-            self.deferredError = nil
-            self.respondWithError(error, exchange: nil)
-            return
-        }
-        if !self.queued.isEmpty {
+        if !self.queued.isEmpty || self.deferredError != nil {
+            // Pipelined requests that came before a malformed one are answered first; `drainQueued` answers the
+            // error once they are done.
             self.drainQueued()
         }
         if self.exchange == nil {
@@ -1197,6 +1217,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// or `lingerTimeout` has passed (nginx's lingering close).
     private func lingerClose() {
         guard !self.isClosed, !self.lingering else { return }
+        self.queued.removeAll()
+        self.deferredError = nil
+        if self.inputEnded { return self.closeDownstream() }
         self.lingering = true
         self.closeDeadline = self.now + Self.lingerTimeout
         if let ex = self.exchange, let up = ex.upstream {
