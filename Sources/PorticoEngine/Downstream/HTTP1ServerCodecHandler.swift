@@ -166,6 +166,7 @@ final class HTTP1ServerCodecHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     /// The head with the framing its request and status call for (RFC 9112 §6.3, RFC 9110 §8.6).
     private func encode(_ head: HTTPResponseHead, allocator: ByteBufferAllocator) -> ByteBuffer {
+        // Changed only where the framing needs it: the fields are shared with `head`, so a change copies them.
         var headers = head.headers
         let code = head.status.code
         if code < 200 {
@@ -177,23 +178,26 @@ final class HTTP1ServerCodecHandler: ChannelDuplexHandler, RemovableChannelHandl
             if method == .HEAD || code == 304 {
                 // The length describes the representation a GET would get; there is no body.
                 self.framing = .none
-                headers.remove(name: "transfer-encoding")
+                Self.removeFraming(&headers, keepLength: true)
             } else if code == 204 {
                 self.framing = .none
                 Self.removeFraming(&headers, keepLength: false)
             } else if headers.contains(name: "content-length") {
                 self.framing = .raw
-                headers.remove(name: "transfer-encoding")
+                Self.removeFraming(&headers, keepLength: true)
             } else if head.version.major == 1 && head.version.minor >= 1 {
                 self.framing = .chunked
                 headers.replaceOrAdd(name: "Transfer-Encoding", value: "chunked")
             } else {
                 // An HTTP/1.0 client learns the end of the body from the close.
                 self.framing = .raw
-                headers.remove(name: "transfer-encoding")
+                Self.removeFraming(&headers, keepLength: true)
             }
         }
-        var buffer = allocator.buffer(capacity: 256)
+        // Sized for the whole head, so it is written without growing.
+        var size = 32 + head.status.reasonPhrase.utf8.count
+        for (name, value) in headers { size += name.utf8.count + value.utf8.count + 4 }
+        var buffer = allocator.buffer(capacity: size)
         if head.version.minor == 0 {
             buffer.writeStaticString("HTTP/1.0 ")
         } else {
@@ -209,8 +213,8 @@ final class HTTP1ServerCodecHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     private static func removeFraming(_ headers: inout HTTPHeaders, keepLength: Bool) {
-        if !keepLength { headers.remove(name: "content-length") }
-        headers.remove(name: "transfer-encoding")
+        if !keepLength && headers.contains(name: "content-length") { headers.remove(name: "content-length") }
+        if headers.contains(name: "transfer-encoding") { headers.remove(name: "transfer-encoding") }
     }
 
     private static func write(_ headers: HTTPHeaders, into buffer: inout ByteBuffer) {

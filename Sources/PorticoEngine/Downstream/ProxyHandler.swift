@@ -846,7 +846,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 }
                 ex.trailersFromHead = trailers
             }
-            head.version = ex.version
+            // Assigned only when it differs: setting a field of NIO's head copies its storage.
+            if head.version != ex.version { head.version = ex.version }
             self.context.write(self.wrapOutboundOut(.head(head)), promise: nil)
             self.needsFlushDownstream = true
         case .body(var buffer):
@@ -923,7 +924,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             try up.addHandler(upGlue)
             _ = up.removeHandler(conn)
             if let c = try? up.context(handlerType: ByteToMessageHandler<HTTPResponseDecoder>.self) { _ = up.removeHandler(context: c) }
-            if let c = try? up.context(handlerType: HTTPRequestEncoder.self) { _ = up.removeHandler(context: c) }
+            if let c = try? up.context(handlerType: HTTP1RequestEncoderHandler.self) { _ = up.removeHandler(context: c) }
             if self.isHTTP2 {
                 // The stream's bytes come from the extended CONNECT handler at the front; the HTTP codec behind
                 // the glue sees nothing any more.

@@ -102,7 +102,7 @@ final class UpstreamConnectionPool {
                     // The decoder watches outbound request heads (it must know a response answers HEAD), so it sits
                     // after the encoder. 1xx responses (100 Continue, 103 Early Hints) are kept, to be forwarded.
                     try channel.pipeline.syncOperations.addHandlers([
-                        HTTPRequestEncoder(),
+                        HTTP1RequestEncoderHandler(),
                         ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .forwardBytes, informationalResponseStrategy: .forward)),
                         UpstreamHandler(pool: pool.value),
                     ])

@@ -1,0 +1,90 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Portico open source project
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+import NIOCore
+import NIOHTTP1
+import PorticoCore
+
+/// Writes request parts to an HTTP/1.1 upstream exactly as the `ProxyHandler` framed them: a body goes chunked
+/// when the head says `Transfer-Encoding: chunked`, and as it is otherwise (the head has its `Content-Length`).
+/// Unlike NIO's encoder it never changes the framing fields itself (NIO's drops a TRACE's framing and writes the
+/// body raw, which the origin then reads as a next request).
+///
+/// Runs on the upstream connection's EventLoop (the downstream's); one buffer per head, sized to fit.
+final class HTTP1RequestEncoderHandler: ChannelOutboundHandler, RemovableChannelHandler {
+    typealias OutboundIn = HTTPClientRequestPart
+    typealias OutboundOut = ByteBuffer
+
+    private var chunked = false
+    private static let crlf = ByteBuffer(staticString: "\r\n")
+    private static let lastChunk = ByteBuffer(staticString: "0\r\n\r\n")
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        switch Self.unwrapOutboundIn(data) {
+        case .head(let head):
+            context.write(Self.wrapOutboundOut(self.encode(head, allocator: context.channel.allocator)), promise: promise)
+        case .body(let body):
+            guard case .byteBuffer(let data) = body else { preconditionFailure("file regions are not sent upstream") }
+            guard self.chunked else {
+                context.write(Self.wrapOutboundOut(data), promise: promise)
+                return
+            }
+            guard data.readableBytes > 0 else {
+                promise?.succeed()  // an empty chunk would end the body
+                return
+            }
+            var size = context.channel.allocator.buffer(capacity: 18)
+            size.writeString(String(data.readableBytes, radix: 16))
+            size.writeStaticString("\r\n")
+            context.write(Self.wrapOutboundOut(size), promise: nil)
+            context.write(Self.wrapOutboundOut(data), promise: nil)
+            context.write(Self.wrapOutboundOut(Self.crlf), promise: promise)
+        case .end(let trailers):
+            guard self.chunked else {
+                if let promise { context.write(Self.wrapOutboundOut(ByteBuffer()), promise: promise) }
+                return
+            }
+            self.chunked = false
+            guard let trailers, !trailers.isEmpty else {
+                context.write(Self.wrapOutboundOut(Self.lastChunk), promise: promise)
+                return
+            }
+            var end = context.channel.allocator.buffer(capacity: 64)
+            end.writeStaticString("0\r\n")
+            for (name, value) in trailers {
+                end.writeString(name)
+                end.writeStaticString(": ")
+                end.writeString(value)
+                end.writeStaticString("\r\n")
+            }
+            end.writeStaticString("\r\n")
+            context.write(Self.wrapOutboundOut(end), promise: promise)
+        }
+    }
+
+    private func encode(_ head: HTTPRequestHead, allocator: ByteBufferAllocator) -> ByteBuffer {
+        self.chunked = false
+        var size = head.method.rawValue.utf8.count + head.uri.utf8.count + 16
+        for (name, value) in head.headers {
+            size += name.utf8.count + value.utf8.count + 4
+            if !self.chunked && name.utf8.count == 17 && name.caseInsensitiveASCIIEqual("transfer-encoding") {
+                self.chunked = true  // the ProxyHandler writes exactly `chunked` when it frames a body that way
+            }
+        }
+        var buffer = allocator.buffer(capacity: size)
+        buffer.writeString(head.method.rawValue)
+        buffer.writeStaticString(" ")
+        buffer.writeString(head.uri)
+        buffer.writeStaticString(head.version.minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n")
+        for (name, value) in head.headers {
+            buffer.writeString(name)
+            buffer.writeStaticString(": ")
+            buffer.writeString(value)
+            buffer.writeStaticString("\r\n")
+        }
+        buffer.writeStaticString("\r\n")
+        return buffer
+    }
+}
