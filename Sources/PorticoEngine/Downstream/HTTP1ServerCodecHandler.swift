@@ -45,8 +45,6 @@ final class HTTP1ServerCodecHandler: ChannelDuplexHandler, RemovableChannelHandl
         case chunked
     }
     private var framing = BodyFraming.none
-    private static let crlf = ByteBuffer(staticString: "\r\n")
-    private static let lastChunk = ByteBuffer(staticString: "0\r\n\r\n")
 
     init(limits: HTTP1RequestParser.Limits) {
         self.parser = HTTP1RequestParser(limits: limits)
@@ -130,17 +128,7 @@ final class HTTP1ServerCodecHandler: ChannelDuplexHandler, RemovableChannelHandl
             case .raw:
                 context.write(Self.wrapOutboundOut(Self.buffer(body)), promise: promise)
             case .chunked:
-                let data = Self.buffer(body)
-                guard data.readableBytes > 0 else {
-                    promise?.succeed()  // an empty chunk would end the body
-                    return
-                }
-                var size = context.channel.allocator.buffer(capacity: 18)
-                size.writeString(String(data.readableBytes, radix: 16))
-                size.writeStaticString("\r\n")
-                context.write(Self.wrapOutboundOut(size), promise: nil)
-                context.write(Self.wrapOutboundOut(data), promise: nil)
-                context.write(Self.wrapOutboundOut(Self.crlf), promise: promise)
+                ChunkedBodyWriter.writeChunk(Self.buffer(body), context: context, promise: promise)
             case .none:
                 // A body where none may go (HEAD, 204, 304): never sent, it would be read as the next response.
                 promise?.succeed()
@@ -152,15 +140,7 @@ final class HTTP1ServerCodecHandler: ChannelDuplexHandler, RemovableChannelHandl
                 if let promise { context.write(Self.wrapOutboundOut(ByteBuffer()), promise: promise) }
                 return
             }
-            guard let trailers, !trailers.isEmpty else {
-                context.write(Self.wrapOutboundOut(Self.lastChunk), promise: promise)
-                return
-            }
-            var end = context.channel.allocator.buffer(capacity: 64)
-            end.writeStaticString("0\r\n")
-            Self.write(trailers, into: &end)
-            end.writeStaticString("\r\n")
-            context.write(Self.wrapOutboundOut(end), promise: promise)
+            ChunkedBodyWriter.writeEnd(trailers: trailers, context: context, promise: promise)
         }
     }
 
@@ -207,7 +187,7 @@ final class HTTP1ServerCodecHandler: ChannelDuplexHandler, RemovableChannelHandl
         buffer.writeStaticString(" ")
         buffer.writeString(head.status.reasonPhrase)
         buffer.writeStaticString("\r\n")
-        Self.write(headers, into: &buffer)
+        ChunkedBodyWriter.writeFieldLines(headers, into: &buffer)
         buffer.writeStaticString("\r\n")
         return buffer
     }
@@ -215,15 +195,6 @@ final class HTTP1ServerCodecHandler: ChannelDuplexHandler, RemovableChannelHandl
     private static func removeFraming(_ headers: inout HTTPHeaders, keepLength: Bool) {
         if !keepLength && headers.contains(name: "content-length") { headers.remove(name: "content-length") }
         if headers.contains(name: "transfer-encoding") { headers.remove(name: "transfer-encoding") }
-    }
-
-    private static func write(_ headers: HTTPHeaders, into buffer: inout ByteBuffer) {
-        for (name, value) in headers {
-            buffer.writeString(name)
-            buffer.writeStaticString(": ")
-            buffer.writeString(value)
-            buffer.writeStaticString("\r\n")
-        }
     }
 
     private static func buffer(_ data: IOData) -> ByteBuffer {

@@ -18,8 +18,6 @@ final class HTTP1RequestEncoderHandler: ChannelOutboundHandler, RemovableChannel
     typealias OutboundOut = ByteBuffer
 
     private var chunked = false
-    private static let crlf = ByteBuffer(staticString: "\r\n")
-    private static let lastChunk = ByteBuffer(staticString: "0\r\n\r\n")
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         switch Self.unwrapOutboundIn(data) {
@@ -31,36 +29,14 @@ final class HTTP1RequestEncoderHandler: ChannelOutboundHandler, RemovableChannel
                 context.write(Self.wrapOutboundOut(data), promise: promise)
                 return
             }
-            guard data.readableBytes > 0 else {
-                promise?.succeed()  // an empty chunk would end the body
-                return
-            }
-            var size = context.channel.allocator.buffer(capacity: 18)
-            size.writeString(String(data.readableBytes, radix: 16))
-            size.writeStaticString("\r\n")
-            context.write(Self.wrapOutboundOut(size), promise: nil)
-            context.write(Self.wrapOutboundOut(data), promise: nil)
-            context.write(Self.wrapOutboundOut(Self.crlf), promise: promise)
+            ChunkedBodyWriter.writeChunk(data, context: context, promise: promise)
         case .end(let trailers):
             guard self.chunked else {
                 if let promise { context.write(Self.wrapOutboundOut(ByteBuffer()), promise: promise) }
                 return
             }
             self.chunked = false
-            guard let trailers, !trailers.isEmpty else {
-                context.write(Self.wrapOutboundOut(Self.lastChunk), promise: promise)
-                return
-            }
-            var end = context.channel.allocator.buffer(capacity: 64)
-            end.writeStaticString("0\r\n")
-            for (name, value) in trailers {
-                end.writeString(name)
-                end.writeStaticString(": ")
-                end.writeString(value)
-                end.writeStaticString("\r\n")
-            }
-            end.writeStaticString("\r\n")
-            context.write(Self.wrapOutboundOut(end), promise: promise)
+            ChunkedBodyWriter.writeEnd(trailers: trailers, context: context, promise: promise)
         }
     }
 
@@ -78,12 +54,7 @@ final class HTTP1RequestEncoderHandler: ChannelOutboundHandler, RemovableChannel
         buffer.writeStaticString(" ")
         buffer.writeString(head.uri)
         buffer.writeStaticString(head.version.minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n")
-        for (name, value) in head.headers {
-            buffer.writeString(name)
-            buffer.writeStaticString(": ")
-            buffer.writeString(value)
-            buffer.writeStaticString("\r\n")
-        }
+        ChunkedBodyWriter.writeFieldLines(head.headers, into: &buffer)
         buffer.writeStaticString("\r\n")
         return buffer
     }
