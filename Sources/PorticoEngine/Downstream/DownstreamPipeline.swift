@@ -11,13 +11,14 @@ import PorticoCore
 
 /// Builds a downstream connection's pipeline, on its EventLoop:
 ///
-///     socket ─▶ (NIOSSLServerHandler ─▶ TLSWriteCoalescingHandler)?
+///     socket ─▶ (NIOSSLServerHandler ─▶ TLSHandshakeTimeoutHandler (until the handshake) ─▶ TLSWriteCoalescingHandler)?
 ///                 ─▶ HTTP/1.1: HTTP1ServerCodecHandler ─▶ ProxyHandler
 ///                 └▶ HTTP/2:   FlushCoalescingHandler ─▶ NIOHTTP2Handler ─▶ per stream: HTTP2ExtendedConnectHandler ─▶
 ///                              HTTP2FramePayloadToHTTP1ServerCodec ─▶ ProxyHandler
 ///
-/// HTTP/1.1 is deliberately lean: no pipelining helper (the `ProxyHandler` orders responses itself), no error
-/// handler (it maps parse errors to 400/431), no header validator (headers come from a validated config or an
+/// HTTP/1.1 is deliberately lean: one codec handler for both directions (Portico's own parser and framing), no
+/// pipelining helper (the `ProxyHandler` orders responses itself), no error handler (it maps parse errors to
+/// 400/414/431/501/505), no header validator (headers come from a validated config or an
 /// upstream whose fields the decoder already checked). Every handler costs on every request (DEPENDENCIES.md).
 ///
 /// HTTP/2 streams end in the same `ProxyHandler` as HTTP/1.1 requests, so routing, filters and pools are shared.
