@@ -271,6 +271,37 @@ import Testing
         #expect(!r.body.contains("transfer-encoding") && !r.body.contains("content-length"))
     }
 
+    /// A held HTTP/2 request (a small declared body) that stops arriving gets 408 after the listener's
+    /// `timeouts.request_header`, and its stream is reset; nothing reaches the origin.
+    @Test func aStalledHeldHTTP2RequestTimesOut() async throws {
+        let origin = try await TestOrigin.start(name: "o")
+        let yaml = HTTP2IntegrationTests.h2cYAML.replacingOccurrences(of: "http2: { cleartext: true }", with: "http2: { cleartext: true }, timeouts: { request_header: 300ms }")
+        let proxy = try await ProxyHarness.start(yaml: yaml, origins: [origin], workers: 1)
+        defer { Task { await proxy.shutdown(); await origin.shutdown() } }
+        let (channel, recorder) = try await HTTP2IntegrationTests.connect(port: proxy.port())
+        defer { channel.close(promise: nil) }
+        let block = HPACKHeaders([(":method", "POST"), (":scheme", "http"), (":authority", "t"), (":path", "/echo"), ("content-length", "10")])
+        try await channel.writeAndFlush(HTTP2Frame(streamID: 1, payload: .headers(.init(headers: block, endStream: false))))
+        try await channel.writeAndFlush(HTTP2Frame(streamID: 1, payload: .data(.init(data: .byteBuffer(ByteBuffer(string: "abc")), endStream: false))))
+        var status: String?
+        var reset = false
+        for _ in 0..<250 where !reset {
+            try await Task.sleep(nanoseconds: 20_000_000)
+            (status, reset) = try await channel.eventLoop.submit {
+                var status: String?
+                var reset = false
+                for p in recorder.frames {
+                    if case .headers(let h) = p { status = status ?? h.headers.first(name: ":status") }
+                    if case .rstStream = p { reset = true }
+                }
+                return (status, reset)
+            }.get()
+        }
+        #expect(status == "408")
+        #expect(reset)
+        #expect(origin.requestCount == 0)
+    }
+
     /// An HTTP/2 TRACE with DATA is refused before anything goes upstream.
     @Test func http2TraceWithDataIsRefused() async throws {
         let origin = try await TestOrigin.start(name: "o")

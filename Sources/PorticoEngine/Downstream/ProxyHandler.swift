@@ -278,6 +278,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             if let cl = head.headers.first(name: "content-length") {
                 guard let length = Int(cl), length <= Self.maxHeldBody else { return false }
                 self.held = HeldHTTP2Request(head: head, declaredLength: length)
+                // A held request is still arriving: it has the request-head timeout to complete.
+                if self.headerDeadline == nil { self.headerDeadline = self.now + self.listener.requestHeaderTimeout }
             } else {
                 self.held = HeldHTTP2Request(head: head, declaredLength: nil)
             }
@@ -1005,6 +1007,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         if let d = self.headerDeadline, now >= d, self.exchange == nil {
             self.headerDeadline = nil
+            self.held = nil
             self.respondWithError(ProxyError(.requestHeaderTimeout, source: .downstream), exchange: nil)
             return
         }
