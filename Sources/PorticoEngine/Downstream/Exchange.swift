@@ -88,6 +88,8 @@ final class Exchange {
     var lastBodyCheck: NIODeadline?
     var requestEnded = false
     var requestSentUpstreamAt: NIODeadline?
+    /// When the last of the request body went upstream (for the host's latency).
+    var requestBodySentAt: NIODeadline?
 
     var responseStarted = false
     var responseEnded = false

@@ -705,6 +705,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         let sentAt = self.now
         ex.requestSentUpstreamAt = sentAt
+        ex.requestBodySentAt = ex.requestEnded ? sentAt : nil
         // The response head is due from the end of the request body: a slow upload is not an upstream timeout
         // and never counts against the host.
         self.upstreamDeadline = ex.requestEnded ? sentAt + (cs.cluster.retry.perTryTimeout ?? cs.cluster.responseHeaderTimeout) : nil
@@ -744,7 +745,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             self.bodyDeadline = nil
             if ex.state == .proxying, !ex.responseStarted, self.upstreamDeadline == nil, let cs = ex.clusterState {
                 // The body is all sent: now the response head is due.
-                self.upstreamDeadline = self.now + (cs.cluster.retry.perTryTimeout ?? cs.cluster.responseHeaderTimeout)
+                let now = self.now
+                ex.requestBodySentAt = now
+                self.upstreamDeadline = now + (cs.cluster.retry.perTryTimeout ?? cs.cluster.responseHeaderTimeout)
             }
         }
         switch ex.state {
@@ -801,7 +804,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             let status = Int(head.status.code)
             if let cs = ex.clusterState {
                 let host = cs.cluster.hosts[ex.hostIndex]
-                if cs.cluster.balancer == .ewma, let sent = ex.requestSentUpstreamAt {
+                // The host's latency runs from the end of the upload: the client's upload speed is not the host's.
+                if cs.cluster.balancer == .ewma, let sent = ex.requestBodySentAt ?? ex.requestSentUpstreamAt {
                     let now = self.now.uptimeNanoseconds
                     host.state.recordLatency(Int64(now - sent.uptimeNanoseconds), now: Int64(now))
                 }
