@@ -108,4 +108,21 @@ import Testing
         #expect(closed)
         #expect(origin.requestCount == 0)
     }
+
+    /// A request answered locally before its body arrived (a filter or a fixed route answering from the head) still
+    /// owes its body: if the client never sends it, `timeouts.request_body` closes the connection.
+    @Test func aBodyOwedAfterALocalAnswerIsTimed() async throws {
+        let yaml = """
+            listeners: [ { name: l, address: "127.0.0.1:0", timeouts: { request_body: 300ms } } ]
+            access_log: { destination: "off" }
+            routes: [ { respond: { status: 403, body: "no" } } ]
+            """
+        let proxy = try await ProxyHarness.start(yaml: yaml, workers: 1)
+        defer { Task { await proxy.shutdown() } }
+        let c = try RawHTTPClient(port: proxy.port(), timeoutSeconds: 20)
+        try c.send("POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n")
+        let (text, closed) = c.readAll()
+        #expect(text.hasPrefix("HTTP/1.1 403"))
+        #expect(closed, "the connection was held open for a body that never came")
+    }
 }

@@ -6,6 +6,7 @@
 import Logging
 import NIOCore
 import NIOHTTP1
+import NIOHTTP2
 import NIOSSL
 import PorticoCore
 
@@ -198,15 +199,25 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         if let ex = self.exchange {
             if ex.responseEnded || ex.state == .done {
-                self.deferredError = proxyError
+                self.deferError(proxyError)
             } else if !ex.requestEnded {
                 // The request being proxied is malformed (bad chunk): reset both sides, never forward ambiguity.
                 self.abortExchange(ex, proxyError)
             } else {
-                self.deferredError = proxyError
+                self.deferError(proxyError)
             }
         } else {
             self.respondWithError(proxyError, exchange: nil, status: status)
+        }
+    }
+
+    /// A parse error behind requests still being answered: it is answered after them. The request it broke (the
+    /// queued parts after the last complete request) is never started.
+    private func deferError(_ error: ProxyError) {
+        self.deferredError = error
+        while let last = self.queued.last {
+            if case .end = last { break }
+            self.queued.removeLast()
         }
     }
 
@@ -686,7 +697,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         conn.owner = self
         conn.requestsServed += 1
         guard var head = ex.upstreamHead, let cs = ex.clusterState else { return }
-        if ex.route?.hostHeader == .upstream {
+        if ex.route?.hostHeader == .upstream || ex.host == nil {
+            // HTTP/1.1 upstream needs a Host (RFC 9112 §3.2): an HTTP/1.0 client may have sent none.
             head.headers.replaceOrAdd(name: "Host", value: cs.cluster.hosts[ex.hostIndex].authority)
         }
         conn.write(.head(head))
@@ -1002,7 +1014,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         if self.isEnding { return }
-        if let ex = self.exchange, !ex.requestEnded, !ex.responseStarted, self.bodyDeadline != nil, self.checkRequestBody(ex, now: now) {
+        // Body deadlines hold until the body ended, except while a response is streaming from the upstream (a
+        // bidirectional stream): a body still owed after a local answer is timed too.
+        if let ex = self.exchange, !ex.requestEnded, !ex.responseStarted || ex.state != .proxying, self.bodyDeadline != nil,
+            self.checkRequestBody(ex, now: now)
+        {
             return
         }
         if let d = self.idleDeadline, now >= d, self.exchange == nil {
@@ -1167,7 +1183,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 // is out, so the client stops sending (RFC 9113 §8.1) and the stream's slot is freed.
                 let promise = self.context.eventLoop.makePromise(of: Void.self)
                 self.context.writeAndFlush(self.wrapOutboundOut(.end(trailers)), promise: promise)
-                promise.futureResult.assumeIsolated().whenComplete { [self] _ in self.closeDownstream() }
+                promise.futureResult.assumeIsolated().whenComplete { [self] _ in self.resetStream() }
             }
             self.needsFlushDownstream = false
         } else {
@@ -1238,6 +1254,16 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         self.context.close(mode: .output, promise: promise)
         promise.futureResult.assumeIsolated().whenFailure { [self] _ in self.closeDownstream() }
         self.resumeDownstreamReadIfPossible()
+    }
+
+    /// Ends an HTTP/2 stream whose answer is complete but whose request is not: RST_STREAM with NO_ERROR, which
+    /// tells the client to stop sending without failing the response it got (RFC 9113 §8.1), then the close.
+    private func resetStream() {
+        guard !self.isClosed else { return }
+        if let codec = try? self.context.pipeline.syncOperations.context(handlerType: HTTP2FramePayloadToHTTP1ServerCodec.self) {
+            codec.writeAndFlush(NIOAny(HTTP2Frame.FramePayload.rstStream(.noError)), promise: nil)
+        }
+        self.closeDownstream()
     }
 
     private func closeDownstream() {
