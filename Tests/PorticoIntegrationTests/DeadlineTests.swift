@@ -65,7 +65,9 @@ import Testing
         defer { Task { await proxy.shutdown(); await origin.shutdown() } }
         let c = try RawHTTPClient(port: proxy.port())
         try c.send("POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nhello")
-        try await Task.sleep(nanoseconds: 900_000_000)  // three response-header timeouts pass mid-upload
+        // Not a synchronisation: the time under test. The upload pauses for three response-header timeouts, and
+        // the behaviour checked is that no timer fires (there is no event to wait for).
+        try await Task.sleep(nanoseconds: 900_000_000)
         try c.send("world")
         let r = c.readResponses(1).first
         #expect(r?.status == 200)

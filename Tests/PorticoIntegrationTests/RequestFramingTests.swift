@@ -17,13 +17,18 @@ import Testing
 @Suite(.serialized) struct RequestFramingTests {
     static let smuggled = "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
 
+    /// A plain HTTP/1.1 listener (with `listenerExtra` settings) in front of the one origin `o`.
+    static func h1YAML(_ listenerExtra: String = "") -> String {
+        HTTP2IntegrationTests.h2cYAML.replacingOccurrences(of: ", http2: { cleartext: true }", with: listenerExtra)
+    }
+
     // MARK: HTTP/1.1
 
     /// RFC 9110 §9.3.8: TRACE must not carry content. An HTTP/1.1 encoder drops a TRACE's framing, so its body would
     /// become the origin's next request: refused with 400 and a close, never forwarded.
     @Test func traceWithABodyIsRefused() async throws {
         let origin = try await TestOrigin.start(name: "o")
-        let proxy = try await ProxyHarness.start(yaml: HTTP2IntegrationTests.h2cYAML.replacingOccurrences(of: ", http2: { cleartext: true }", with: ""), origins: [origin], workers: 1)
+        let proxy = try await ProxyHarness.start(yaml: Self.h1YAML(), origins: [origin], workers: 1)
         defer { Task { await proxy.shutdown(); await origin.shutdown() } }
         let bodies = [
             "Content-Length: \(Self.smuggled.utf8.count)\r\n\r\n\(Self.smuggled)",
@@ -49,10 +54,7 @@ import Testing
     @Test func malformedRequestsAreRefusedAndNeverForwarded() async throws {
         let origin = try await TestOrigin.start(name: "o")
         let proxy = try await ProxyHarness.start(
-            yaml: HTTP2IntegrationTests.h2cYAML.replacingOccurrences(of: ", http2: { cleartext: true }", with: ", limits: { max_header_bytes: 2KiB, max_uri_bytes: 256 }"),
-            origins: [origin],
-            workers: 1
-        )
+            yaml: Self.h1YAML(", limits: { max_header_bytes: 2KiB, max_uri_bytes: 256 }"), origins: [origin], workers: 1)
         defer { Task { await proxy.shutdown(); await origin.shutdown() } }
         let chunked = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
         let cases: [(String, Int)] = [
@@ -167,10 +169,7 @@ import Testing
     @Test func pipelinedRequestsAroundErrorsAndCloses() async throws {
         let origin = try await TestOrigin.start(name: "o")
         let proxy = try await ProxyHarness.start(
-            yaml: HTTP2IntegrationTests.h2cYAML.replacingOccurrences(of: ", http2: { cleartext: true }", with: ""),
-            origins: [origin],
-            workers: 1
-        )
+            yaml: Self.h1YAML(), origins: [origin], workers: 1)
         defer { Task { await proxy.shutdown(); await origin.shutdown() } }
         let c = try RawHTTPClient(port: proxy.port())
         try c.send("GET /delay/200 HTTP/1.1\r\nHost: t\r\n\r\nGET /status/201 HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost : t\r\n\r\n")
@@ -229,8 +228,18 @@ import Testing
         let block = HPACKHeaders([(":method", method), (":scheme", "http"), (":authority", "t")] + headers.filter { $0.0 != ":method" })
         try await channel.writeAndFlush(HTTP2Frame(streamID: 1, payload: .headers(.init(headers: block, endStream: data.isEmpty))))
         if pauseBeforeData {
-            // The DATA comes in a later read than the HEADERS.
-            try await Task.sleep(nanoseconds: 100_000_000)
+            // The DATA comes in a later read than the HEADERS: a PING sent after them is acknowledged only once the
+            // proxy has read and handled everything before it (HTTP/2 frames are processed in order).
+            let opaque = HTTP2PingData(withInteger: 42)
+            try await channel.writeAndFlush(HTTP2Frame(streamID: 0, payload: .ping(opaque, ack: false)))
+            var acknowledged = false
+            for _ in 0..<500 where !acknowledged {
+                acknowledged = try await channel.eventLoop.submit {
+                    recorder.frames.contains { if case .ping(let d, ack: true) = $0 { d == opaque } else { false } }
+                }.get()
+                if !acknowledged { try await Task.sleep(nanoseconds: 10_000_000) }
+            }
+            #expect(acknowledged, "the proxy never acknowledged the PING")
         }
         for (i, d) in data.enumerated() {
             let payload = HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(ByteBuffer(string: d)), endStream: i == data.count - 1))

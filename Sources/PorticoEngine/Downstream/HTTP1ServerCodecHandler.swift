@@ -175,7 +175,8 @@ final class HTTP1ServerCodecHandler: ChannelDuplexHandler, RemovableChannelHandl
             }
         }
         // Sized for the whole head, so it is written without growing.
-        var size = 32 + head.status.reasonPhrase.utf8.count
+        let phrase = head.status.reasonPhrase
+        var size = 32 + phrase.utf8.count
         for (name, value) in headers { size += name.utf8.count + value.utf8.count + 4 }
         var buffer = allocator.buffer(capacity: size)
         if head.version.minor == 0 {
@@ -185,7 +186,7 @@ final class HTTP1ServerCodecHandler: ChannelDuplexHandler, RemovableChannelHandl
         }
         buffer.writeString(String(code))
         buffer.writeStaticString(" ")
-        buffer.writeString(head.status.reasonPhrase)
+        buffer.writeString(phrase)
         buffer.writeStaticString("\r\n")
         ChunkedBodyWriter.writeFieldLines(headers, into: &buffer)
         buffer.writeStaticString("\r\n")

@@ -476,23 +476,30 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             if head.headers.contains(name: "content-length") || te.last?.lowercased() != "chunked" || head.version == .http1_0 {
                 return self.respondWithError(ProxyError(.badRequest, source: .downstream, context: "ambiguous request framing"), exchange: ex)
             }
-        } else if let cl = head.headers.first(name: "content-length") {
+        }
+        // The declared length, read once (the HTTP/1.1 parser has refused malformed ones; NIOHTTP2 checks its own).
+        var declaredLength: Int?
+        if te.isEmpty, let cl = head.headers.first(name: "content-length") {
             guard let length = Int(cl), length >= 0 else {
                 return self.respondWithError(ProxyError(.badRequest, source: .downstream, context: "invalid Content-Length"), exchange: ex)
             }
             if self.listener.maxBodyBytes > 0 && length > self.listener.maxBodyBytes {
                 return self.respondWithError(ProxyError(.bodyTooLarge, source: .downstream), exchange: ex)
             }
+            declaredLength = length
         }
-        if head.method == .TRACE && (!te.isEmpty || chunkedUpstream || (head.headers.first(name: "content-length").flatMap { Int($0) } ?? 0) > 0) {
-            // RFC 9110 §9.3.8: a client must not send content in a TRACE request; an HTTP/1.1 encoder drops the
-            // framing of one, so its body would reach the origin as the next request.
+        let hasBody = !te.isEmpty || chunkedUpstream || (declaredLength ?? 0) > 0
+        if head.method == .TRACE && hasBody {
+            // RFC 9110 §9.3.8: a client must not send content in a TRACE request (encoders that follow it drop the
+            // framing of one, and the body would reach an origin as the next request).
             return self.respondWithError(ProxyError(.badRequest, source: .downstream, context: "TRACE with a body"), exchange: ex)
         }
         // RFC 9110 §7.8: Upgrade counts only when Connection names it, and never on HTTP/1.0. A request with a body
-        // is never switched (its body could not be told apart from the new protocol's bytes).
-        let upgrade = self.isHTTP2 || Self.connectionNamesUpgrade(head) ? head.headers.first(name: "upgrade") : nil
-        if upgrade != nil && !self.isHTTP2 && (!te.isEmpty || (head.headers.first(name: "content-length").flatMap { Int($0) } ?? 0) > 0) {
+        // is never switched (its body could not be told apart from the new protocol's bytes). The Connection
+        // field is only looked at when there is an Upgrade.
+        var upgrade = head.headers.first(name: "upgrade")
+        if upgrade != nil && !self.isHTTP2 && !Self.connectionNamesUpgrade(head) { upgrade = nil }
+        if upgrade != nil && !self.isHTTP2 && hasBody {
             self.closeWhenIdle = true
         } else if upgrade != nil {
             // The decoder stops parsing after an Upgrade request, so this connection ends with this exchange: in a
@@ -527,7 +534,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             uri: target.utf8.count == head.uri.utf8.count ? nil : String(target),
             chunked: !te.isEmpty || chunkedUpstream,
             host: hostText != nil && hostField.map({ $0[...] }) != hostText ? String(hostText!) : nil,
-            contentLength: self.isHTTP2 ? head.headers.first(name: "content-length").flatMap { Int($0) } : nil
+            contentLength: self.isHTTP2 ? declaredLength : nil
         )
         self.runRequestFilters(ex, head, plan, from: 0)
     }
@@ -1097,7 +1104,6 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Answers without the upstream. `routeFilters`: the route's response filters run too (a filter's or the
     /// route's own answer); Portico's error answers get only the listener's (HSTS).
     private func respondLocally(_ ex: Exchange, status: Int, headers: HTTPHeaders, body: ByteBuffer, routeFilters: Bool = false) {
-        let buffer = body
         ex.status = status
         ex.state = .respondedLocally
         ex.responseStarted = true
@@ -1105,13 +1111,13 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var head = HTTPResponseHead(version: ex.version.major == 1 || self.isHTTP2 ? ex.version : .http1_1, status: HTTPResponseStatus(statusCode: status), headers: headers)
         self.listener.filters.runResponseHead(&head, &ex.context)
         if routeFilters { ex.route?.filters.runResponseHead(&head, &ex.context) }
-        head.headers.replaceOrAdd(name: "Content-Length", value: String(buffer.readableBytes))
+        head.headers.replaceOrAdd(name: "Content-Length", value: String(body.readableBytes))
         if self.closeWhenIdle && !self.isHTTP2 { head.headers.replaceOrAdd(name: "Connection", value: "close") }
         self.context.write(self.wrapOutboundOut(.head(head)), promise: nil)
-        if ex.method != .HEAD && buffer.readableBytes > 0 {
-            self.context.write(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        if ex.method != .HEAD && body.readableBytes > 0 {
+            self.context.write(self.wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         }
-        ex.responseBodyBytes = buffer.readableBytes
+        ex.responseBodyBytes = body.readableBytes
         ex.responseEnded = true
         self.writeResponseEnd(ex, trailers: nil)
     }
