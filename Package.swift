@@ -60,11 +60,26 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Response compression: gzip and deflate (zlib), brotli and zstd, from Debian's C libraries
+        // (`.ci/run` installs libbrotli-dev and libzstd-dev).
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CBrotli", pkgConfig: "libbrotlienc", providers: [.apt(["libbrotli-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .target(
+            name: "PorticoCompression",
+            dependencies: [
+                "PorticoCore", "CZlib", "CBrotli", "CZstd",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "PorticoControl",
             dependencies: [
                 "PorticoCore",
                 "PorticoEngine",
+                "PorticoCompression",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -136,7 +151,7 @@ let package = Package(
         .testTarget(
             name: "PorticoIntegrationTests",
             dependencies: [
-                "PorticoCore", "PorticoEngine", "PorticoControl", "PorticoTestSupport",
+                "PorticoCore", "PorticoEngine", "PorticoControl", "PorticoTestSupport", "PorticoCompression", "CZlib", "CBrotli", "CZstd",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),

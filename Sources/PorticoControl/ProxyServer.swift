@@ -79,7 +79,8 @@ public actor ProxyServer: Service {
     }
 
     private func compile(_ config: ValidatedConfig, generation: UInt64) -> RoutingTable {
-        RoutingTable.compile(config, generation: generation, registry: self.hosts, now: Int64(NIODeadline.now().uptimeNanoseconds))
+        RoutingTable.compile(config, generation: generation, registry: self.hosts, now: Int64(NIODeadline.now().uptimeNanoseconds),
+                             routeFilters: RouteFilters.make)
     }
 
     /// Re-reads the config file. Errors are logged and leave the running config in force.

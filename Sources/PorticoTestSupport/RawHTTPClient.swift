@@ -137,6 +137,8 @@ public struct RawResponse: Sendable {
     public var status: Int
     public var headers: [(String, String)]
     public var body: String
+    /// The body's bytes (for bodies that are not text, such as compressed ones).
+    public var bytes: [UInt8] = []
 
     public func header(_ name: String) -> String? {
         self.headers.first { $0.0.lowercased() == name.lowercased() }?.1
@@ -161,7 +163,8 @@ public struct RawResponse: Sendable {
         }
         if let cl = r.header("content-length"), let n = Int(cl) {
             guard data.count - offset >= n else { return nil }
-            r.body = String(decoding: data[offset..<offset + n], as: UTF8.self)
+            r.bytes = Array(data[offset..<offset + n])
+            r.body = String(decoding: r.bytes, as: UTF8.self)
             return (r, offset + n)
         }
         if r.header("transfer-encoding")?.lowercased() == "chunked" {
@@ -175,6 +178,7 @@ public struct RawResponse: Sendable {
                     guard let trailerEnd = data[offset...].firstRange(of: [13, 10] as [UInt8]) else { return nil }
                     offset = trailerEnd.upperBound
                     r.body = String(decoding: body, as: UTF8.self)
+                    r.bytes = body
                     return (r, offset)
                 }
                 guard data.count >= offset + size + 2 else { return nil }

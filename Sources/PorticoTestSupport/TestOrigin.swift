@@ -51,6 +51,7 @@ public final class TestOrigin: Sendable {
         let requests = Atomic<Int>(0)
         let healthy = Atomic<Bool>(true)
         let bodyBytesWritten = Atomic<Int>(0)
+        let streamsFinished = Atomic<Int>(0)
     }
 
     /// Connections accepted so far.
@@ -59,6 +60,8 @@ public final class TestOrigin: Sendable {
     public var requestCount: Int { self.counters.requests.load(ordering: .relaxed) }
     /// Body bytes `/bytes`, `/chunked` and `/close-delimited` handed to the socket so far (they write only while
     /// the connection is writable, so this shows whether the reader keeps up).
+    /// `/stream` responses whose second event went out.
+    public var streamsFinished: Int { self.counters.streamsFinished.load(ordering: .relaxed) }
     public var bodyBytesWritten: Int { self.counters.bodyBytesWritten.load(ordering: .relaxed) }
     /// `/health` answers 503 while false.
     public var healthy: Bool {
@@ -322,6 +325,44 @@ private final class OriginHandler: ChannelInboundHandler, RemovableChannelHandle
             context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .ok, headers: headers))), promise: nil)
             context.write(self.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: [0, 0, 0, 0, 2, 8, 1])))), promise: nil)
             context.writeAndFlush(self.wrapOutboundOut(.end(HTTPHeaders([("grpc-status", "0"), ("grpc-message", "ok")]))), promise: nil)
+        case ("respond", _):
+            // `/respond?status=N&size=N&h=Name:%20value&chunked=1`: a text body of `size` bytes (compressible,
+            // deterministic: `TestOrigin.text(size:)`) with the fields given, for the cache and compression tests.
+            var status = HTTPResponseStatus.ok
+            var size = 0
+            var chunked = false
+            var headers = self.baseHeaders()
+            for (key, value) in Self.query(head.uri) {
+                switch key {
+                case "status": status = HTTPResponseStatus(statusCode: Int(value) ?? 200)
+                case "size": size = Int(value) ?? 0
+                case "chunked": chunked = value == "1"
+                case "h":
+                    if let colon = value.firstIndex(of: ":") {
+                        headers.add(name: String(value[..<colon]), value: String(value[value.index(after: colon)...].drop(while: { $0 == " " })))
+                    }
+                default: break
+                }
+            }
+            if !chunked { headers.add(name: "Content-Length", value: String(size)) }
+            context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
+            if head.method != .HEAD && size > 0 {
+                context.write(self.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: TestOrigin.text(size: size))))), promise: nil)
+            }
+            context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
+        case ("stream", let ms):
+            // A server-sent event stream: one event now, the second and the end after `ms` milliseconds.
+            var headers = self.baseHeaders()
+            headers.add(name: "Content-Type", value: "text/event-stream")
+            context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .ok, headers: headers))), promise: nil)
+            context.writeAndFlush(self.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: "data: first\n\n")))), promise: nil)
+            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            context.eventLoop.scheduleTask(in: .milliseconds(Int64(ms) ?? 0)) {
+                let (handler, context) = bound.value
+                handler.counters.streamsFinished.add(1, ordering: .relaxed)
+                context.write(handler.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: "data: second\n\n")))), promise: nil)
+                context.writeAndFlush(handler.wrapOutboundOut(.end(nil)), promise: nil)
+            }
         case ("arm-drop", _):
             self.dropNext = true
             self.respond(context: context, head: head, status: .ok, body: "armed\n")
@@ -334,6 +375,28 @@ private final class OriginHandler: ChannelInboundHandler, RemovableChannelHandle
             var body = "Hello from \(self.name)\nmethod: \(head.method.rawValue)\ntarget: \(head.uri)\n"
             for (n, v) in head.headers { body += "\(n.lowercased()): \(v)\n" }
             self.respond(context: context, head: head, status: .ok, body: body)
+        }
+    }
+
+    /// The query's `key=value` pairs, percent-decoded (`+` is a space).
+    static func query(_ uri: String) -> [(String, String)] {
+        guard let q = uri.split(separator: "?", maxSplits: 1).dropFirst().first else { return [] }
+        return q.split(separator: "&").map { pair in
+            let kv = pair.split(separator: "=", maxSplits: 1)
+            return (decode(kv[0]), kv.count > 1 ? decode(kv[1]) : "")
+        }
+        func decode(_ s: Substring) -> String {
+            var out: [UInt8] = []
+            var bytes = Array(s.utf8)[...]
+            while let b = bytes.popFirst() {
+                if b == UInt8(ascii: "%"), bytes.count >= 2, let v = UInt8(String(decoding: bytes.prefix(2), as: UTF8.self), radix: 16) {
+                    out.append(v)
+                    bytes = bytes.dropFirst(2)
+                } else {
+                    out.append(b == UInt8(ascii: "+") ? UInt8(ascii: " ") : b)
+                }
+            }
+            return String(decoding: out, as: UTF8.self)
         }
     }
 
@@ -413,5 +476,19 @@ private final class WebSocketEchoHandler: ChannelInboundHandler {
         default:
             break
         }
+    }
+}
+
+extension TestOrigin {
+    /// `size` bytes of text that compresses like prose: numbered lines of a pangram.
+    public static func text(size: Int) -> String {
+        var out = ""
+        out.reserveCapacity(size + 64)
+        var n = 0
+        while out.utf8.count < size {
+            out += "line \(n): the quick brown fox jumps over the lazy dog\n"
+            n += 1
+        }
+        return String(out.utf8.prefix(size))!
     }
 }

@@ -131,6 +131,9 @@ struct QuickProxy: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "warning"
 
+    @Flag(help: "Compress responses (zstd, br, gzip, deflate, as the client accepts) with the default settings.")
+    var compress = false
+
     func run() async throws {
         guard !self.to.isEmpty else {
             throw ValidationError("give at least one --to origin")
@@ -152,7 +155,7 @@ struct QuickProxy: AsyncParsableCommand {
         let config = PorticoConfig(
             workers: workers,
             listeners: listeners,
-            routes: [RouteConfig(name: "all", cluster: "origins")],
+            routes: [RouteConfig(name: "all", cluster: "origins", compression: self.compress ? CompressionConfig() : nil)],
             clusters: [ClusterConfig(name: "origins", hosts: self.to.map { HostConfig(address: $0) })],
             accessLog: AccessLogConfig(destination: self.accessLog)
         )

@@ -231,6 +231,21 @@ public enum ConfigValidator {
             }
         }
 
+        for (i, r) in c.routes.enumerated() {
+            guard let z = r.compression else { continue }
+            let p = "routes[\(i)].compression"
+            if let e = z.encodings {
+                if e.isEmpty { fail("\(p).encodings", "must list at least one of zstd, br, gzip, deflate") }
+                if Set(e).count != e.count { fail("\(p).encodings", "lists a coding twice") }
+            }
+            for (j, t) in (z.types ?? []).enumerated() where MediaTypePattern(parsing: t) == nil {
+                fail("\(p).types[\(j)]", "invalid media type \"\(t)\" (expected e.g. text/html, text/* or application/*+json)")
+            }
+            for (key, level, range) in [("gzip", z.levels?.gzip, 1...9), ("br", z.levels?.br, 0...11), ("zstd", z.levels?.zstd, 1...19)] {
+                if let level, !range.contains(level) { fail("\(p).levels.\(key)", "must be from \(range.lowerBound) to \(range.upperBound)") }
+            }
+        }
+
         if let f = c.forwarding {
             for (i, t) in (f.trustedProxies ?? []).enumerated() where CIDR(parsing: t) == nil {
                 fail("forwarding.trusted_proxies[\(i)]", "invalid CIDR \"\(t)\" (expected e.g. 10.0.0.0/8 or ::1)")

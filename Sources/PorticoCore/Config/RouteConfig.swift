@@ -22,11 +22,14 @@ public struct RouteConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
     /// The Host header sent upstream: `keep` the client's (default, as Caddy) or `upstream` (the host's address,
     /// as nginx's default `proxy_set_header Host $proxy_host`).
     public var hostHeader: HostHeaderMode?
+    /// Compress responses for clients that accept it (`compression: {}` for the defaults). Off by default.
+    public var compression: CompressionConfig?
 
     public init(name: String? = nil, match: RouteMatchConfig? = nil, cluster: String? = nil,
                 redirect: RedirectConfig? = nil, respond: FixedResponseConfig? = nil,
                 requestHeaders: HeaderRulesConfig? = nil, responseHeaders: HeaderRulesConfig? = nil,
-                hostHeader: HostHeaderMode? = nil) {
+                hostHeader: HostHeaderMode? = nil, compression: CompressionConfig? = nil) {
+        self.compression = compression
         self.name = name
         self.match = match
         self.cluster = cluster

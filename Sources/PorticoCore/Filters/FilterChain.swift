@@ -61,8 +61,9 @@ public struct FilterChain: Sendable {
         for f in self.responseHeadFilters { f.responseHead(&head, &context) }
     }
 
-    public func runResponseBody(_ part: inout ByteBuffer, _ context: inout RequestContext) {
-        for f in self.responseBodyFilters { f.responseBody(&part, &context) }
+    /// Runs `responseBody` in chain order: each filter gets what the one before it gave out.
+    public func runResponseBody(_ chunk: inout ByteBuffer, _ event: ResponseBodyEvent, _ context: inout RequestContext) {
+        for f in self.responseBodyFilters { f.responseBody(&chunk, event, &context) }
     }
 
     public func runLog(_ context: RequestContext) {

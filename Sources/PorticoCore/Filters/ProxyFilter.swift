@@ -20,7 +20,11 @@ public import NIOHTTP1
 /// 3. `responseHead`: every response head going downstream: the upstream's (after Portico removed its
 ///    hop-by-hop fields) and the ones filters and routes answer with. Not run for Portico's own error answers
 ///    except by listener and global filters (`FilterChain.errorResponseFilters`).
-/// 4. `responseBody`: each body part going downstream, in order.
+/// 4. `responseBody`: the body going downstream, as events (`ResponseBodyEvent`): each part in order, a pause
+///    when the upstream stops sending for now (the end of a read batch), and the end. A filter may change the
+///    bytes, hold some back (a compressor), and give them out at a pause or the end. Runs for upstream responses
+///    and for the answers of filters and routes (whose whole body is one part, then the end; Portico sets their
+///    `Content-Length` after this phase).
 /// 5. `log`: exactly once per request, after its response ended or failed.
 ///
 /// Headers are NIO's `HTTPHeaders` for now; filters use only `first(name:)`, `contains(name:)`, `add`,
@@ -35,7 +39,7 @@ public protocol ProxyFilter: Sendable {
     func requestHead(_ head: inout HTTPRequestHead, _ context: inout RequestContext) -> FilterDecision
     func upstreamRequestHead(_ head: inout HTTPRequestHead, _ context: inout RequestContext)
     func responseHead(_ head: inout HTTPResponseHead, _ context: inout RequestContext)
-    func responseBody(_ part: inout ByteBuffer, _ context: inout RequestContext)
+    func responseBody(_ chunk: inout ByteBuffer, _ event: ResponseBodyEvent, _ context: inout RequestContext)
     func log(_ context: RequestContext)
 }
 
@@ -43,7 +47,7 @@ extension ProxyFilter {
     public func requestHead(_ head: inout HTTPRequestHead, _ context: inout RequestContext) -> FilterDecision { .proceed }
     public func upstreamRequestHead(_ head: inout HTTPRequestHead, _ context: inout RequestContext) {}
     public func responseHead(_ head: inout HTTPResponseHead, _ context: inout RequestContext) {}
-    public func responseBody(_ part: inout ByteBuffer, _ context: inout RequestContext) {}
+    public func responseBody(_ chunk: inout ByteBuffer, _ event: ResponseBodyEvent, _ context: inout RequestContext) {}
     public func log(_ context: RequestContext) {}
 }
 
@@ -56,6 +60,17 @@ public struct FilterPhases: OptionSet, Sendable, Hashable {
     public static let responseHead = FilterPhases(rawValue: 1 << 2)
     public static let responseBody = FilterPhases(rawValue: 1 << 3)
     public static let log = FilterPhases(rawValue: 1 << 4)
+}
+
+/// Where the response body is when `responseBody` runs.
+public enum ResponseBodyEvent: Sendable, Hashable {
+    /// `chunk` is the next part of the body.
+    case data
+    /// The upstream has nothing more for now (its read batch ended): `chunk` is empty. A filter that holds bytes
+    /// back writes them out now, so a slow stream (server-sent events, a long poll) is not kept from the client.
+    case pause
+    /// The body is complete: `chunk` is empty. A filter writes out whatever it still holds.
+    case end
 }
 
 /// What `requestHead` decided.

@@ -3,6 +3,8 @@
 // SPDX-License-Identifier: Apache-2.0
 //===----------------------------------------------------------------------===//
 
+public import NIOHTTP1
+
 /// What filters know about one request (Pingora's `CTX`): set by Portico before the first phase and kept,
 /// with the filters' changes, until the `log` phase. Lives in the request's exchange, on its EventLoop.
 public struct RequestContext: Sendable {
@@ -18,6 +20,8 @@ public struct RequestContext: Sendable {
     public var route: String
     /// The request target as the client sent it.
     public var uri: String
+    /// The request's method as the client sent it.
+    public var method: HTTPMethod
     /// The verified client certificate of an mTLS listener, when the listener forwards identity fields.
     public var clientCertificate: ClientIdentity?
     /// The upstream host that answered (`host:port`), once one was chosen.
@@ -34,7 +38,31 @@ public struct RequestContext: Sendable {
         }
     }
 
-    public init(clientIP: String, clientTrusted: Bool, scheme: String, host: String?, listener: String, route: String, uri: String) {
+    /// What filters keep between phases for this request, by key (`RequestContextKey`). Empty, and allocation-free,
+    /// until a filter stores something.
+    private var filterValues: [(key: ObjectIdentifier, value: any Sendable)] = []
+
+    /// The value a filter stored under `key` for this request (a compressor, a cache entry being filled), or nil.
+    /// Filters are shared by every request of a route; what belongs to one request lives here.
+    public subscript<Key: RequestContextKey>(_ key: Key.Type) -> Key.Value? {
+        get {
+            let id = ObjectIdentifier(key)
+            for entry in self.filterValues where entry.key == id { return entry.value as? Key.Value }
+            return nil
+        }
+        set {
+            let id = ObjectIdentifier(key)
+            if let i = self.filterValues.firstIndex(where: { $0.key == id }) {
+                if let newValue { self.filterValues[i].value = newValue } else { self.filterValues.remove(at: i) }
+            } else if let newValue {
+                self.filterValues.append((id, newValue))
+            }
+        }
+    }
+
+    public init(clientIP: String, clientTrusted: Bool, scheme: String, host: String?, listener: String, route: String, uri: String,
+                method: HTTPMethod = .GET) {
+        self.method = method
         self.clientIP = clientIP
         self.clientTrusted = clientTrusted
         self.scheme = scheme
@@ -43,4 +71,10 @@ public struct RequestContext: Sendable {
         self.route = route
         self.uri = uri
     }
+}
+
+/// A key for a filter's per-request value in `RequestContext` (as swift-service-context's keys): usually the
+/// filter's own nested type, so no other filter can read or overwrite it.
+public protocol RequestContextKey {
+    associatedtype Value: Sendable
 }

@@ -91,6 +91,10 @@ final class Exchange {
     /// When the last of the request body went upstream (for the host's latency).
     var requestBodySentAt: NIODeadline?
 
+    /// The route or listener has response body filters (set with the route).
+    var hasBodyFilters = false
+    /// Body went through the body filters since their last pause (`ResponseBodyEvent.pause`).
+    var bodyFiltersOwePause = false
     var responseStarted = false
     var responseEnded = false
     var status = 0

@@ -516,6 +516,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return self.respondWithError(ProxyError(.noRoute, source: .downstream), exchange: ex)
         }
         ex.route = route
+        ex.hasBodyFilters = route.filters.hasResponseBodyFilters || self.listener.filters.hasResponseBodyFilters
 
         var context = RequestContext(
             clientIP: self.clientIP,
@@ -524,7 +525,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             host: ex.host,
             listener: self.listener.name,
             route: route.name,
-            uri: head.uri
+            uri: head.uri,
+            method: head.method
         )
         if self.listener.tls?.clientSubjectHeader != nil, let info = self.verifiedClientCertificate() {
             context.clientCertificate = RequestContext.ClientIdentity(subject: info.subject, sha256: info.sha256)
@@ -876,8 +878,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             self.context.write(self.wrapOutboundOut(.head(head)), promise: nil)
             self.needsFlushDownstream = true
         case .body(var buffer):
-            if let filters = ex.route?.filters, filters.hasResponseBodyFilters {
-                filters.runResponseBody(&buffer, &ex.context)
+            if ex.hasBodyFilters {
+                self.filterResponseBody(ex, &buffer, .data)
+                ex.bodyFiltersOwePause = true
+                if buffer.readableBytes == 0 { return }
             }
             ex.responseBodyBytes += buffer.readableBytes
             self.context.write(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
@@ -896,6 +900,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 // told apart from a next request without reading it all, so the connection closes after this.
                 self.closeWhenIdle = true
             }
+            if ex.hasBodyFilters { self.writeFilteredBody(ex, .end) }
             self.writeResponseEnd(ex, trailers: trailers ?? ex.trailersFromHead)
         }
     }
@@ -975,6 +980,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func upstreamReadComplete() {
+        if let ex = self.exchange, ex.bodyFiltersOwePause, !ex.responseEnded {
+            // The upstream paused: filters holding bytes back (a compressor) give them out now.
+            self.writeFilteredBody(ex, .pause)
+        }
         if self.needsFlushDownstream {
             self.needsFlushDownstream = false
             self.context.flush()
@@ -1009,6 +1018,23 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let reason = error.map { "\($0)" } ?? "connection closed"
         self.worker.logger.warning("upstream closed before responding", metadata: ["host": "\(ex.upstreamAuthority ?? "-")", "error": "\(reason)"])
         self.tryFailed(ex, .reset, ProxyError(.upstreamClosedEarly, source: .upstream, context: reason))
+    }
+
+    /// Runs the response body filters, the listener's then the route's, on one event (`ResponseBodyEvent`).
+    private func filterResponseBody(_ ex: Exchange, _ chunk: inout ByteBuffer, _ event: ResponseBodyEvent) {
+        self.listener.filters.runResponseBody(&chunk, event, &ex.context)
+        ex.route?.filters.runResponseBody(&chunk, event, &ex.context)
+    }
+
+    /// A pause or the end of the body: what the filters still held goes downstream.
+    private func writeFilteredBody(_ ex: Exchange, _ event: ResponseBodyEvent) {
+        ex.bodyFiltersOwePause = false
+        var chunk = ByteBuffer()
+        self.filterResponseBody(ex, &chunk, event)
+        guard chunk.readableBytes > 0 else { return }
+        ex.responseBodyBytes += chunk.readableBytes
+        self.context.write(self.wrapOutboundOut(.body(.byteBuffer(chunk))), promise: nil)
+        self.needsFlushDownstream = true
     }
 
     // MARK: Timeouts (worker tick)
@@ -1109,8 +1135,18 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         ex.responseStarted = true
         ex.context.status = status
         var head = HTTPResponseHead(version: ex.version.major == 1 || self.isHTTP2 ? ex.version : .http1_1, status: HTTPResponseStatus(statusCode: status), headers: headers)
+        var body = body
         self.listener.filters.runResponseHead(&head, &ex.context)
-        if routeFilters { ex.route?.filters.runResponseHead(&head, &ex.context) }
+        if routeFilters, let filters = ex.route?.filters {
+            filters.runResponseHead(&head, &ex.context)
+            if filters.hasResponseBodyFilters || self.listener.filters.hasResponseBodyFilters {
+                // The whole body is one part; its length is known once the filters are done with it.
+                self.filterResponseBody(ex, &body, .data)
+                var rest = ByteBuffer()
+                self.filterResponseBody(ex, &rest, .end)
+                body.writeBuffer(&rest)
+            }
+        }
         head.headers.replaceOrAdd(name: "Content-Length", value: String(body.readableBytes))
         if self.closeWhenIdle && !self.isHTTP2 { head.headers.replaceOrAdd(name: "Connection", value: "close") }
         self.context.write(self.wrapOutboundOut(.head(head)), promise: nil)
