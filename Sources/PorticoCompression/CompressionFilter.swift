@@ -8,8 +8,8 @@ public import NIOHTTP1
 public import PorticoCore
 
 /// A route's `compression`: compresses responses for clients that accept it, as they stream (ARCHITECTURE §3,
-/// phase 9). `CompressionPolicy` decides; this filter keeps the request's `Accept-Encoding` and the response's
-/// `BodyEncoder` in the request's context and runs the encoder on each body event.
+/// phase 9). `CompressionPolicy` decides from the request's `Accept-Encoding` and the response head; this filter
+/// keeps the response's `BodyEncoder` in the request's context and runs it on each body event.
 ///
 /// Runs on the request's EventLoop. Compression costs that loop's CPU (about what nginx's `gzip` costs: the same
 /// zlib), so it is per route and limited to types that compress.
@@ -20,26 +20,20 @@ public import PorticoCore
 /// the compressed bytes.
 public struct CompressionFilter: ProxyFilter {
     public let policy: CompressionPolicy
-    public var phases: FilterPhases { [.requestHead, .responseHead, .responseBody] }
+    public var phases: FilterPhases { [.responseHead, .responseBody] }
 
     public init(policy: CompressionPolicy) {
         self.policy = policy
     }
 
-    /// The request's `Accept-Encoding`, kept from the request head for the response head.
-    enum AcceptKey: RequestContextKey { typealias Value = AcceptEncoding }
     /// The encoder of a response being compressed.
     enum EncoderKey: RequestContextKey { typealias Value = BodyEncoder }
 
-    public func requestHead(_ head: inout HTTPRequestHead, _ context: inout RequestContext) -> FilterDecision {
-        if head.headers.contains(name: "accept-encoding") {
-            context[AcceptKey.self] = AcceptEncoding(fieldValues: head.headers["accept-encoding"])
-        }
-        return .proceed
-    }
-
     public func responseHead(_ head: inout HTTPResponseHead, _ context: inout RequestContext) {
-        switch self.policy.decide(method: context.method, response: head, accept: context[AcceptKey.self]) {
+        // The client's Accept-Encoding, read here (not in requestHead) so that answers from an earlier filter, a
+        // cache hit among them, are compressed too.
+        let accept = context.requestHeaders.contains(name: "accept-encoding") ? AcceptEncoding(fieldValues: context.requestHeaders["accept-encoding"]) : nil
+        switch self.policy.decide(method: context.method, response: head, accept: accept) {
         case .leave:
             return
         case .leaveVarying:

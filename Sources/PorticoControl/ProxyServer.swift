@@ -26,6 +26,8 @@ public actor ProxyServer: Service {
     private var generation: UInt64 = 0
     private let logger: Logger
     private let onStarted: (@Sendable ([String: SocketAddress]) -> Void)?
+    /// The responses routes with `cache` store; kept across reloads while `cache_storage` stays the same.
+    public private(set) var cacheStore: CacheStore?
 
     public init(
         config: ValidatedConfig,
@@ -79,8 +81,20 @@ public actor ProxyServer: Service {
     }
 
     private func compile(_ config: ValidatedConfig, generation: UInt64) -> RoutingTable {
-        RoutingTable.compile(config, generation: generation, registry: self.hosts, now: Int64(NIODeadline.now().uptimeNanoseconds),
-                             routeFilters: RouteFilters.make)
+        let c = config.config
+        if c.routes.contains(where: { $0.cache != nil }) {
+            let storage = c.cacheStorage ?? CacheStorageConfig()
+            if let store = self.cacheStore, store.maxBytes == storage.effectiveMaxSize, store.maxObjectBytes == storage.effectiveMaxObjectSize {
+                // The same storage: what is stored survives the reload.
+            } else {
+                self.cacheStore = CacheStore(maxBytes: storage.effectiveMaxSize, maxObjectBytes: storage.effectiveMaxObjectSize)
+            }
+        } else {
+            self.cacheStore = nil
+        }
+        let filters = RouteFilters(cacheStore: self.cacheStore)
+        return RoutingTable.compile(config, generation: generation, registry: self.hosts, now: Int64(NIODeadline.now().uptimeNanoseconds),
+                                    routeFilters: filters.make)
     }
 
     /// Re-reads the config file. Errors are logged and leave the running config in force.

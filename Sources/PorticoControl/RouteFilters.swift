@@ -7,13 +7,18 @@ import PorticoCompression
 import PorticoCore
 
 /// The filters a route's config adds to its chain (`RoutingTable.compile(routeFilters:)`), in the order they run:
-/// after the global forwarding filter and the route's header rules, before its fixed response or redirect.
+/// after the global forwarding filter, before the route's header rules and its fixed response or redirect.
 ///
-/// Order matters in the response direction: compression comes last so every filter before it (a cache, when
-/// there is one) sees the origin's own representation.
-enum RouteFilters {
-    static func make(_ route: RouteConfig) -> [any ProxyFilter] {
+/// Order matters: the cache comes first, so it looks up what the client asked and stores what the origin sent;
+/// compression after it, so stored and fresh responses are compressed alike on the way out.
+struct RouteFilters {
+    let cacheStore: CacheStore?
+
+    func make(_ route: RouteConfig) -> [any ProxyFilter] {
         var filters: [any ProxyFilter] = []
+        if let cache = route.cache, let store = self.cacheStore {
+            filters.append(CacheFilter(store: store, config: cache))
+        }
         if let compression = route.compression {
             filters.append(CompressionFilter(policy: CompressionPolicy(compression)))
         }

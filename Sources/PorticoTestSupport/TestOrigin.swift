@@ -326,7 +326,7 @@ private final class OriginHandler: ChannelInboundHandler, RemovableChannelHandle
             context.write(self.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: [0, 0, 0, 0, 2, 8, 1])))), promise: nil)
             context.writeAndFlush(self.wrapOutboundOut(.end(HTTPHeaders([("grpc-status", "0"), ("grpc-message", "ok")]))), promise: nil)
         case ("respond", _):
-            // `/respond?status=N&size=N&h=Name:%20value&chunked=1`: a text body of `size` bytes (compressible,
+            // `/respond?status=N&size=N&h=Name:%20value&chunked=1&delay=MS`: a text body of `size` bytes (compressible,
             // deterministic: `TestOrigin.text(size:)`) with the fields given, for the cache and compression tests.
             var status = HTTPResponseStatus.ok
             var size = 0
@@ -344,12 +344,24 @@ private final class OriginHandler: ChannelInboundHandler, RemovableChannelHandle
                 default: break
                 }
             }
-            if !chunked { headers.add(name: "Content-Length", value: String(size)) }
-            context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
-            if head.method != .HEAD && size > 0 {
-                context.write(self.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: TestOrigin.text(size: size))))), promise: nil)
+            // Which request this is (the cache tests see whether a 304 freshened a stored response), and a 304
+            // when the request's If-None-Match names the ETag given (RFC 9110 §13.1.2).
+            headers.add(name: "X-Origin-Request", value: String(self.counters.requests.load(ordering: .relaxed)))
+            if let etag = headers.first(name: "etag"), head.headers[canonicalForm: "if-none-match"].contains(where: { $0 == etag[...] }) {
+                status = .notModified
+                size = 0
             }
-            context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
+            if !chunked && status != .notModified { headers.add(name: "Content-Length", value: String(size)) }
+            let delay = Self.query(head.uri).first { $0.0 == "delay" }.flatMap { Int64($0.1) } ?? 0
+            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            context.eventLoop.scheduleTask(in: .milliseconds(delay)) { [status, size] in
+                let (handler, context) = bound.value
+                context.write(handler.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
+                if head.method != .HEAD && size > 0 {
+                    context.write(handler.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: TestOrigin.text(size: size))))), promise: nil)
+                }
+                context.writeAndFlush(handler.wrapOutboundOut(.end(nil)), promise: nil)
+            }
         case ("stream", let ms):
             // A server-sent event stream: one event now, the second and the end after `ms` milliseconds.
             var headers = self.baseHeaders()

@@ -134,6 +134,9 @@ struct QuickProxy: AsyncParsableCommand {
     @Flag(help: "Compress responses (zstd, br, gzip, deflate, as the client accepts) with the default settings.")
     var compress = false
 
+    @Option(help: "Cache every response RFC 9111 allows, in memory of this size (e.g. 64MiB).")
+    var cache: String?
+
     func run() async throws {
         guard !self.to.isEmpty else {
             throw ValidationError("give at least one --to origin")
@@ -142,6 +145,13 @@ struct QuickProxy: AsyncParsableCommand {
         if self.workers != "auto" {
             guard let n = Int(self.workers), n > 0 else { throw ValidationError("--workers takes a positive number or auto") }
             workers = .count(n)
+        }
+        var cacheSize: ByteSize?
+        if let text = self.cache {
+            guard let size = ByteSize(parsing: text), size.bytes >= 1 << 20 else {
+                throw ValidationError("--cache takes a size of at least 1MiB, such as 64MiB")
+            }
+            cacheSize = size
         }
         // No body size limit in quick mode (as `caddy reverse-proxy`); configs default to 10MiB.
         let limits = LimitsConfig(maxBodyBytes: ByteSize(bytes: 0))
@@ -155,9 +165,11 @@ struct QuickProxy: AsyncParsableCommand {
         let config = PorticoConfig(
             workers: workers,
             listeners: listeners,
-            routes: [RouteConfig(name: "all", cluster: "origins", compression: self.compress ? CompressionConfig() : nil)],
+            routes: [RouteConfig(name: "all", cluster: "origins", compression: self.compress ? CompressionConfig() : nil,
+                                 cache: cacheSize == nil ? nil : CacheConfig())],
             clusters: [ClusterConfig(name: "origins", hosts: self.to.map { HostConfig(address: $0) })],
-            accessLog: AccessLogConfig(destination: self.accessLog)
+            accessLog: AccessLogConfig(destination: self.accessLog),
+            cacheStorage: cacheSize.map { CacheStorageConfig(maxSize: $0) }
         )
         let valid: ValidatedConfig
         var result = ConfigValidator.validate(config)

@@ -74,7 +74,8 @@ import Testing
         #expect(again.headers["x-trace"] == ["c"])
     }
 
-    /// Route chains: global forwarding first, then header rules, then config filters, then the responder.
+    /// Route chains: global forwarding first, then config filters (cache, compression), then header rules, then
+    /// the responder.
     @Test func routesCompileTheirChains() throws {
         let yaml = """
             listeners: [ { name: l, address: "127.0.0.1:0" } ]
@@ -85,10 +86,10 @@ import Testing
             """
         let valid = try ConfigLoader.load(text: yaml, file: nil).get()
         let table = RoutingTable.compile(valid, generation: 1) { route in
-            route.name == "proxied" ? [Tracer(name: "extra", phases: .upstreamRequestHead)] : []
+            [Tracer(name: "extra", phases: .upstreamRequestHead)]
         }
         let fixed = table.routes.first { $0.name == "fixed" }!
-        #expect(fixed.filters.filters.map { "\(type(of: $0))" } == ["ForwardingFilter", "HeaderRulesFilter", "FixedResponseFilter"])
+        #expect(fixed.filters.filters.map { "\(type(of: $0))" } == ["ForwardingFilter", "Tracer", "HeaderRulesFilter", "FixedResponseFilter"])
         let proxied = table.routes.first { $0.name == "proxied" }!
         #expect(proxied.filters.filters.map { "\(type(of: $0))" } == ["ForwardingFilter", "Tracer"])
         // Header rules with nothing to do implement no phase, so they are left out.

@@ -246,6 +246,26 @@ public enum ConfigValidator {
             }
         }
 
+        for (i, r) in c.routes.enumerated() {
+            guard let cache = r.cache else { continue }
+            let p = "routes[\(i)].cache"
+            for (j, h) in (cache.key?.headers ?? []).enumerated() where !isToken(h) {
+                fail("\(p).key.headers[\(j)]", "invalid header name \"\(h)\"")
+            }
+            for (j, name) in (cache.key?.cookies ?? []).enumerated() where !isToken(name) {
+                fail("\(p).key.cookies[\(j)]", "invalid cookie name \"\(name)\"")
+            }
+            for (j, t) in (cache.purgeAllow ?? []).enumerated() where CIDR(parsing: t) == nil {
+                fail("\(p).purge_allow[\(j)]", "invalid CIDR \"\(t)\" (expected e.g. 127.0.0.1/32 or ::1)")
+            }
+        }
+        if let s = c.cacheStorage {
+            if s.effectiveMaxSize < 1 << 20 { fail("cache_storage.max_size", "must be at least 1MiB") }
+            if let o = s.maxObjectSize, o.bytes < 1 || o.bytes > s.effectiveMaxSize {
+                fail("cache_storage.max_object_size", "must be more than 0 and at most max_size")
+            }
+        }
+
         if let f = c.forwarding {
             for (i, t) in (f.trustedProxies ?? []).enumerated() where CIDR(parsing: t) == nil {
                 fail("forwarding.trusted_proxies[\(i)]", "invalid CIDR \"\(t)\" (expected e.g. 10.0.0.0/8 or ::1)")

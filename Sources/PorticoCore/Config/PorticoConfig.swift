@@ -24,6 +24,8 @@ public struct PorticoConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
     public var accessLog: AccessLogConfig?
     /// Small HTTP servers that Portico starts itself, for a demo with no other software. Default: none.
     public var demoOrigins: [DemoOriginConfig]?
+    /// Memory for the responses routes with `cache` store. Default: 64MiB when any route caches.
+    public var cacheStorage: CacheStorageConfig?
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish before Portico exits. Default `30s`.
     public var shutdownGrace: ConfigDuration?
 
@@ -35,8 +37,10 @@ public struct PorticoConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
         forwarding: ForwardingConfig? = nil,
         accessLog: AccessLogConfig? = nil,
         demoOrigins: [DemoOriginConfig]? = nil,
-        shutdownGrace: ConfigDuration? = nil
+        shutdownGrace: ConfigDuration? = nil,
+        cacheStorage: CacheStorageConfig? = nil
     ) {
+        self.cacheStorage = cacheStorage
         self.workers = workers
         self.listeners = listeners
         self.routes = routes

@@ -24,12 +24,15 @@ public struct RouteConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
     public var hostHeader: HostHeaderMode?
     /// Compress responses for clients that accept it (`compression: {}` for the defaults). Off by default.
     public var compression: CompressionConfig?
+    /// Cache responses (RFC 9111) in the process's `cache_storage` (`cache: {}` for the defaults). Off by default.
+    public var cache: CacheConfig?
 
     public init(name: String? = nil, match: RouteMatchConfig? = nil, cluster: String? = nil,
                 redirect: RedirectConfig? = nil, respond: FixedResponseConfig? = nil,
                 requestHeaders: HeaderRulesConfig? = nil, responseHeaders: HeaderRulesConfig? = nil,
-                hostHeader: HostHeaderMode? = nil, compression: CompressionConfig? = nil) {
+                hostHeader: HostHeaderMode? = nil, compression: CompressionConfig? = nil, cache: CacheConfig? = nil) {
         self.compression = compression
+        self.cache = cache
         self.name = name
         self.match = match
         self.cluster = cluster

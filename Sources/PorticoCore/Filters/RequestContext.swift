@@ -3,6 +3,7 @@
 // SPDX-License-Identifier: Apache-2.0
 //===----------------------------------------------------------------------===//
 
+public import NIOCore
 public import NIOHTTP1
 
 /// What filters know about one request (Pingora's `CTX`): set by Portico before the first phase and kept,
@@ -22,12 +23,17 @@ public struct RequestContext: Sendable {
     public var uri: String
     /// The request's method as the client sent it.
     public var method: HTTPMethod
+    /// The request's fields as the client sent them (before any filter changed the head), for filters that
+    /// decide about the response by the request (`Accept-Encoding`, `Vary`) even when an earlier filter answered.
+    public var requestHeaders: HTTPHeaders = [:]
     /// The verified client certificate of an mTLS listener, when the listener forwards identity fields.
     public var clientCertificate: ClientIdentity?
     /// The upstream host that answered (`host:port`), once one was chosen.
     public var upstreamAuthority: String?
     /// The response status, once a response started.
     public var status: Int = 0
+    /// The request's EventLoop (the connection's): where a filter makes the promise it suspends on.
+    public var eventLoop: (any EventLoop)?
 
     public struct ClientIdentity: Sendable, Hashable {
         public var subject: String

@@ -19,8 +19,8 @@ public final class Route: Sendable {
     public let action: RouteAction
     public let hostHeader: HostHeaderMode
     /// The route's filters, one flat chain compiled with the table: the global ones (forwarding fields), the
-    /// route's header rules, the filters its config adds, then its fixed response or redirect (which answers every request). A listener's own
-    /// filters run before these (`ListenerSettings.filters`).
+    /// filters its config adds (cache, compression), its header rules, then its fixed response or redirect (which
+    /// answers every request). A listener's own filters run before these (`ListenerSettings.filters`).
     public let filters: FilterChain
 
     public enum PathCondition: Sendable, Hashable {
@@ -77,10 +77,13 @@ public final class Route: Sendable {
             )
         }
         self.hostHeader = config.hostHeader ?? .keep
+        // The config's filters (cache, compression) come before the header rules: the cache keys and stores what
+        // the client and the origin sent, and the route's own rules still have the last word on every response,
+        // stored or not.
         var filters: [any ProxyFilter] = globalFilters
+        filters += extraFilters
         let rules = HeaderRulesFilter(request: HeaderRules(config.requestHeaders), response: HeaderRules(config.responseHeaders))
         if !rules.phases.isEmpty { filters.append(rules) }
-        filters += extraFilters
         switch self.action {
         case .proxy: break
         case .redirect(let status, let target): filters.append(RedirectFilter(status: status, target: target))

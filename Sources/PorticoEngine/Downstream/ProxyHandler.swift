@@ -528,6 +528,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             uri: head.uri,
             method: head.method
         )
+        context.eventLoop = self.context.eventLoop
+        context.requestHeaders = head.headers
         if self.listener.tls?.clientSubjectHeader != nil, let info = self.verifiedClientCertificate() {
             context.clientCertificate = RequestContext.ClientIdentity(subject: info.subject, sha256: info.sha256)
         }
@@ -1147,7 +1149,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 body.writeBuffer(&rest)
             }
         }
-        head.headers.replaceOrAdd(name: "Content-Length", value: String(body.readableBytes))
+        if status == 304 || status == 204 || status < 200 {
+            body.clear()  // no content (RFC 9110 §15.4.5, §15.3.5): no length either
+        } else {
+            head.headers.replaceOrAdd(name: "Content-Length", value: String(body.readableBytes))
+        }
         if self.closeWhenIdle && !self.isHTTP2 { head.headers.replaceOrAdd(name: "Connection", value: "close") }
         self.context.write(self.wrapOutboundOut(.head(head)), promise: nil)
         if ex.method != .HEAD && body.readableBytes > 0 {

@@ -1,0 +1,203 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Portico open source project
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+import Synchronization
+
+/// The in-memory cache: stored responses by primary key (each with its `Vary` variants), a byte budget with
+/// least-recently-used eviction, tags for purging, and the per-key fills that collapse concurrent misses.
+///
+/// One per process, shared by every worker. It is split into shards, each behind its own `Mutex`, held only for
+/// a dictionary lookup and a list splice (no I/O, no allocation beyond the entry itself), so workers rarely meet
+/// on one; nginx's cache zone has one mutex for all. Bodies are never copied: a hit takes a reference to the
+/// stored `ByteBuffer`.
+public final class CacheStore: Sendable {
+    public let maxBytes: Int
+    public let maxObjectBytes: Int
+    private let shards: [ShardBox]
+
+    /// Variants kept per primary key (a `Vary` on a field with many values cannot crowd out everything else).
+    public static let maxVariants = 16
+
+    public init(maxBytes: Int, maxObjectBytes: Int) {
+        self.maxBytes = maxBytes
+        self.maxObjectBytes = min(maxObjectBytes, maxBytes)
+        // Each shard's budget holds at least four of the largest objects.
+        let count = max(1, min(16, maxBytes / max(1, 4 * self.maxObjectBytes)))
+        self.shards = (0..<count).map { _ in ShardBox(budget: maxBytes / count) }
+    }
+
+    private func shard(_ key: String) -> ShardBox {
+        self.shards[Int(UInt(bitPattern: key.hashValue) % UInt(self.shards.count))]
+    }
+
+    /// The stored variants of `key`, most recently stored first; counts as a use.
+    public func lookup(_ key: String) -> [CachedResponse] {
+        self.shard(key).mutex.withLock { $0.lookup(key) }
+    }
+
+    /// Stores `response` under `key`, replacing the variant with the same `Vary` values. Returns false when it
+    /// is larger than `maxObjectBytes`.
+    @discardableResult
+    public func insert(_ key: String, _ response: CachedResponse) -> Bool {
+        guard response.cost <= self.maxObjectBytes else { return false }
+        self.shard(key).mutex.withLock { $0.insert(key, response) }
+        return true
+    }
+
+    /// Removes every variant of `key`; returns how many there were.
+    @discardableResult
+    public func remove(_ key: String) -> Int {
+        self.shard(key).mutex.withLock { $0.remove(key) }
+    }
+
+    /// Removes every response tagged `tag` (`Surrogate-Key`, `Cache-Tag`); returns how many.
+    @discardableResult
+    public func purge(tag: String) -> Int {
+        var n = 0
+        for shard in self.shards {
+            n += shard.mutex.withLock { s in
+                let keys = s.entries.filter { $0.value.variants.contains { $0.tags.contains(tag) } }.map(\.key)
+                var removed = 0
+                for key in keys {
+                    guard let node = s.entries[key] else { continue }
+                    let kept = node.variants.filter { !$0.tags.contains(tag) }
+                    removed += node.variants.count - kept.count
+                    s.remove(key)
+                    for v in kept.reversed() { s.insert(key, v) }
+                }
+                return removed
+            }
+        }
+        return n
+    }
+
+    /// Stored responses and the bytes they hold.
+    public var usage: (responses: Int, bytes: Int) {
+        var r = 0, b = 0
+        for shard in self.shards {
+            shard.mutex.withLock { s in
+                r += s.entries.values.reduce(0) { $0 + $1.variants.count }
+                b += s.bytes
+            }
+        }
+        return (r, b)
+    }
+
+    // MARK: Collapsed misses
+
+    public enum FillRole: Sendable {
+        /// No request is fetching this key: this one does, and must call `finishFill` when it is done.
+        case leader
+        /// Another request is fetching it: `waiter` is called when it is done.
+        case waiting
+    }
+
+    /// Joins the fetch of `key` in progress, or starts one. `waiter` is called (from the leader's thread) once
+    /// the leader finished, whatever came of it.
+    public func fillOrWait(_ key: String, waiter: @escaping @Sendable () -> Void) -> FillRole {
+        self.shard(key).mutex.withLock { s in
+            if s.fills[key] != nil {
+                s.fills[key]!.append(waiter)
+                return .waiting
+            }
+            s.fills[key] = []
+            return .leader
+        }
+    }
+
+    /// The leader of `key`'s fetch is done (stored, not storable, or failed): its waiters go on.
+    public func finishFill(_ key: String) {
+        let waiters = self.shard(key).mutex.withLock { $0.fills.removeValue(forKey: key) } ?? []
+        for w in waiters { w() }
+    }
+}
+
+private final class ShardBox: Sendable {
+    let mutex: Mutex<Shard>
+    init(budget: Int) { self.mutex = Mutex(Shard(budget: budget)) }
+}
+
+/// One shard: a dictionary of entries threaded on a recency list (head: most recently used).
+private struct Shard: ~Copyable {
+    final class Node {
+        let key: String
+        var variants: [CachedResponse]
+        var cost: Int
+        var prev: Node?
+        var next: Node?
+        init(key: String, variants: [CachedResponse], cost: Int) {
+            self.key = key
+            self.variants = variants
+            self.cost = cost
+        }
+    }
+
+    let budget: Int
+    var entries: [String: Node] = [:]
+    var head: Node?
+    var tail: Node?
+    var bytes = 0
+    var fills: [String: [@Sendable () -> Void]] = [:]
+
+    init(budget: Int) { self.budget = budget }
+
+    mutating func lookup(_ key: String) -> [CachedResponse] {
+        guard let node = self.entries[key] else { return [] }
+        self.moveToFront(node)
+        return node.variants
+    }
+
+    mutating func insert(_ key: String, _ response: CachedResponse) {
+        let node: Node
+        if let existing = self.entries[key] {
+            node = existing
+            node.variants.removeAll { $0.varyFields == response.varyFields && $0.varyValues == response.varyValues || $0.varyFields != response.varyFields }
+            node.variants.insert(response, at: 0)
+            if node.variants.count > CacheStore.maxVariants { node.variants.removeLast(node.variants.count - CacheStore.maxVariants) }
+            self.bytes -= node.cost
+            node.cost = node.variants.reduce(0) { $0 + $1.cost }
+            self.bytes += node.cost
+            self.moveToFront(node)
+        } else {
+            node = Node(key: key, variants: [response], cost: response.cost)
+            self.entries[key] = node
+            self.bytes += node.cost
+            self.linkFront(node)
+        }
+        // Evict the least recently used until within budget (never the entry just stored).
+        while self.bytes > self.budget, let victim = self.tail, victim !== node {
+            self.remove(victim.key)
+        }
+    }
+
+    @discardableResult
+    mutating func remove(_ key: String) -> Int {
+        guard let node = self.entries.removeValue(forKey: key) else { return 0 }
+        self.unlink(node)
+        self.bytes -= node.cost
+        return node.variants.count
+    }
+
+    private mutating func moveToFront(_ node: Node) {
+        guard self.head !== node else { return }
+        self.unlink(node)
+        self.linkFront(node)
+    }
+
+    private mutating func linkFront(_ node: Node) {
+        node.prev = nil
+        node.next = self.head
+        self.head?.prev = node
+        self.head = node
+        if self.tail == nil { self.tail = node }
+    }
+
+    private mutating func unlink(_ node: Node) {
+        if let p = node.prev { p.next = node.next } else if self.head === node { self.head = node.next }
+        if let n = node.next { n.prev = node.prev } else if self.tail === node { self.tail = node.prev }
+        node.prev = nil
+        node.next = nil
+    }
+}

@@ -1,0 +1,454 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Portico open source project
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+public import NIOCore
+public import NIOHTTP1
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A route's `cache` (RFC 9111 shared cache, ARCHITECTURE §3 phase 4): answers from `CacheStore` what
+/// `CachePolicy` allows, revalidates what is stale, stores what comes back storable, collapses concurrent misses,
+/// invalidates after unsafe methods, and says what it did in `Cache-Status` (RFC 9211).
+///
+/// Runs on the request's EventLoop. A hit is answered in `requestHead` with the stored body (a reference: no
+/// copy, no upstream). A miss streams to its client as it arrives and is copied once into the store. The store's
+/// shard lock is held only for a lookup or an insert.
+///
+/// It comes before compression in a route's chain, so it stores the origin's representation and every
+/// response, stored or not, is compressed on the way out in the same way.
+public struct CacheFilter: ProxyFilter {
+    public let store: CacheStore
+    public let policy: CachePolicy
+    let keyQuery: Bool
+    let keyHeaders: [String]
+    let keyCookies: [String]
+    let lockTimeout: TimeAmount
+    let purgeAllow: [CIDR]
+    let statusKey: Bool
+    /// Seconds since the epoch (a parameter so tests can move time).
+    let clock: @Sendable () -> Int64
+
+    public var phases: FilterPhases { [.requestHead, .upstreamRequestHead, .responseHead, .responseBody, .log] }
+
+    public init(store: CacheStore, config: CacheConfig, clock: @escaping @Sendable () -> Int64 = CacheFilter.wallClock) {
+        self.store = store
+        self.policy = CachePolicy(
+            heuristicMax: (config.heuristicMax?.nanoseconds).map { $0 / 1_000_000_000 } ?? 86400,
+            storeSetCookie: config.storeSetCookie ?? false)
+        self.keyQuery = config.key?.query ?? true
+        self.keyHeaders = (config.key?.headers ?? []).map { $0.lowercased() }
+        self.keyCookies = config.key?.cookies ?? []
+        self.lockTimeout = .nanoseconds(config.lockTimeout?.nanoseconds ?? 5_000_000_000)
+        self.purgeAllow = (config.purgeAllow ?? []).compactMap(CIDR.init(parsing:))
+        self.statusKey = config.statusKey ?? false
+        self.clock = clock
+    }
+
+    public static let wallClock: @Sendable () -> Int64 = {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec)
+    }
+
+    enum StateKey: RequestContextKey { typealias Value = CacheExchange }
+
+    /// The name in `Cache-Status`.
+    static let cacheName = "Portico"
+    /// Pseudo-field in a stored response's `varyFields` standing for the configured key fields and cookies.
+    static let keyField = "\u{1}key"
+
+    // MARK: Request
+
+    public func requestHead(_ head: inout HTTPRequestHead, _ context: inout RequestContext) -> FilterDecision {
+        if head.method.rawValue == "PURGE" && !self.purgeAllow.isEmpty {
+            return self.purge(head, context)
+        }
+        let state: CacheExchange
+        switch head.method {
+        case .GET, .HEAD:
+            state = CacheExchange(key: self.primaryKey(head.uri, context), extraKey: self.extraKey(head.headers), head: head)
+        case .OPTIONS, .TRACE:
+            return .proceed
+        default:
+            // An unsafe method: forwarded, and a success invalidates what is stored for its target (RFC 9111 §4.4).
+            state = CacheExchange(key: self.primaryKey(head.uri, context), extraKey: "", head: head)
+            state.mode = .invalidate
+            state.status = "fwd=method"
+        }
+        context[StateKey.self] = state
+        guard state.mode != .invalidate else { return .proceed }
+        return self.lookup(state, eventLoop: context.eventLoop, mayWait: head.method == .GET && self.lockTimeout.nanoseconds > 0)
+    }
+
+    /// Answers from the store when a stored response may be used; otherwise marks the request a miss or a
+    /// revalidation. `mayWait`: a miss joins a fetch of the same key in progress (request collapsing).
+    private func lookup(_ state: CacheExchange, eventLoop: (any EventLoop)?, mayWait: Bool) -> FilterDecision {
+        let now = self.clock()
+        let variants = self.store.lookup(state.key)
+        if let stored = variants.first(where: { self.matches($0, state) }) {
+            switch self.policy.use(stored, request: state.requestControl, now: now) {
+            case .fresh, .staleAccepted, .staleWhileRevalidate:
+                let age = max(0, stored.currentAge(now: now))
+                state.mode = .local
+                state.status = "hit; ttl=\(stored.freshnessLifetime - age)"
+                return .respond(self.answer(stored, state, age: age))
+            case .validate:
+                if state.requestControl.onlyIfCached { return self.onlyIfCachedMiss(state) }
+                state.stored = stored
+                state.mode = .revalidate
+                state.status = state.requestControl.noCache || state.requestControl.maxAge != nil || state.requestControl.minFresh != nil
+                    ? "fwd=request" : "fwd=stale"
+                return .proceed
+            }
+        }
+        if state.requestControl.onlyIfCached { return self.onlyIfCachedMiss(state) }
+        state.mode = .miss
+        state.status = variants.isEmpty ? "fwd=uri-miss" : "fwd=vary-miss"
+        guard mayWait, let loop = eventLoop else { return .proceed }
+        let role = self.store.fillOrWait(state.key) {
+            // Called from the leader's thread when it is done: look again, on this request's loop.
+            loop.execute {
+                guard state.isWaiting else { return }  // it gave up waiting and went upstream
+                state.wake(self.lookup(state, eventLoop: loop, mayWait: false), collapsed: true)
+            }
+        }
+        switch role {
+        case .leader:
+            state.leader = true
+            return .proceed
+        case .waiting:
+            let promise = loop.makePromise(of: FilterDecision.self)
+            state.promise = promise
+            // The leader is slow: go upstream alone (nginx `proxy_cache_lock_timeout`).
+            loop.scheduleTask(in: self.lockTimeout) { state.wake(.proceed, collapsed: false) }
+            return .suspend(promise.futureResult)
+        }
+    }
+
+    private func onlyIfCachedMiss(_ state: CacheExchange) -> FilterDecision {
+        // RFC 9111 §5.2.1.7: nothing stored that may be used, and the client forbids going upstream.
+        state.mode = .local
+        state.status = "fwd=miss; detail=only-if-cached"
+        return .respond(FilterResponse(status: 504, headers: ["Content-Type": "text/plain; charset=utf-8"], text: "504 Gateway Timeout\n"))
+    }
+
+    /// The response a stored one gives this request: 304 for a conditional request it satisfies (RFC 9110 §13),
+    /// 206 or 416 for one byte range (§14), else itself. With `Age` (RFC 9111 §5.1).
+    private func answer(_ stored: CachedResponse, _ state: CacheExchange, age: Int64) -> FilterResponse {
+        if CachePolicy.notModified(stored, request: state.requestHeaders) {
+            var headers = HTTPHeaders()
+            for name in CachePolicy.notModifiedFields { for value in stored.headers[name] { headers.add(name: name, value: value) } }
+            headers.add(name: "Age", value: String(age))
+            return FilterResponse(status: 304, headers: headers)
+        }
+        var headers = stored.headers
+        headers.replaceOrAdd(name: "Age", value: String(age))
+        guard state.method == .GET else { return FilterResponse(status: stored.status, headers: headers, body: stored.body) }
+        switch CachePolicy.range(stored, request: state.requestHeaders) {
+        case .full:
+            if stored.status == 200 && !headers.contains(name: "accept-ranges") { headers.add(name: "Accept-Ranges", value: "bytes") }
+            return FilterResponse(status: stored.status, headers: headers, body: stored.body)
+        case .partial(let lower, let upper):
+            headers.replaceOrAdd(name: "Content-Range", value: "bytes \(lower)-\(upper)/\(stored.body.readableBytes)")
+            let part = stored.body.getSlice(at: stored.body.readerIndex + lower, length: upper - lower + 1) ?? ByteBuffer()
+            return FilterResponse(status: 206, headers: headers, body: part)
+        case .unsatisfiable:
+            headers.replaceOrAdd(name: "Content-Range", value: "bytes */\(stored.body.readableBytes)")
+            headers.remove(name: "content-type")
+            return FilterResponse(status: 416, headers: headers)
+        }
+    }
+
+    /// Whether a stored variant was stored for a request like this one (`Vary`, §4.1, and the configured key
+    /// fields).
+    private func matches(_ stored: CachedResponse, _ state: CacheExchange) -> Bool {
+        guard !stored.varyFields.isEmpty else { return true }
+        var fields = stored.varyFields[...]
+        var values = stored.varyValues[...]
+        if fields.first == Self.keyField {
+            guard values.first == state.extraKey else { return false }
+            fields = fields.dropFirst()
+            values = values.dropFirst()
+        }
+        return CachePolicy.varyValues(Array(fields), request: state.requestHeaders)[...] == values
+    }
+
+    public func upstreamRequestHead(_ head: inout HTTPRequestHead, _ context: inout RequestContext) {
+        guard let state = context[StateKey.self] else { return }
+        state.requestTime = self.clock()
+        guard state.mode == .revalidate, let stored = state.stored, stored.etag != nil || stored.lastModified != nil else { return }
+        // The cache's own validators (§4.3.1); the client's conditionals are answered from the result.
+        for name in ["if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "if-range", "range"] {
+            head.headers.remove(name: name)
+        }
+        if let etag = stored.etag { head.headers.add(name: "If-None-Match", value: etag) }
+        if let lm = stored.lastModified { head.headers.add(name: "If-Modified-Since", value: lm) }
+    }
+
+    // MARK: Response
+
+    public func responseHead(_ head: inout HTTPResponseHead, _ context: inout RequestContext) {
+        guard let state = context[StateKey.self] else { return }
+        defer { head.headers.add(name: "Cache-Status", value: self.cacheStatus(state)) }
+        guard state.mode != .local else { return }
+        let now = self.clock()
+        let status = Int(head.status.code)
+        // Fields for this cache only (RFC 9213 targeted fields, tags) never reach the client.
+        var targeted = HTTPHeaders()
+        for name in CachePolicy.targetedFields where head.headers.contains(name: name) {
+            for value in head.headers[name] { targeted.add(name: name, value: value) }
+            head.headers.remove(name: name)
+        }
+        var tags: [String] = []
+        for name in ["surrogate-key", "cache-tag"] where head.headers.contains(name: name) {
+            tags += head.headers[name].flatMap { $0.split(whereSeparator: { $0 == " " || $0 == "," }).map(String.init) }
+            head.headers.remove(name: name)
+        }
+
+        switch state.mode {
+        case .invalidate:
+            if (200..<400).contains(status) { self.invalidate(state.key, head.headers, context) }
+            return
+        case .revalidate:
+            if let stored = state.stored, status == 304 {
+                var all = head.headers
+                all.add(contentsOf: targeted)
+                let fresh = self.policy.freshen(stored, with: all, requestTime: state.requestTime, responseTime: now)
+                self.store.insert(state.key, fresh)
+                state.status += "; fwd-status=304"
+                return self.replace(&head, with: fresh, state, now: now)
+            }
+            if let stored = state.stored, status >= 500, self.policy.mayServeOnError(stored, request: state.requestControl, now: now) {
+                state.status += "; fwd-status=\(status); detail=stale-if-error"
+                return self.replace(&head, with: stored, state, now: now)
+            }
+        default:
+            break
+        }
+        guard state.method == .GET else { return self.finishLeading(state) }
+        var all = head.headers
+        all.add(contentsOf: targeted)
+        switch self.policy.storability(request: state.requestHeaders, status: status, response: all, responseTime: now) {
+        case .store(let lifetime, let control):
+            let length = head.headers.first(name: "content-length").flatMap { Int($0) }
+            if let length, length > self.store.maxObjectBytes {
+                state.status += "; detail=too-large"
+                return self.finishLeading(state)
+            }
+            let varyFields = CachePolicy.varyFields(head.headers)
+            var fields = varyFields, values = CachePolicy.varyValues(varyFields, request: state.requestHeaders)
+            if !state.extraKey.isEmpty {
+                fields.insert(Self.keyField, at: 0)
+                values.insert(state.extraKey, at: 0)
+            }
+            state.fill = CacheExchange.Fill(
+                status: status, headers: head.headers, targeted: targeted, lifetime: lifetime, control: control,
+                varyFields: fields, varyValues: values, tags: tags, body: ByteBuffer(), responseTime: now)
+            if let length { state.fill!.body.reserveCapacity(length) }
+            state.status += "; stored"
+        case .refuse(let reason):
+            state.status += "; detail=\"\(reason)\""
+            self.finishLeading(state)
+        }
+    }
+
+    /// The upstream's response is replaced by a stored one (after a 304, or stale on error): its head now, its
+    /// body at the end (`responseBody`), the upstream's own body dropped.
+    private func replace(_ head: inout HTTPResponseHead, with stored: CachedResponse, _ state: CacheExchange, now: Int64) {
+        let answer = self.answer(stored, state, age: max(0, stored.currentAge(now: now)))
+        head.status = HTTPResponseStatus(statusCode: answer.status)
+        head.headers = answer.headers
+        let bodyless = state.method == .HEAD || answer.status == 304
+        if answer.status != 304 { head.headers.replaceOrAdd(name: "Content-Length", value: String(answer.body.readableBytes)) }
+        state.replacementBody = bodyless ? ByteBuffer() : answer.body
+        self.finishLeading(state)
+    }
+
+    public func responseBody(_ chunk: inout ByteBuffer, _ event: ResponseBodyEvent, _ context: inout RequestContext) {
+        guard let state = context[StateKey.self] else { return }
+        if let replacement = state.replacementBody {
+            // The upstream's body (a 304 has none; an error page) is not the client's.
+            chunk.moveReaderIndex(to: chunk.writerIndex)
+            if event == .end {
+                chunk = replacement
+                state.replacementBody = nil
+            }
+            return
+        }
+        guard state.fill != nil else { return }
+        switch event {
+        case .data:
+            if state.fill!.body.readableBytes + chunk.readableBytes + 1024 > self.store.maxObjectBytes {
+                state.fill = nil
+                self.finishLeading(state)
+            } else {
+                // The one copy of a stored body: the decoder's buffers are larger than the parts they hold.
+                state.fill!.body.writeImmutableBuffer(chunk)
+            }
+        case .pause:
+            break
+        case .end:
+            let f = state.fill!
+            state.fill = nil
+            self.store.insert(
+                state.key,
+                CachedResponse(
+                    status: f.status, headers: f.headers, targetedFields: f.targeted, body: f.body, requestTime: state.requestTime,
+                    responseTime: f.responseTime, freshnessLifetime: f.lifetime, control: f.control, varyFields: f.varyFields,
+                    varyValues: f.varyValues, tags: f.tags))
+            self.finishLeading(state)
+        }
+    }
+
+    public func log(_ context: RequestContext) {
+        // Whatever happened (a failed upstream, a client gone), waiters must not wait for this one any longer.
+        if let state = context[StateKey.self] { self.finishLeading(state) }
+    }
+
+    private func finishLeading(_ state: CacheExchange) {
+        guard state.leader else { return }
+        state.leader = false
+        self.store.finishFill(state.key)
+    }
+
+    // MARK: Keys, invalidation, purge
+
+    /// `scheme://host/path?query`: the target of the request (RFC 9111 §2), host lowercased.
+    func primaryKey(_ uri: String, _ context: RequestContext) -> String {
+        var target = Substring(uri)
+        if !target.hasPrefix("/"), let r = target.firstRange(of: "://") {
+            let rest = target[r.upperBound...]
+            target = rest.firstIndex(where: { $0 == "/" || $0 == "?" }).map { rest[$0...] } ?? "/"
+        }
+        if !self.keyQuery, let q = target.firstIndex(of: "?") { target = target[..<q] }
+        return "\(context.scheme)://\((context.host ?? "").lowercased())\(target)"
+    }
+
+    /// The configured key fields and cookies of a request, as one string.
+    func extraKey(_ headers: HTTPHeaders) -> String {
+        guard !self.keyHeaders.isEmpty || !self.keyCookies.isEmpty else { return "" }
+        var out = ""
+        for name in self.keyHeaders { out += name + "=" + headers[name].joined(separator: ",") + "\n" }
+        if !self.keyCookies.isEmpty {
+            let pairs = headers["cookie"].flatMap { $0.split(separator: ";") }.map { $0.trimmingOWS() }
+            for name in self.keyCookies {
+                let value = pairs.first { $0.hasPrefix(name + "=") }.map { $0.dropFirst(name.utf8.count + 1) } ?? ""
+                out += "cookie:" + name + "=" + value + "\n"
+            }
+        }
+        return out
+    }
+
+    /// RFC 9111 §4.4: the target URI, and `Location` / `Content-Location` when they are on the same origin.
+    private func invalidate(_ key: String, _ response: HTTPHeaders, _ context: RequestContext) {
+        self.store.remove(key)
+        let origin = "\(context.scheme)://\((context.host ?? "").lowercased())"
+        for name in ["location", "content-location"] {
+            guard let value = response.first(name: name) else { continue }
+            if value.hasPrefix("/") {
+                self.store.remove(self.primaryKey(value, context))
+            } else if value.lowercased().hasPrefix(origin + "/") || value.lowercased() == origin {
+                self.store.remove(self.primaryKey(value, context))
+            }
+        }
+    }
+
+    /// `PURGE` from an allowed address: the URL's stored responses, or with `Surrogate-Key` / `Cache-Tag` request
+    /// fields, every response with one of those tags.
+    private func purge(_ head: HTTPRequestHead, _ context: RequestContext) -> FilterDecision {
+        guard let ip = IPAddressBytes(context.clientIP), self.purgeAllow.contains(where: { $0.contains(ip) }) else {
+            return .respond(FilterResponse(status: 403, headers: ["Content-Type": "text/plain; charset=utf-8"], text: "403 Forbidden\n"))
+        }
+        var tags: [String] = []
+        for name in ["surrogate-key", "cache-tag"] {
+            tags += head.headers[name].flatMap { $0.split(whereSeparator: { $0 == " " || $0 == "," }).map(String.init) }
+        }
+        let count = tags.isEmpty ? self.store.remove(self.primaryKey(head.uri, context)) : tags.reduce(0) { $0 + self.store.purge(tag: $1) }
+        return .respond(FilterResponse(status: count > 0 ? 200 : 404, headers: ["Content-Type": "text/plain; charset=utf-8"], text: "purged \(count)\n"))
+    }
+
+    /// RFC 9211: `Portico; hit; ttl=…` or `Portico; fwd=…; …`, and the key when configured.
+    private func cacheStatus(_ state: CacheExchange) -> String {
+        var value = Self.cacheName + "; " + state.status
+        if self.statusKey {
+            value += "; key=\"" + state.key.replacingAll("\\", "\\\\").replacingAll("\"", "\\\"") + "\""
+        }
+        return value
+    }
+}
+
+/// One request's cache state, kept in its `RequestContext` from `requestHead` to `log`. Used only on the
+/// request's EventLoop (hence `@unchecked Sendable`): the collapsing wake-up hops there before touching it.
+final class CacheExchange: @unchecked Sendable {
+    enum Mode {
+        /// A miss (or a waiter that gave up waiting): stored if storable.
+        case miss
+        /// Stale or `no-cache`: validated with the origin; a 304 freshens `stored`.
+        case revalidate
+        /// An unsafe method: a success invalidates.
+        case invalidate
+        /// Answered by the cache itself (a hit, a 504 for `only-if-cached`).
+        case local
+    }
+
+    struct Fill {
+        var status: Int
+        var headers: HTTPHeaders
+        var targeted: HTTPHeaders
+        var lifetime: Int64
+        var control: CacheControl
+        var varyFields: [String]
+        var varyValues: [String]
+        var tags: [String]
+        var body: ByteBuffer
+        var responseTime: Int64
+    }
+
+    let key: String
+    let extraKey: String
+    let method: HTTPMethod
+    let requestHeaders: HTTPHeaders
+    let requestControl: CacheControl
+    var mode = Mode.miss
+    /// `Cache-Status` parameters after the cache's name.
+    var status = ""
+    var stored: CachedResponse?
+    var requestTime: Int64 = 0
+    /// This request fetches the key for others waiting (`CacheStore.fillOrWait`).
+    var leader = false
+    var fill: Fill?
+    /// The body sent instead of the upstream's (a stored response after a 304, or stale on error).
+    var replacementBody: ByteBuffer?
+    /// A collapsed request waits on this until the leader is done or the lock times out.
+    var promise: EventLoopPromise<FilterDecision>?
+    private var woken = false
+    var isWaiting: Bool { !self.woken && self.promise != nil }
+
+    init(key: String, extraKey: String, head: HTTPRequestHead) {
+        self.key = key
+        self.extraKey = extraKey
+        self.method = head.method
+        self.requestHeaders = head.headers
+        self.requestControl = CachePolicy.requestControl(head.headers)
+    }
+
+    /// Ends the wait of a collapsed request, once (the leader's wake-up and the timeout race on its loop).
+    func wake(_ decision: FilterDecision, collapsed: Bool) {
+        guard !self.woken, let promise = self.promise else { return }
+        self.woken = true
+        if collapsed, case .respond = decision { self.status += "; detail=collapsed" }
+        promise.succeed(decision)
+    }
+}
+
+extension String {
+    fileprivate func replacingAll(_ target: String, _ replacement: String) -> String {
+        self.split(separator: target, omittingEmptySubsequences: false).joined(separator: replacement)
+    }
+}
