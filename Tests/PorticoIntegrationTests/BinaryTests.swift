@@ -122,6 +122,30 @@ import Testing
         #expect(p.terminationStatus == 0)
     }
 
+    /// `portico proxy --cache SIZE --compress`: the second request is a hit, and both are compressed.
+    @Test func quickModeCachesAndCompresses() async throws {
+        let origin = try await TestOrigin.start(name: "quick")
+        defer { Task { await origin.shutdown() } }
+        let (p, port, _) = try Self.start(["proxy", "--listen", "127.0.0.1:0", "--to", origin.address, "--workers", "1", "--log-level", "notice",
+                                           "--cache", "16MiB", "--compress"])
+        defer { if p.isRunning { kill(p.processIdentifier, SIGKILL) } }
+        let target = "/respond/q?size=5000&h=Cache-Control:%20max-age=60&h=Content-Type:%20text/plain"
+        var statuses: [String] = []
+        for _ in 0..<2 {
+            let c = try RawHTTPClient(port: port)
+            try c.send("GET \(target) HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\n\r\n")
+            let r = try #require(c.readResponses(1).first)
+            #expect(r.status == 200 && r.header("content-encoding") == "gzip")
+            #expect(ContentDecoder.decode(r.bytes, coding: "gzip") == TestOrigin.text(size: 5000))
+            statuses.append(r.header("cache-status") ?? "-")
+        }
+        #expect(statuses[0].contains("fwd=uri-miss; stored") && statuses[1].contains("hit"), "\(statuses)")
+        #expect(origin.requestCount == 1)
+        #expect(try Self.run(["proxy", "--to", origin.address, "--cache", "10KiB"]).err.contains("--cache takes a size"))
+        kill(p.processIdentifier, SIGTERM)
+        p.waitUntilExit()
+    }
+
     @Test func sighupReloadsAndBadConfigKeepsRunningConfig() async throws {
         let a = try await TestOrigin.start(name: "a")
         let b = try await TestOrigin.start(name: "b")

@@ -4,6 +4,7 @@
 //===----------------------------------------------------------------------===//
 
 import Glibc
+import Logging
 import PorticoCore
 import PorticoTestSupport
 import Testing
@@ -249,6 +250,30 @@ import Testing
         _ = try s.forwarded(swr)
         let (stale, fs) = try s.forwarded(swr)
         #expect(!fs && stale.status == 200 && stale.header("cache-status")?.contains("hit") == true)
+    }
+
+    /// RFC 5861 §4 when the origin cannot be reached at all: the stale response answers instead of a 502, with
+    /// the failure in Cache-Status; must-revalidate gets the error (RFC 9111 §5.2.2.2).
+    @Test func staleIfErrorWhenTheOriginIsDown() async throws {
+        let origin = try await TestOrigin.start(name: "d")
+        let yaml = """
+            listeners: [ { name: l, address: "127.0.0.1:0" } ]
+            access_log: { destination: "off" }
+            routes: [ { cluster: d, cache: {} } ]
+            clusters: [ { name: d, hosts: [ { address: "{{origin:d}}" } ] } ]
+            """
+        let proxy = try await ProxyHarness.start(yaml: yaml, origins: [origin], workers: 1, logLevel: .critical)
+        defer { Task { await proxy.shutdown() } }
+        let s = Setup(origin: origin, proxy: proxy)
+        let lenient = Self.target("down-a", ["Cache-Control: max-age=0, stale-if-error=600", "ETag: \"a\""], size: 200)
+        let strict = Self.target("down-b", ["Cache-Control: max-age=0, stale-if-error=600, must-revalidate", "ETag: \"b\""])
+        let (first, _) = try s.forwarded(lenient)
+        _ = try s.forwarded(strict)
+        await origin.shutdown()
+        let served = try s.send(lenient)
+        #expect(served.status == 200 && served.body == first.body)
+        #expect(served.header("cache-status")?.contains("fwd-status=502; detail=stale-if-error") == true, "\(served.headers)")
+        #expect(try s.send(strict).status == 502)
     }
 
     // MARK: Vary and keys (§4.1, §2)

@@ -34,7 +34,7 @@ public struct CacheFilter: ProxyFilter {
     /// Seconds since the epoch (a parameter so tests can move time).
     let clock: @Sendable () -> Int64
 
-    public var phases: FilterPhases { [.requestHead, .upstreamRequestHead, .responseHead, .responseBody, .log] }
+    public var phases: FilterPhases { [.requestHead, .upstreamRequestHead, .responseHead, .responseBody, .upstreamFailure, .log] }
 
     public init(store: CacheStore, config: CacheConfig, clock: @escaping @Sendable () -> Int64 = CacheFilter.wallClock) {
         self.store = store
@@ -304,6 +304,17 @@ public struct CacheFilter: ProxyFilter {
                     varyValues: f.varyValues, tags: f.tags))
             self.finishLeading(state)
         }
+    }
+
+    /// RFC 5861 §4: the origin could not be reached to revalidate; a stale response within `stale-if-error`
+    /// answers instead of the error (never one that must be revalidated, RFC 9111 §5.2.2.2).
+    public func upstreamFailure(status: Int, _ context: inout RequestContext) -> FilterResponse? {
+        guard let state = context[StateKey.self], state.mode == .revalidate, let stored = state.stored else { return nil }
+        let now = self.clock()
+        guard self.policy.mayServeOnError(stored, request: state.requestControl, now: now) else { return nil }
+        state.mode = .local
+        state.status += "; fwd-status=\(status); detail=stale-if-error"
+        return self.answer(stored, state, age: max(0, stored.currentAge(now: now)))
     }
 
     public func log(_ context: RequestContext) {

@@ -19,6 +19,7 @@ public struct FilterChain: Sendable {
     let upstreamRequestHeadFilters: [any ProxyFilter]
     let responseHeadFilters: [any ProxyFilter]
     let responseBodyFilters: [any ProxyFilter]
+    let upstreamFailureFilters: [any ProxyFilter]
     let logFilters: [any ProxyFilter]
 
     public init(_ filters: [any ProxyFilter]) {
@@ -27,6 +28,7 @@ public struct FilterChain: Sendable {
         self.upstreamRequestHeadFilters = filters.filter { $0.phases.contains(.upstreamRequestHead) }
         self.responseHeadFilters = filters.filter { $0.phases.contains(.responseHead) }
         self.responseBodyFilters = filters.filter { $0.phases.contains(.responseBody) }
+        self.upstreamFailureFilters = filters.filter { $0.phases.contains(.upstreamFailure) }
         self.logFilters = filters.filter { $0.phases.contains(.log) }
     }
 
@@ -64,6 +66,14 @@ public struct FilterChain: Sendable {
     /// Runs `responseBody` in chain order: each filter gets what the one before it gave out.
     public func runResponseBody(_ chunk: inout ByteBuffer, _ event: ResponseBodyEvent, _ context: inout RequestContext) {
         for f in self.responseBodyFilters { f.responseBody(&chunk, event, &context) }
+    }
+
+    /// The first answer a filter gives instead of Portico's error page, if any.
+    public func runUpstreamFailure(status: Int, _ context: inout RequestContext) -> FilterResponse? {
+        for f in self.upstreamFailureFilters {
+            if let answer = f.upstreamFailure(status: status, &context) { return answer }
+        }
+        return nil
     }
 
     public func runLog(_ context: RequestContext) {

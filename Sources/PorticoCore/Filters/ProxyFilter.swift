@@ -25,7 +25,10 @@ public import NIOHTTP1
 ///    bytes, hold some back (a compressor), and give them out at a pause or the end. Runs for upstream responses
 ///    and for the answers of filters and routes (whose whole body is one part, then the end; Portico sets their
 ///    `Content-Length` after this phase).
-/// 5. `log`: exactly once per request, after its response ended or failed.
+/// 5. `upstreamFailure`: the upstream could not answer (no host, connect failure, timeout, reset before the
+///    response head). A filter may answer instead of Portico's error page (a cache with a stale response, RFC
+///    5861 `stale-if-error`); its answer then goes through the response phases like any filter's.
+/// 6. `log`: exactly once per request, after its response ended or failed.
 ///
 /// Headers are NIO's `HTTPHeaders` for now; filters use only `first(name:)`, `contains(name:)`, `add`,
 /// `replaceOrAdd`, `remove(name:)` and iteration, which the codec's own field type will keep when it replaces
@@ -40,6 +43,8 @@ public protocol ProxyFilter: Sendable {
     func upstreamRequestHead(_ head: inout HTTPRequestHead, _ context: inout RequestContext)
     func responseHead(_ head: inout HTTPResponseHead, _ context: inout RequestContext)
     func responseBody(_ chunk: inout ByteBuffer, _ event: ResponseBodyEvent, _ context: inout RequestContext)
+    /// `status` is the error Portico would answer with (502, 503, 504).
+    func upstreamFailure(status: Int, _ context: inout RequestContext) -> FilterResponse?
     func log(_ context: RequestContext)
 }
 
@@ -48,6 +53,7 @@ extension ProxyFilter {
     public func upstreamRequestHead(_ head: inout HTTPRequestHead, _ context: inout RequestContext) {}
     public func responseHead(_ head: inout HTTPResponseHead, _ context: inout RequestContext) {}
     public func responseBody(_ chunk: inout ByteBuffer, _ event: ResponseBodyEvent, _ context: inout RequestContext) {}
+    public func upstreamFailure(status: Int, _ context: inout RequestContext) -> FilterResponse? { nil }
     public func log(_ context: RequestContext) {}
 }
 
@@ -60,6 +66,7 @@ public struct FilterPhases: OptionSet, Sendable, Hashable {
     public static let responseHead = FilterPhases(rawValue: 1 << 2)
     public static let responseBody = FilterPhases(rawValue: 1 << 3)
     public static let log = FilterPhases(rawValue: 1 << 4)
+    public static let upstreamFailure = FilterPhases(rawValue: 1 << 5)
 }
 
 /// Where the response body is when `responseBody` runs.

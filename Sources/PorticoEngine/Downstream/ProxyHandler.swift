@@ -875,6 +875,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 }
                 ex.trailersFromHead = trailers
             }
+            if head.status.code != status {
+                // A filter turned the response into another (a cache's stored response after a 304).
+                ex.status = Int(head.status.code)
+                ex.context.status = ex.status
+            }
             // Assigned only when it differs: setting a field of NIO's head copies its storage.
             if head.version != ex.version { head.version = ex.version }
             self.context.write(self.wrapOutboundOut(.head(head)), promise: nil)
@@ -1190,6 +1195,13 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // while the request body is still arriving.
         if error.source == .downstream || !ex.requestEnded || code == 408 {
             self.closeWhenIdle = true
+        }
+        let upstreamFailed = error.source == .upstream || error.kind == .noHealthyUpstream || error.kind == .circuitBreakerOverflow
+        if upstreamFailed, ex.state != .respondedLocally, let route = ex.route,
+            let answer = route.filters.runUpstreamFailure(status: code, &ex.context)
+        {
+            // A filter answers instead (a cache serving a stale response); the error stays in the log line.
+            return self.respondFromFilter(ex, answer)
         }
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: "text/plain; charset=utf-8")
