@@ -31,9 +31,10 @@ public actor DNSRefreshService {
 
     public func update(_ table: RoutingTable) {
         self.stop()
-        var seen: Set<HostPort> = []
+        // One refresh per host state (each cluster keeps its own state of an address it shares with another).
+        var seen: Set<ObjectIdentifier> = []
         for cluster in table.clusters {
-            for host in cluster.hosts where !host.address.isIPLiteral && seen.insert(host.address).inserted {
+            for host in cluster.hosts where !host.address.isIPLiteral && seen.insert(ObjectIdentifier(host.state)).inserted {
                 let interval = cluster.dnsRefresh
                 self.tasks.append(Task { [logger, threadPool] in
                     while !Task.isCancelled {

@@ -3,6 +3,7 @@
 // SPDX-License-Identifier: Apache-2.0
 //===----------------------------------------------------------------------===//
 
+import Foundation
 import Logging
 import NIOCore
 import PorticoCore
@@ -26,8 +27,18 @@ public actor ProxyServer: Service {
     private var generation: UInt64 = 0
     private let logger: Logger
     private let onStarted: (@Sendable ([String: SocketAddress]) -> Void)?
+    private let group: any EventLoopGroup
     /// The responses routes with `cache` store; kept across reloads while `cache_storage` stays the same.
     public private(set) var cacheStore: CacheStore?
+    /// The table being served (the last one published).
+    public private(set) var table: RoutingTable?
+    /// The admin listener, when configured (bound at start; a change of `admin` takes effect on restart).
+    private var admin: AdminServer?
+    /// A config change is being applied (by SIGHUP or the admin API): another one waits its turn or is refused.
+    private var applying = false
+    /// Reloads applied and refused, for metrics.
+    private(set) var reloads = 0
+    private(set) var reloadFailures = 0
 
     public init(
         config: ValidatedConfig,
@@ -38,6 +49,7 @@ public actor ProxyServer: Service {
     ) {
         self.current = config
         self.configPath = configPath
+        self.group = group
         self.engine = ProxyEngine(group: group, logger: logger)
         self.healthChecks = HealthCheckService(group: group, logger: logger)
         self.dns = DNSRefreshService(logger: logger)
@@ -51,7 +63,20 @@ public actor ProxyServer: Service {
         let table = self.compile(self.current, generation: 1)
         await self.dns.update(table)
         try await self.engine.start(table: table)
+        self.table = table
         await self.healthChecks.update(table)
+        if let admin = self.current.config.admin, let address = HostPort(parsing: admin.address) {
+            let token = try admin.tokenFile.map { path -> String in
+                guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                    throw ConfigErrors([ConfigError(path: "admin.token_file", message: "cannot read \(path)")])
+                }
+                let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
+                guard !token.isEmpty else { throw ConfigErrors([ConfigError(path: "admin.token_file", message: "\(path) is empty")]) }
+                return token
+            }
+            self.admin = try await AdminServer.start(address: address, group: self.group, api: AdminAPI(server: self, token: token))
+            self.logger.info("admin API listening", metadata: ["address": "\(self.admin?.localAddress.map { "\($0)" } ?? admin.address)"])
+        }
         self.logger.info("portico started", metadata: ["generation": "1"])
         self.onStarted?(await self.engine.boundAddresses)
     }
@@ -73,6 +98,8 @@ public actor ProxyServer: Service {
 
     /// Stops accepting and waits up to the configured grace period for in-flight requests.
     public func stop() async {
+        await self.admin?.stop()
+        self.admin = nil
         let grace = self.current.config.shutdownGrace?.nanoseconds ?? 30_000_000_000
         self.logger.info("shutting down", metadata: ["grace": "\(ConfigDuration(nanoseconds: grace))"])
         await self.healthChecks.stop()
@@ -107,14 +134,22 @@ public actor ProxyServer: Service {
         switch ConfigLoader.load(path: path, extraChecks: TLSConfigCheck.errors) {
         case .failure(let errors):
             for e in errors.all { self.logger.error("config error, keeping the running config: \(e)") }
+            self.reloadFailures += 1
             return .failure(errors)
         case .success(let valid):
             return await self.apply(valid)
         }
     }
 
-    /// Publishes `config` as the next generation.
+    /// Publishes `config` as the next generation. Changes are applied one at a time.
     public func apply(_ config: ValidatedConfig) async -> Result<UInt64, ConfigErrors> {
+        while self.applying { await Task.yield() }
+        self.applying = true
+        defer { self.applying = false }
+        return await self.publish(config)
+    }
+
+    private func publish(_ config: ValidatedConfig) async -> Result<UInt64, ConfigErrors> {
         let next = self.generation + 1
         let table = self.compile(config, generation: next)
         do {
@@ -123,8 +158,14 @@ public actor ProxyServer: Service {
             await self.dns.update(table)
         } catch {
             self.logger.error("reload failed, keeping the running config: \(error)")
+            self.reloadFailures += 1
             return .failure(ConfigErrors([ConfigError(path: "listeners", message: "\(error)")]))
         }
+        if config.config.admin != self.current.config.admin {
+            self.logger.warning("admin settings changed: they take effect on restart")
+        }
+        self.reloads += 1
+        self.table = table
         self.generation = next
         self.current = config
         self.logger.info(
@@ -135,5 +176,76 @@ public actor ProxyServer: Service {
             ]
         )
         return .success(next)
+    }
+
+    // MARK: The admin API's view
+
+    /// The admin listener's address once bound.
+    public var adminAddress: SocketAddress? { self.admin?.localAddress }
+
+    /// Started, with every listener bound.
+    var isReady: Bool { self.table != nil }
+
+    /// The ETag of the running config: its generation.
+    var etag: String { "\"\(self.generation)\"" }
+
+    /// The running config as JSON (snake_case keys, as written in a config file), and its ETag.
+    func runningConfigJSON() -> (String, [UInt8]) {
+        (self.etag, AdminAPI.encode(self.current.config))
+    }
+
+    func validate(text: String) -> Result<ValidatedConfig, ConfigErrors> {
+        ConfigLoader.load(text: text, file: "admin API", extraChecks: TLSConfigCheck.errors)
+    }
+
+    enum AdminApplyResult: Sendable {
+        case applied(etag: String, generation: UInt64)
+        case staleETag(current: String)
+        case busy
+        case invalid(ConfigErrors)
+    }
+
+    /// `POST /config`: validated, then applied only if `ifMatch` is still the running config's ETag.
+    func applyFromAdmin(text: String, ifMatch: String) async -> AdminApplyResult {
+        guard !self.applying else { return .busy }
+        guard ifMatch == self.etag || ifMatch == "*" else { return .staleETag(current: self.etag) }
+        switch self.validate(text: text) {
+        case .failure(let errors):
+            self.reloadFailures += 1
+            return .invalid(errors)
+        case .success(let valid):
+            self.applying = true
+            defer { self.applying = false }
+            self.logger.info("applying a config from the admin API")
+            switch await self.publish(valid) {
+            case .success(let generation): return .applied(etag: self.etag, generation: generation)
+            case .failure(let errors): return .invalid(errors)
+            }
+        }
+    }
+
+    func clusterSnapshots() -> [ClusterSnapshot] {
+        guard let table = self.table else { return [] }
+        let now = Int64(NIODeadline.now().uptimeNanoseconds)
+        return table.clusters.map { c in
+            ClusterSnapshot(
+                name: c.name, balancer: c.balancer.rawValue, hosts: c.hosts.map { HostSnapshot($0, cluster: c, now: now) },
+                circuitBreaker: .init(connections: c.breaker.connections, pending: c.breaker.pending, requests: c.breaker.requests,
+                                      overflows: c.breaker.overflows, maxConnections: c.maxConnections, maxRequests: c.maxRequests))
+        }
+    }
+
+    /// Drains (no new requests; those in flight finish) or undrains a host of a cluster. Nil when there is none.
+    func setDrained(cluster: String, address: String, drained: Bool) -> HostSnapshot? {
+        guard let c = self.table?.clusters.first(where: { $0.name == cluster }),
+            let host = c.hosts.first(where: { $0.address.description == address || $0.authority == address })
+        else { return nil }
+        host.state.setDrained(drained)
+        self.logger.notice(drained ? "host drained" : "host undrained", metadata: ["cluster": "\(cluster)", "host": "\(address)"])
+        return HostSnapshot(host, cluster: c, now: Int64(NIODeadline.now().uptimeNanoseconds))
+    }
+
+    func metricsText() async -> String {
+        await Metrics.render(server: self)
     }
 }

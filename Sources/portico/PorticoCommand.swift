@@ -137,6 +137,9 @@ struct QuickProxy: AsyncParsableCommand {
     @Option(help: "Cache every response RFC 9111 allows, in memory of this size (e.g. 64MiB).")
     var cache: String?
 
+    @Option(help: "Serve the admin API (metrics, clusters, config) on this loopback address, host:port.")
+    var admin: String?
+
     func run() async throws {
         guard !self.to.isEmpty else {
             throw ValidationError("give at least one --to origin")
@@ -169,7 +172,8 @@ struct QuickProxy: AsyncParsableCommand {
                                  cache: cacheSize == nil ? nil : CacheConfig())],
             clusters: [ClusterConfig(name: "origins", hosts: self.to.map { HostConfig(address: $0) })],
             accessLog: AccessLogConfig(destination: self.accessLog),
-            cacheStorage: cacheSize.map { CacheStorageConfig(maxSize: $0) }
+            cacheStorage: cacheSize.map { CacheStorageConfig(maxSize: $0) },
+            admin: self.admin.map { AdminConfig(address: $0) }
         )
         let valid: ValidatedConfig
         var result = ConfigValidator.validate(config)
@@ -181,7 +185,8 @@ struct QuickProxy: AsyncParsableCommand {
             for e in errors.all {
                 let option = e.path.hasPrefix("listeners[1].tls") ? "--tls-cert/--tls-key"
                     : e.path.hasPrefix("listeners[1]") ? "--tls-listen"
-                    : e.path.hasPrefix("listeners") ? "--listen" : e.path.hasPrefix("clusters") ? "--to" : e.path
+                    : e.path.hasPrefix("listeners") ? "--listen" : e.path.hasPrefix("clusters") ? "--to"
+                    : e.path.hasPrefix("admin") ? "--admin" : e.path
                 FileHandleStderr.write("portico proxy: \(option): \(e.message)\n")
             }
             throw ExitCode(1)

@@ -3,7 +3,6 @@
 // SPDX-License-Identifier: Apache-2.0
 //===----------------------------------------------------------------------===//
 
-import Glibc
 import Logging
 import PorticoCore
 import PorticoTestSupport
@@ -427,8 +426,6 @@ import Testing
 /// HTTP dates relative to now, for origin fields.
 enum HTTPDateText {
     static func format(_ offset: Int64) -> String {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return PorticoCore.HTTPDate.format(Int64(ts.tv_sec) + offset)
+        PorticoCore.HTTPDate.format(CacheFilter.wallClock() + offset)
     }
 }

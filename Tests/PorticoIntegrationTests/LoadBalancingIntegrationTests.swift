@@ -30,7 +30,7 @@ import Testing
 
     /// The proxy's shared state of `origin`'s address (active health, ejection, slow start, resolved addresses).
     static func hostState(_ proxy: ProxyHarness, _ origin: TestOrigin) async -> HostState {
-        await proxy.server.hosts.state(for: HostPort(host: origin.host, port: origin.port), now: 0)
+        await proxy.server.hosts.state(for: HostPort(host: origin.host, port: origin.port), cluster: "c", now: 0)
     }
 
     static func yaml(_ names: [String], cluster: String, workers: Int = 1, extraHosts: String = "") -> String {
@@ -310,7 +310,7 @@ import Testing
         defer { Task { await proxy.shutdown(); await a.shutdown() } }
         // NIO would resolve "localhost" for each new connection by itself: wait until the refresh service has
         // published the addresses, so that the request below goes to one of them.
-        let named = await proxy.server.hosts.state(for: HostPort(host: "localhost", port: a.port), now: 0)
+        let named = await proxy.server.hosts.state(for: HostPort(host: "localhost", port: a.port), cluster: "c", now: 0)
         try await waitUntil("the DNS refresh resolves localhost:\(a.port) to 127.0.0.1") {
             named.resolvedAddresses.contains { $0.ipAddress == "127.0.0.1" }
         }

@@ -76,13 +76,23 @@ public final class HostState: Sendable {
     public func setActiveHealthy(_ healthy: Bool, now: Int64) -> Bool {
         let old = self._activeHealthy.exchange(healthy, ordering: .relaxed)
         if old != healthy && healthy { self._availableSince.store(now, ordering: .relaxed) }
+        if old != healthy { self._healthChanges.add(1, ordering: .relaxed) }
         return old != healthy
     }
+
+    private let _healthChanges = Atomic<Int>(0)
+    /// How often active health checks changed this host's health (metrics; changes are rare, not per request).
+    public var healthChanges: Int { self._healthChanges.load(ordering: .relaxed) }
 
     public func isEjected(now: Int64) -> Bool { self._ejectedUntil.load(ordering: .relaxed) > now }
 
     /// Usable for new requests: healthy and not ejected.
-    public func isAvailable(now: Int64) -> Bool { self.isActiveHealthy && !self.isEjected(now: now) }
+    public func isAvailable(now: Int64) -> Bool { self.isActiveHealthy && !self.isEjected(now: now) && !self.isDrained }
+
+    private let _drained = Atomic<Bool>(false)
+    /// Drained by an operator (admin API): no new requests; those in flight finish. Kept across reloads.
+    public var isDrained: Bool { self._drained.load(ordering: .relaxed) }
+    public func setDrained(_ drained: Bool) { self._drained.store(drained, ordering: .relaxed) }
 
     public var consecutiveFailures: Int { self._consecutiveFailures.load(ordering: .relaxed) }
     public var ejections: Int { self._ejections.load(ordering: .relaxed) }

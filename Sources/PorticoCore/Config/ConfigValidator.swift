@@ -259,7 +259,21 @@ public enum ConfigValidator {
                 fail("\(p).purge_allow[\(j)]", "invalid CIDR \"\(t)\" (expected e.g. 127.0.0.1/32 or ::1)")
             }
         }
-        if let s = c.cacheStorage {
+        if let admin = c.admin {
+            if let hp = HostPort(parsing: admin.address) {
+                if let first = listenerAddresses[hp.description] {
+                    fail("admin.address", "address \(hp) is already used by listeners[\(first)]")
+                }
+                let loopback = hp.host == "localhost" || hp.host.hasPrefix("127.") || hp.host == "::1" || hp.host == "[::1]"
+                if !loopback && admin.tokenFile == nil {
+                    fail("admin.address", "the admin API on a non-loopback address needs token_file (a bearer token)")
+                }
+            } else {
+                fail("admin.address", "invalid address \"\(admin.address)\" (expected host:port, e.g. 127.0.0.1:9901)")
+            }
+            if let t = admin.tokenFile, t.isEmpty { fail("admin.token_file", "must not be empty") }
+        }
+                if let s = c.cacheStorage {
             if s.effectiveMaxSize < 1 << 20 { fail("cache_storage.max_size", "must be at least 1MiB") }
             if let o = s.maxObjectSize, o.bytes < 1 || o.bytes > s.effectiveMaxSize {
                 fail("cache_storage.max_object_size", "must be more than 0 and at most max_size")

@@ -24,6 +24,8 @@ public struct PorticoConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
     public var accessLog: AccessLogConfig?
     /// Small HTTP servers that Portico starts itself, for a demo with no other software. Default: none.
     public var demoOrigins: [DemoOriginConfig]?
+    /// The admin API listener (config, clusters, health, metrics, dashboard). Default: off.
+    public var admin: AdminConfig?
     /// Memory for the responses routes with `cache` store. Default: 64MiB when any route caches.
     public var cacheStorage: CacheStorageConfig?
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish before Portico exits. Default `30s`.
@@ -38,9 +40,11 @@ public struct PorticoConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
         accessLog: AccessLogConfig? = nil,
         demoOrigins: [DemoOriginConfig]? = nil,
         shutdownGrace: ConfigDuration? = nil,
-        cacheStorage: CacheStorageConfig? = nil
+        cacheStorage: CacheStorageConfig? = nil,
+        admin: AdminConfig? = nil
     ) {
         self.cacheStorage = cacheStorage
+        self.admin = admin
         self.workers = workers
         self.listeners = listeners
         self.routes = routes

@@ -79,6 +79,7 @@ public struct CacheFilter: ProxyFilter {
             // An unsafe method: forwarded, and a success invalidates what is stored for its target (RFC 9111 §4.4).
             state = CacheExchange(key: self.primaryKey(head.uri, context), extraKey: "", head: head)
             state.mode = .invalidate
+            state.outcome = .bypass
             state.status = "fwd=method"
         }
         context[StateKey.self] = state
@@ -96,12 +97,14 @@ public struct CacheFilter: ProxyFilter {
             case .fresh, .staleAccepted, .staleWhileRevalidate:
                 let age = max(0, stored.currentAge(now: now))
                 state.mode = .local
+                state.outcome = .hit
                 state.status = "hit; ttl=\(stored.freshnessLifetime - age)"
                 return .respond(self.answer(stored, state, age: age))
             case .validate:
                 if state.requestControl.onlyIfCached { return self.onlyIfCachedMiss(state) }
                 state.stored = stored
                 state.mode = .revalidate
+                state.outcome = .revalidated
                 state.status = state.requestControl.noCache || state.requestControl.maxAge != nil || state.requestControl.minFresh != nil
                     ? "fwd=request" : "fwd=stale"
                 return .proceed
@@ -109,6 +112,7 @@ public struct CacheFilter: ProxyFilter {
         }
         if state.requestControl.onlyIfCached { return self.onlyIfCachedMiss(state) }
         state.mode = .miss
+        state.outcome = .miss
         state.status = variants.isEmpty ? "fwd=uri-miss" : "fwd=vary-miss"
         guard mayWait, let loop = eventLoop else { return .proceed }
         let role = self.store.fillOrWait(state.key) {
@@ -195,7 +199,10 @@ public struct CacheFilter: ProxyFilter {
 
     public func responseHead(_ head: inout HTTPResponseHead, _ context: inout RequestContext) {
         guard let state = context[StateKey.self] else { return }
-        defer { head.headers.add(name: "Cache-Status", value: self.cacheStatus(state)) }
+        defer {
+            head.headers.add(name: "Cache-Status", value: self.cacheStatus(state))
+            context.cacheOutcome = state.outcome
+        }
         guard state.mode != .local else { return }
         let now = self.clock()
         let status = Int(head.status.code)
@@ -226,6 +233,7 @@ public struct CacheFilter: ProxyFilter {
             }
             if let stored = state.stored, status >= 500, self.policy.mayServeOnError(stored, request: state.requestControl, now: now) {
                 state.status += "; fwd-status=\(status); detail=stale-if-error"
+                state.outcome = .staleOnError
                 return self.replace(&head, with: stored, state, now: now)
             }
         default:
@@ -313,6 +321,7 @@ public struct CacheFilter: ProxyFilter {
         let now = self.clock()
         guard self.policy.mayServeOnError(stored, request: state.requestControl, now: now) else { return nil }
         state.mode = .local
+        state.outcome = .staleOnError
         state.status += "; fwd-status=\(status); detail=stale-if-error"
         return self.answer(stored, state, age: max(0, stored.currentAge(now: now)))
     }
@@ -427,6 +436,7 @@ final class CacheExchange: @unchecked Sendable {
     let requestHeaders: HTTPHeaders
     let requestControl: CacheControl
     var mode = Mode.miss
+    var outcome = CacheOutcome.miss
     /// `Cache-Status` parameters after the cache's name.
     var status = ""
     var stored: CachedResponse?

@@ -32,6 +32,8 @@ public struct RequestContext: Sendable {
     public var upstreamAuthority: String?
     /// The response status, once a response started.
     public var status: Int = 0
+    /// What a route's cache did with the request, for metrics and logs (nil: no cache on the route).
+    public var cacheOutcome: CacheOutcome?
     /// The request's EventLoop (the connection's): where a filter makes the promise it suspends on.
     public var eventLoop: (any EventLoop)?
 
@@ -83,4 +85,28 @@ public struct RequestContext: Sendable {
 /// filter's own nested type, so no other filter can read or overwrite it.
 public protocol RequestContextKey {
     associatedtype Value: Sendable
+}
+
+/// What a cache did with one request.
+public enum CacheOutcome: UInt8, Sendable, CaseIterable {
+    /// Answered from the cache (fresh, or stale where allowed).
+    case hit
+    /// Nothing usable stored: forwarded.
+    case miss
+    /// A stored response was validated with the origin (a 304, or a new response replacing it).
+    case revalidated
+    /// A stale response answered because the origin failed (RFC 5861 `stale-if-error`).
+    case staleOnError
+    /// Not cacheable by method: forwarded (and may invalidate).
+    case bypass
+
+    public var label: String {
+        switch self {
+        case .hit: "hit"
+        case .miss: "miss"
+        case .revalidated: "revalidated"
+        case .staleOnError: "stale_on_error"
+        case .bypass: "bypass"
+        }
+    }
 }

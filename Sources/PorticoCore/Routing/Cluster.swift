@@ -34,10 +34,13 @@ public final class Cluster: Sendable {
     public let dnsRefresh: TimeAmount
     /// HTTP/2 to the hosts (`h2` or `h2c`).
     public let http2: Bool
+    /// Where this cluster counts in the workers' metrics (`MetricSlots`).
+    public let metricSlot: Int
 
     init(index: Int, config: ClusterConfig, registry: HostRegistry, now: Int64) {
         self.index = index
         self.name = config.name
+        self.metricSlot = registry.metricSlots.slot(.cluster, config.name)
         self.hosts = config.hosts.enumerated().map { i, h in
             let address = HostPort(parsing: h.address)!
             return UpstreamHost(
@@ -45,7 +48,7 @@ public final class Cluster: Sendable {
                 address: address,
                 weight: h.weight ?? 1,
                 isBackup: h.backup ?? false,
-                state: registry.state(for: address, now: now),
+                state: registry.state(for: address, cluster: config.name, now: now),
                 stickyID: String(StableHash.fnv1a("portico-sticky|\(config.name)|\(address)"), radix: 16)
             )
         }

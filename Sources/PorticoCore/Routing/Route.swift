@@ -22,6 +22,8 @@ public final class Route: Sendable {
     /// filters its config adds (cache, compression), its header rules, then its fixed response or redirect (which
     /// answers every request). A listener's own filters run before these (`ListenerSettings.filters`).
     public let filters: FilterChain
+    /// Where this route counts in the workers' metrics (`MetricSlots`).
+    public let metricSlot: Int
 
     public enum PathCondition: Sendable, Hashable {
         case any
@@ -39,9 +41,11 @@ public final class Route: Sendable {
         public var test: Test
     }
 
-    init(index: Int, config: RouteConfig, clusterIndex: [String: Int], globalFilters: [any ProxyFilter] = [], extraFilters: [any ProxyFilter] = []) {
+    init(index: Int, config: RouteConfig, clusterIndex: [String: Int], globalFilters: [any ProxyFilter] = [], extraFilters: [any ProxyFilter] = [],
+         metricSlots: MetricSlots? = nil) {
         self.index = index
         self.name = config.name ?? "route-\(index)"
+        self.metricSlot = metricSlots?.slot(.route, self.name) ?? 0
         self.hosts = (config.match?.hosts ?? []).compactMap(HostPattern.init(parsing:))
         if let exact = config.match?.path {
             self.path = .exact(exact)

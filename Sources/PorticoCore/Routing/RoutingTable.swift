@@ -28,6 +28,8 @@ public final class RoutingTable: Sendable {
     private let wildcardHosts: [String: [Route]]
     private let anyHost: [Route]
     private let hasWildcards: Bool
+    /// Where routes, clusters and listeners count in the workers' metrics.
+    public let metricSlots: MetricSlots
 
     /// - Parameters:
     ///   - registry: where host state lives across generations; pass the same one to every compile of a process.
@@ -49,11 +51,14 @@ public final class RoutingTable: Sendable {
         self.generation = generation
         self.config = c
         let clusters = (c.clusters ?? []).enumerated().map { Cluster(index: $0, config: $1, registry: registry, now: now) }
-        registry.retain(only: Set(clusters.flatMap { $0.hosts.map(\.address) }))
+        registry.retain(only: Set(clusters.flatMap { c in c.hosts.map { HostRegistry.HostKey(cluster: c.name, address: $0.address) } }))
         let clusterIndex = Dictionary(uniqueKeysWithValues: clusters.map { ($0.name, $0.index) })
         let forwarding = ForwardingPolicy(c.forwarding)
         let global: [any ProxyFilter] = [ForwardingFilter(forwarding)]
-        let routes = c.routes.enumerated().map { Route(index: $0, config: $1, clusterIndex: clusterIndex, globalFilters: global, extraFilters: routeFilters($1)) }
+        let routes = c.routes.enumerated().map {
+            Route(index: $0, config: $1, clusterIndex: clusterIndex, globalFilters: global, extraFilters: routeFilters($1), metricSlots: registry.metricSlots)
+        }
+        self.metricSlots = registry.metricSlots
         self.routes = routes
         self.clusters = clusters
         self.forwarding = forwarding

@@ -32,7 +32,7 @@ enum DownstreamPipeline {
             if let tls = listener.tls {
                 // A failed handshake only closes this connection (NIOSSL sends the alert and closes).
                 try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.context))
-                try channel.pipeline.syncOperations.addHandler(TLSHandshakeTimeoutHandler(timeout: listener.tlsHandshakeTimeout))
+                try channel.pipeline.syncOperations.addHandler(TLSHandshakeTimeoutHandler(timeout: listener.tlsHandshakeTimeout, metrics: worker.metrics, listenerSlot: listener.metricSlot))
                 if listener.http2 {
                     let bound = NIOLoopBound(worker, eventLoop: channel.eventLoop)
                     return channel.configureHTTP2SecureUpgrade(

@@ -36,6 +36,8 @@ public struct ListenerSettings: Sendable {
     public var maxFrameSize: Int
     /// The listener's filters (HSTS, mTLS identity fields), run after the global ones and before the route's.
     public var filters: FilterChain
+    /// Where this listener counts in the workers' metrics (`MetricSlots`).
+    public var metricSlot = 0
 
     public init(_ c: ListenerConfig, tls: ListenerTLS? = nil) {
         self.name = c.name

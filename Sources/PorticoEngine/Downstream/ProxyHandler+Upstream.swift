@@ -59,11 +59,13 @@ extension ProxyHandler {
         let pool = cs.pools[ex.hostIndex]
         if let conn = pool.lease() {
             ex.usedReusedConnection = true
+            if let m = self.worker.metrics { m.clusters[m.cluster(cs.cluster.metricSlot)].reused += 1 }
             self.attach(conn, ex)
             return
         }
         ex.usedReusedConnection = false
         if pool.reserveConnection() {
+            if let m = self.worker.metrics { m.clusters[m.cluster(cs.cluster.metricSlot)].connects += 1 }
             self.connect(ex, pool: pool)
             return
         }
@@ -193,6 +195,11 @@ extension ProxyHandler {
     func tryFailed(_ ex: Exchange, _ condition: RetryCondition, _ error: ProxyError, recordFailure: Bool = true) {
         guard let cs = ex.clusterState else { return self.respondWithError(error, exchange: ex) }
         let cluster = cs.cluster
+        if let m = self.worker.metrics {
+            let slot = m.cluster(cluster.metricSlot)
+            if condition == .connectFailure { m.clusters[slot].connectFailures += 1 }
+            if condition == .timeout { m.clusters[slot].timeouts += 1 }
+        }
         ex.error = error
         self.upstreamDeadline = nil
         if recordFailure { self.recordOutcome(ex, failed: true, reason: error.kind.description) }
@@ -215,6 +222,7 @@ extension ProxyHandler {
             ex.holdsRetrySlot = true
         }
         ex.retries += 1
+        if let m = self.worker.metrics { m.clusters[m.cluster(cluster.metricSlot)].retries += 1 }
         ex.state = .connecting
         let delay = policy.backoff(retry: ex.retries - 1, using: &self.worker.rng)
         let resend = { [self] in
@@ -252,6 +260,7 @@ extension ProxyHandler {
             break
         case .eject(let until):
             host.state.eject(until: until)
+            if let m = self.worker.metrics { m.clusters[m.cluster(cluster.metricSlot)].ejections += 1 }
             self.worker.logger.warning(
                 "host ejected",
                 metadata: [

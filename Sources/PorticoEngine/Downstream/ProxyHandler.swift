@@ -1347,7 +1347,15 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             self.listener.filters.runLog(ex.context)
             route.filters.runLog(ex.context)
         }
-        if ex.error != nil && ex.error?.kind != .downstreamClosed && ex.status >= 500 {
+        if let m = self.worker.metrics {
+            let now = self.now
+            m.request(
+                route: ex.route?.metricSlot ?? 0, listener: self.listener.metricSlot, cluster: ex.clusterState?.cluster.metricSlot,
+                status: ex.status, durationNanos: (now - ex.start).nanoseconds,
+                upstreamNanos: ex.requestSentUpstreamAt.map { (now - $0).nanoseconds },
+                bytesIn: ex.requestBodyBytes, bytesOut: ex.responseBodyBytes, cache: ex.context.cacheOutcome)
+        }
+                if ex.error != nil && ex.error?.kind != .downstreamClosed && ex.status >= 500 {
             self.worker.logger.info("request failed", metadata: ["status": "\(ex.status)", "reason": "\(ex.error!)", "uri": "\(ex.uri)"])
         }
         guard let log = self.worker.accessLog else { return }

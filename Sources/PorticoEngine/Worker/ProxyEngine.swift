@@ -75,7 +75,8 @@ public actor ProxyEngine {
         self.table = table
         do {
             for c in table.config.listeners {
-                let settings = ListenerSettings(c, tls: try self.listenerTLS(c))
+                var settings = ListenerSettings(c, tls: try self.listenerTLS(c))
+                settings.metricSlot = table.metricSlots.slot(.listener, c.name)
                 self.listeners[settings.socketIdentity] = try await self.bind(settings)
             }
         } catch {
@@ -128,7 +129,8 @@ public actor ProxyEngine {
         var next: [String: BoundListener] = [:]
         do {
             for c in table.config.listeners {
-                let settings = ListenerSettings(c, tls: try self.listenerTLS(c))
+                var settings = ListenerSettings(c, tls: try self.listenerTLS(c))
+                settings.metricSlot = table.metricSlots.slot(.listener, c.name)
                 if var existing = self.listeners[settings.socketIdentity] {
                     existing.settings = settings
                     next[settings.socketIdentity] = existing
@@ -170,6 +172,23 @@ public actor ProxyEngine {
             self.logger.info("listening", metadata: ["listener": "\(l.settings.name)", "address": "\(l.localAddress)"])
         }
         self.startCertificateReloads()
+    }
+
+    /// Every worker's counters, copied on each worker's loop and summed, with the slot names.
+    public func metricsSnapshot() async -> MetricsSnapshot {
+        var total = MetricsSnapshot()
+        for w in self.startedWorkers {
+            if let (worker, open) = try? await w.submit({ ($0.metrics?.snapshot, $0.connectionCount) }).get() {
+                if let worker { total.add(worker) }
+                total.openConnections += open
+            }
+        }
+        if let slots = self.table?.metricSlots {
+            total.routeNames = slots.names(.route)
+            total.clusterNames = slots.names(.cluster)
+            total.listenerNames = slots.names(.listener)
+        }
+        return total
     }
 
     /// Downstream connections (HTTP/1.1 connections and HTTP/2 streams and connections) open on all workers.

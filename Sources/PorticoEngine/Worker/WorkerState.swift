@@ -23,6 +23,8 @@ final class WorkerState {
     /// Requests waiting for a connection under a cluster's `max_connections` (circuit breaking).
     var waiting: [Exchange] = []
     var accessLog: AccessLogBuffer?
+    /// Request counters, when something reads them (an admin listener is configured); nil costs one branch.
+    var metrics: WorkerMetrics?
     private var connections: [ProxyHandler] = []
     /// HTTP/2 connections (their streams are in `connections`), so shutdown can send them GOAWAY.
     private var http2Connections: [ObjectIdentifier: any Channel] = [:]
@@ -48,6 +50,7 @@ final class WorkerState {
         self.table = table
         self.upstreamTLS = upstreamTLS
         self.accessLog = accessLog.map(AccessLogBuffer.init(sink:))
+        self.metrics = table.config.admin != nil ? WorkerMetrics() : nil
         self.rebuildClusterStates()
     }
 
@@ -62,6 +65,11 @@ final class WorkerState {
         self.eventLoop.assertInEventLoop()
         self.table = table
         self.upstreamTLS = upstreamTLS
+        if table.config.admin == nil {
+            self.metrics = nil
+        } else if self.metrics == nil {
+            self.metrics = WorkerMetrics()
+        }
         if accessLog !== self.accessLog?.sink {
             self.accessLog?.flush()
             self.accessLog = accessLog.map(AccessLogBuffer.init(sink:))

@@ -1,0 +1,68 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Portico open source project
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+import NIOCore
+import PorticoCore
+import PorticoEngine
+
+/// `GET /metrics`: the Prometheus text format (version 0.0.4), every name prefixed `portico_`.
+///
+/// Written here rather than through swift-prometheus's registry: Portico's counters are plain integers owned by
+/// each worker (no shared atomic or lock per request), summed when scraped; a registry would need every
+/// observation recorded into it again. The format is a few lines per family.
+enum Metrics {
+    static func render(server: ProxyServer) async -> String {
+        var out = MetricsText()
+        let engine = server.engine
+        let snapshot = await engine.metricsSnapshot()
+        out.family("portico_downstream_connections", "gauge", "Open downstream connections and HTTP/2 streams.")
+        out.sample("portico_downstream_connections", [], Double(snapshot.openConnections))
+        let table = await server.table
+        var routeClusters: [String: String] = [:]
+        for r in table?.routes ?? [] {
+            if case .proxy(let c) = r.action, let t = table { routeClusters[r.name] = t.clusters[c].name }
+        }
+        WorkerMetricsRenderer.render(snapshot, routeClusters: routeClusters, into: &out)
+
+        out.family("portico_config_reloads_total", "counter", "Config changes applied (SIGHUP or admin API).")
+        out.sample("portico_config_reloads_total", [], Double(await server.reloads))
+        out.family("portico_config_reload_failures_total", "counter", "Config changes refused (invalid, or a listener could not bind).")
+        out.sample("portico_config_reload_failures_total", [], Double(await server.reloadFailures))
+        out.family("portico_config_generation", "gauge", "The running config's generation.")
+        out.sample("portico_config_generation", [], Double(await engine.generation))
+
+        if let table {
+            let now = Int64(NIODeadline.now().uptimeNanoseconds)
+            var hosts = MetricsText.SeriesCap()
+            out.family("portico_upstream_host_available", "gauge", "1 when the host takes requests (healthy, not ejected, not drained).")
+            out.family("portico_upstream_host_in_flight", "gauge", "Requests in flight to the host.")
+            out.family("portico_upstream_host_healthy", "gauge", "Active health: 1 healthy, 0 unhealthy.")
+            out.family("portico_upstream_host_ejected", "gauge", "Passive health: 1 while ejected by outlier detection.")
+            for c in table.clusters {
+                for h in c.hosts {
+                    let labels = [("cluster", c.name), ("host", hosts.admit(h.address.description))]
+                    out.sample("portico_upstream_host_available", labels, h.state.isAvailable(now: now) ? 1 : 0)
+                    out.sample("portico_upstream_host_in_flight", labels, Double(h.state.inFlight))
+                    out.sample("portico_upstream_host_healthy", labels, h.state.isActiveHealthy ? 1 : 0)
+                    out.sample("portico_upstream_host_ejected", labels, h.state.isEjected(now: now) ? 1 : 0)
+                }
+            }
+            out.family("portico_circuit_breaker_overflows_total", "counter", "Requests refused by a cluster's circuit breaker.")
+            out.family("portico_upstream_health_changes_total", "counter", "Times active health checks changed a host's health, by cluster.")
+            for c in table.clusters {
+                out.sample("portico_circuit_breaker_overflows_total", [("cluster", c.name)], Double(c.breaker.overflows))
+                out.sample("portico_upstream_health_changes_total", [("cluster", c.name)], Double(c.hosts.reduce(0) { $0 + $1.state.healthChanges }))
+            }
+        }
+        if let store = await server.cacheStore {
+            let usage = store.usage
+            out.family("portico_cache_stored_responses", "gauge", "Responses in the cache.")
+            out.sample("portico_cache_stored_responses", [], Double(usage.responses))
+            out.family("portico_cache_stored_bytes", "gauge", "Bytes the cache holds against its budget.")
+            out.sample("portico_cache_stored_bytes", [], Double(usage.bytes))
+        }
+        return out.text
+    }
+}
