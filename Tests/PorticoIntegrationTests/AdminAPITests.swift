@@ -158,6 +158,27 @@ import Yams
         }
     }
 
+    /// The dashboard: one self-contained page (nothing fetched from elsewhere), and the JSON it draws from.
+    @Test func dashboardAndItsStats() async throws {
+        let s = try await Setup.start()
+        defer { Task { await s.stop() } }
+        let page = try s.admin("GET", "/")
+        #expect(page.status == 200 && page.header("content-type")?.hasPrefix("text/html") == true)
+        #expect(page.body.contains("<title>Portico</title>") && page.body.contains("fetch(\"stats\""))
+        #expect(!page.body.contains("http://") && !page.body.contains("https://") && !page.body.contains("src="))
+        for _ in 0..<5 { _ = try s.proxied() }
+        _ = try s.proxied("/status/502")
+        let stats = try #require(try Self.json(s.admin("GET", "/stats")) as? [String: Any])
+        #expect(stats["generation"] as? Int == 1 && stats["time"] as? Double != nil)
+        let bounds = try #require(stats["bucket_bounds"] as? [Double])
+        let route = try #require((stats["routes"] as? [[String: Any]])?.first { $0["name"] as? String == "app" })
+        #expect(route["cluster"] as? String == "c" && route["requests"] as? [Int] == [0, 5, 0, 0, 1, 0])
+        #expect((route["buckets"] as? [Int]).map { $0.count == bounds.count + 1 && $0.reduce(0, +) == 6 } == true)
+        let cluster = try #require((stats["clusters"] as? [[String: Any]])?.first)
+        #expect((cluster["hosts"] as? [[String: Any]])?.count == 2 && (cluster["upstream_buckets"] as? [Int])?.reduce(0, +) == 6)
+        #expect((stats["listeners"] as? [[String: Any]])?.first?["requests"] as? [Int] == [0, 5, 0, 0, 1, 0])
+    }
+
     /// A bearer token from a file guards every endpoint; the config check refuses a non-loopback admin without one.
     @Test func bearerToken() async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("portico-admin-\(getpid())")
@@ -209,6 +230,6 @@ import Yams
                 checked += 1
             }
         }
-        #expect(checked == 10)
+        #expect(checked == 12)
     }
 }

@@ -53,10 +53,14 @@ struct AdminAPI: Sendable {
             case .some(let host): return .json(.ok, Self.encode(host))
             case .none: return .json(.notFound, Self.encode(["error": "no host \(address) in cluster \"\(parts[1])\""]))
             }
+        case (.GET, "", 0):
+            return .text(.ok, DashboardPage.html, contentType: "text/html; charset=utf-8")
+        case (.GET, "stats", 1):
+            return .json(.ok, Self.encode(await DashboardStats.take(server: self.server)), headers: ["Cache-Control": "no-store"])
         case (.GET, "metrics", 1):
             return .text(.ok, await self.server.metricsText(), contentType: "text/plain; version=0.0.4; charset=utf-8")
         default:
-            let known = ["healthz", "readyz", "config", "clusters", "metrics"]
+            let known = ["healthz", "readyz", "config", "clusters", "metrics", "stats", ""]
             if known.contains(parts.first ?? "") {
                 return .json(.methodNotAllowed, Self.encode(["error": "\(request.method.rawValue) is not allowed on \(request.path)"]))
             }
@@ -135,7 +139,8 @@ struct ClusterSnapshot: Codable, Sendable {
 struct HostSnapshot: Codable, Sendable {
     var address: String
     var weight: Int
-    var effectiveWeight: Int
+    /// The weight the balancer uses now: below `weight` during slow start.
+    var effectiveWeight: Double
     var backup: Bool
     var activeHealthy: Bool
     var ejected: Bool
@@ -151,7 +156,7 @@ struct HostSnapshot: Codable, Sendable {
         let s = host.state
         self.address = host.address.description
         self.weight = host.weight
-        self.effectiveWeight = s.effectiveWeight(host.weight, window: cluster.slowStartNanos, now: now)
+        self.effectiveWeight = Double(s.effectiveWeight(host.weight, window: cluster.slowStartNanos, now: now)) / 100
         self.backup = host.isBackup
         self.activeHealthy = s.isActiveHealthy
         self.ejected = s.isEjected(now: now)
