@@ -84,15 +84,23 @@ public actor ProxyServer: Service {
     public func run() async throws {
         try await self.start()
         let hup = await UnixSignalsSequence(trapping: .sighup)
-        // Not a child task: iterating the signal sequence does not end on cancellation, and a task group would
-        // wait for it forever at shutdown.
+        let usr1 = await UnixSignalsSequence(trapping: .sigusr1)
+        // Not child tasks: iterating a signal sequence does not end on cancellation, and a task group would wait
+        // for it forever at shutdown.
         let reloader = Task {
             for await _ in hup {
                 await self.reloadFromFile()
             }
         }
+        let reopener = Task {
+            for await _ in usr1 {
+                self.logger.info("reopening log files")
+                await self.engine.reopenLogs()
+            }
+        }
         try? await gracefulShutdown()
         reloader.cancel()
+        reopener.cancel()
         await self.stop()
     }
 

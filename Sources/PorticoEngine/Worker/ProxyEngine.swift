@@ -174,6 +174,11 @@ public actor ProxyEngine {
         self.startCertificateReloads()
     }
 
+    /// Reopens the access log file (SIGUSR1, after logrotate moved it).
+    public func reopenLogs() {
+        self.accessLog?.reopen()
+    }
+
     /// Every worker's counters, copied on each worker's loop and summed, with the slot names.
     public func metricsSnapshot() async -> MetricsSnapshot {
         var total = MetricsSnapshot()
