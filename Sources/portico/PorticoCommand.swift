@@ -91,6 +91,10 @@ struct Check: AsyncParsableCommand {
                 "\(self.config): ok: \(c.listeners.count) listener(s), \(c.routes.count) route(s), "
                     + "\(c.clusters?.count ?? 0) cluster(s), \(c.clusters?.reduce(0) { $0 + $1.hosts.count } ?? 0) host(s)"
             )
+            // Lint: valid, but probably not what was meant. Warnings do not fail the check.
+            for w in ConfigLint.warnings(v, path: self.config) {
+                print("warning: \(w)")
+            }
         }
     }
 }
