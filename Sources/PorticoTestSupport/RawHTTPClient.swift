@@ -201,3 +201,32 @@ extension String {
         String(self.drop(while: { $0 == " " || $0 == "\t" }))
     }
 }
+
+/// Runs blocking work (a `RawHTTPClient` exchange) on a thread of its own and waits for it without holding one of
+/// Swift concurrency's few threads: a test that blocks those can starve the async code it is waiting for (the
+/// admin API runs on them).
+public func offThePool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        let thread = BlockingThread {
+            continuation.resume(with: Result { try work() })
+        }
+        thread.start()
+    }
+}
+
+/// A detached POSIX thread running one closure.
+private final class BlockingThread: @unchecked Sendable {
+    let body: @Sendable () -> Void
+    init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+
+    func start() {
+        var tid = pthread_t()
+        let box = Unmanaged.passRetained(self).toOpaque()
+        pthread_create(&tid, nil, { raw in
+            let me = Unmanaged<BlockingThread>.fromOpaque(raw!).takeRetainedValue()
+            me.body()
+            return nil
+        }, box)
+        pthread_detach(tid)
+    }
+}

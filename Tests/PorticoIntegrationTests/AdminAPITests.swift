@@ -47,12 +47,17 @@ import Yams
             await self.b.shutdown()
         }
 
-        func admin(_ method: String, _ path: String, _ fields: [String] = [], body: String? = nil) throws -> RawResponse {
-            let c = try RawHTTPClient(port: self.adminPort)
-            let length = body.map { "Content-Length: \($0.utf8.count)\r\n" } ?? (method == "POST" ? "Content-Length: 0\r\n" : "")
-            try c.send("\(method) \(path) HTTP/1.1\r\nHost: admin\r\n\(length)" + fields.map { $0 + "\r\n" }.joined() + "\r\n" + (body ?? ""))
-            guard let r = c.readResponses(1).first else { throw RawClientError("no answer to \(method) \(path)") }
-            return r
+        /// An admin request, sent from a thread of its own: the admin API answers from Swift concurrency's threads,
+        /// which a blocking read here would hold.
+        func admin(_ method: String, _ path: String, _ fields: [String] = [], body: String? = nil) async throws -> RawResponse {
+            let port = self.adminPort
+            return try await offThePool {
+                let c = try RawHTTPClient(port: port, timeoutSeconds: 30)
+                let length = body.map { "Content-Length: \($0.utf8.count)\r\n" } ?? (method == "POST" ? "Content-Length: 0\r\n" : "")
+                try c.send("\(method) \(path) HTTP/1.1\r\nHost: admin\r\n\(length)" + fields.map { $0 + "\r\n" }.joined() + "\r\n" + (body ?? ""))
+                guard let r = c.readResponses(1).first else { throw RawClientError("no answer to \(method) \(path)") }
+                return r
+            }
         }
 
         func proxied(_ path: String = "/x") throws -> RawResponse {
@@ -75,10 +80,10 @@ import Yams
     @Test func healthAndReadiness() async throws {
         let s = try await Setup.start()
         defer { Task { await s.stop() } }
-        #expect(try s.admin("GET", "/healthz").status == 200)
-        #expect(try s.admin("GET", "/readyz").status == 200)
-        #expect(try s.admin("GET", "/nowhere").status == 404)
-        #expect(try s.admin("DELETE", "/config").status == 405)
+        #expect(try await s.admin("GET", "/healthz").status == 200)
+        #expect(try await s.admin("GET", "/readyz").status == 200)
+        #expect(try await s.admin("GET", "/nowhere").status == 404)
+        #expect(try await s.admin("DELETE", "/config").status == 405)
     }
 
     /// GET the running config (JSON, ETag), change it with If-Match, and the proxy serves the new generation;
@@ -86,17 +91,17 @@ import Yams
     @Test func configReadValidateAndChange() async throws {
         let s = try await Setup.start()
         defer { Task { await s.stop() } }
-        let got = try s.admin("GET", "/config")
+        let got = try await s.admin("GET", "/config")
         #expect(got.status == 200 && got.header("etag") == "\"1\"" && got.header("content-type") == "application/json")
         let config = try #require(try Self.json(got) as? [String: Any])
         #expect((config["routes"] as? [[String: Any]])?.first?["name"] as? String == "app")
         #expect((config["admin"] as? [String: Any])?["address"] as? String == "127.0.0.1:0")
 
         let next = s.configText(Self.yaml(extraRoute: "  - { name: fixed, match: { path: /fixed }, respond: { status: 418, body: tea } }"))
-        #expect(try s.admin("POST", "/config", body: next).status == 428)
-        #expect(try s.admin("POST", "/config", ["If-Match: \"7\""], body: next).status == 412)
+        #expect(try await s.admin("POST", "/config", body: next).status == 428)
+        #expect(try await s.admin("POST", "/config", ["If-Match: \"7\""], body: next).status == 412)
         let bad = "listeners: [ { name: main, address: \"127.0.0.1:0\" } ]\nroutes:\n  - { cluster: nope, bogus: 1 }\n"
-        let refused = try s.admin("POST", "/config", ["If-Match: \"1\""], body: bad)
+        let refused = try await s.admin("POST", "/config", ["If-Match: \"1\""], body: bad)
         #expect(refused.status == 422)
         let errors = try #require((try Self.json(refused) as? [String: Any])?["errors"] as? [[String: Any]])
         let paths = Set(errors.compactMap { $0["path"] as? String })
@@ -104,33 +109,33 @@ import Yams
         #expect(errors.allSatisfy { $0["line"] as? Int != nil })
         #expect(try s.proxied("/fixed").status == 200)  // still the running config
 
-        #expect(try s.admin("POST", "/config/validate", body: next).status == 200)
-        #expect(try s.admin("POST", "/config/validate", body: bad).status == 422)
+        #expect(try await s.admin("POST", "/config/validate", body: next).status == 200)
+        #expect(try await s.admin("POST", "/config/validate", body: bad).status == 422)
 
-        let applied = try s.admin("POST", "/config", ["If-Match: \"1\""], body: next)
+        let applied = try await s.admin("POST", "/config", ["If-Match: \"1\""], body: next)
         #expect(applied.status == 200 && applied.header("etag") == "\"2\"")
         #expect(try s.proxied("/fixed").status == 418)
-        #expect(try s.admin("GET", "/config").header("etag") == "\"2\"")
-        #expect(try s.admin("POST", "/config", ["If-Match: \"1\""], body: next).status == 412)
+        #expect(try await s.admin("GET", "/config").header("etag") == "\"2\"")
+        #expect(try await s.admin("POST", "/config", ["If-Match: \"1\""], body: next).status == 412)
     }
 
     /// Cluster state, and draining a host: it gets no new requests until undrained.
     @Test func clustersAndDraining() async throws {
         let s = try await Setup.start()
         defer { Task { await s.stop() } }
-        let clusters = try #require(try Self.json(s.admin("GET", "/clusters")) as? [[String: Any]])
+        let clusters = try #require(try Self.json(await s.admin("GET", "/clusters")) as? [[String: Any]])
         let hosts = try #require(clusters.first?["hosts"] as? [[String: Any]])
         #expect(clusters.first?["name"] as? String == "c" && hosts.count == 2)
         #expect(hosts.allSatisfy { $0["available"] as? Bool == true && $0["drained"] as? Bool == false })
-        #expect(try s.admin("GET", "/clusters/nope").status == 404)
-        #expect(try s.admin("POST", "/clusters/c/hosts/127.0.0.1:1/drain").status == 404)
+        #expect(try await s.admin("GET", "/clusters/nope").status == 404)
+        #expect(try await s.admin("POST", "/clusters/c/hosts/127.0.0.1:1/drain").status == 404)
 
-        let drained = try s.admin("POST", "/clusters/c/hosts/\(s.a.address)/drain")
+        let drained = try await s.admin("POST", "/clusters/c/hosts/\(s.a.address)/drain")
         let drainedHost = try Self.json(drained) as? [String: Any]
         #expect(drained.status == 200 && drainedHost?["drained"] as? Bool == true)
         let origins = try (0..<6).map { _ in try s.proxied().header("x-origin") }
         #expect(origins.allSatisfy { $0 == "b" }, "\(origins)")
-        #expect(try s.admin("POST", "/clusters/c/hosts/\(s.a.address)/undrain").status == 200)
+        #expect(try await s.admin("POST", "/clusters/c/hosts/\(s.a.address)/undrain").status == 200)
         let after = try (0..<6).map { _ in try s.proxied().header("x-origin") }
         #expect(after.contains("a"))
     }
@@ -141,7 +146,7 @@ import Yams
         defer { Task { await s.stop() } }
         for _ in 0..<7 { _ = try s.proxied() }
         _ = try s.proxied("/status/503")
-        let text = try s.admin("GET", "/metrics")
+        let text = try await s.admin("GET", "/metrics")
         #expect(text.status == 200 && text.header("content-type")?.hasPrefix("text/plain; version=0.0.4") == true)
         let body = text.body
         #expect(body.contains("portico_requests_total{route=\"app\",cluster=\"c\",code=\"2xx\"} 7"), "\(body)")
@@ -162,13 +167,13 @@ import Yams
     @Test func dashboardAndItsStats() async throws {
         let s = try await Setup.start()
         defer { Task { await s.stop() } }
-        let page = try s.admin("GET", "/")
+        let page = try await s.admin("GET", "/")
         #expect(page.status == 200 && page.header("content-type")?.hasPrefix("text/html") == true)
         #expect(page.body.contains("<title>Portico</title>") && page.body.contains("fetch(\"stats\""))
         #expect(!page.body.contains("http://") && !page.body.contains("https://") && !page.body.contains("src="))
         for _ in 0..<5 { _ = try s.proxied() }
         _ = try s.proxied("/status/502")
-        let stats = try #require(try Self.json(s.admin("GET", "/stats")) as? [String: Any])
+        let stats = try #require(try Self.json(await s.admin("GET", "/stats")) as? [String: Any])
         #expect(stats["generation"] as? Int == 1 && stats["time"] as? Double != nil)
         let bounds = try #require(stats["bucket_bounds"] as? [Double])
         let route = try #require((stats["routes"] as? [[String: Any]])?.first { $0["name"] as? String == "app" })
@@ -187,10 +192,10 @@ import Yams
         try "s3cret-token\n".write(toFile: tokenFile, atomically: true, encoding: .utf8)
         let s = try await Setup.start(Self.yaml(admin: "admin: { address: \"127.0.0.1:0\", token_file: \"\(tokenFile)\" }"))
         defer { Task { await s.stop() } }
-        let denied = try s.admin("GET", "/clusters")
+        let denied = try await s.admin("GET", "/clusters")
         #expect(denied.status == 401 && denied.header("www-authenticate")?.hasPrefix("Bearer") == true)
-        #expect(try s.admin("GET", "/clusters", ["Authorization: Bearer wrong"]).status == 401)
-        #expect(try s.admin("GET", "/clusters", ["Authorization: Bearer s3cret-token"]).status == 200)
+        #expect(try await s.admin("GET", "/clusters", ["Authorization: Bearer wrong"]).status == 401)
+        #expect(try await s.admin("GET", "/clusters", ["Authorization: Bearer s3cret-token"]).status == 200)
         // `portico check` (the same validator) refuses a non-loopback admin listener without a token.
         let open = "admin: { address: \"0.0.0.0:9901\" }\nlisteners: [ { name: l, address: \"127.0.0.1:0\" } ]\nroutes: [ { respond: {} } ]\n"
         guard case .failure(let errors) = ConfigLoader.load(text: open, file: "t.yaml") else { Issue.record("accepted"); return }
@@ -215,13 +220,13 @@ import Yams
                 var fields: [String] = []
                 var body: String?
                 if path == "/config" && method == "post" {
-                    let etag = try s.admin("GET", "/config").header("etag") ?? ""
+                    let etag = try await s.admin("GET", "/config").header("etag") ?? ""
                     fields = ["If-Match: \(etag)"]
                     body = s.configText(Self.yaml())
                 } else if path == "/config/validate" {
                     body = s.configText(Self.yaml())
                 }
-                let r = try s.admin(method.uppercased(), concrete, fields, body: body)
+                let r = try await s.admin(method.uppercased(), concrete, fields, body: body)
                 let documented = try #require(responses["\(r.status)"] as? [String: Any], "\(method) \(path) answered \(r.status), not documented")
                 if let content = documented["content"] as? [String: Any] {
                     let type = r.header("content-type") ?? ""

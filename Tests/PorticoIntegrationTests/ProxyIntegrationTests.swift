@@ -299,6 +299,23 @@ import Testing
         return (h[0] & 0x0f, payload)
     }
 
+    /// An upgrade goes on a new upstream connection, even when a pooled one is idle: NIO's upgrader (like other
+    /// servers) only switches on a connection's first request, and a switched connection never returns to the pool.
+    @Test func webSocketAfterAPooledRequestUsesANewConnection() async throws {
+        let origin = try await TestOrigin.start(name: "a")
+        let proxy = try await ProxyHarness.start(yaml: Self.config(), origins: [origin], workers: 1)
+        defer { Task { await proxy.shutdown(); await origin.shutdown() } }
+        let plain = try RawHTTPClient(port: proxy.port())
+        try plain.send("GET /warm HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        #expect(plain.readResponses(1).first?.status == 200)
+        #expect(origin.connectionCount == 1)  // parked in the pool now
+        for _ in 0..<2 {
+            let c = try RawHTTPClient(port: proxy.port())
+            try c.send("GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+            #expect(c.readUntil("\r\n\r\n")?.hasPrefix("HTTP/1.1 101") == true)
+        }
+    }
+
     @Test func webSocketsPassThroughBothWays() async throws {
         try await self.withProxy { proxy, origins in
             let c = try RawHTTPClient(port: proxy.port())

@@ -99,9 +99,12 @@ import Testing
                 try text.write(toFile: path, atomically: true, encoding: .utf8)
                 guard case .success = await proxy.server.reloadFromFile() else { Issue.record("reload \(generation) refused"); break }
             } else {
-                let c = try RawHTTPClient(port: adminPort)
-                try c.send("POST /config HTTP/1.1\r\nHost: admin\r\nIf-Match: *\r\nContent-Length: \(text.utf8.count)\r\n\r\n\(text)")
-                #expect(c.readResponses(1).first?.status == 200, "admin reload \(generation)")
+                let status = try await offThePool {
+                    let c = try RawHTTPClient(port: adminPort, timeoutSeconds: 30)
+                    try c.send("POST /config HTTP/1.1\r\nHost: admin\r\nIf-Match: *\r\nContent-Length: \(text.utf8.count)\r\n\r\n\(text)")
+                    return c.readResponses(1).first?.status
+                }
+                #expect(status == 200, "admin reload \(generation)")
             }
             let bound = await proxy.server.engine.boundAddresses
             #expect((bound["extra"] != nil) == (generation % 2 == 1), "generation \(generation): extra listener")

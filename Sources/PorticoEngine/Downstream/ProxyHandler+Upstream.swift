@@ -57,7 +57,9 @@ extension ProxyHandler {
     /// place in the worker's queue (`max_pending`, `queue_timeout`).
     func acquireConnection(_ ex: Exchange, _ cs: ClusterState) {
         let pool = cs.pools[ex.hostIndex]
-        if let conn = pool.lease() {
+        // A protocol switch goes on a new connection: it never returns to the pool anyway, and some servers (NIO's
+        // upgrader among them) only switch on the first request of a connection.
+        if ex.upgradeProtocol == nil, let conn = pool.lease() {
             ex.usedReusedConnection = true
             if let m = self.worker.metrics { m.clusters[m.cluster(cs.cluster.metricSlot)].reused += 1 }
             self.attach(conn, ex)
@@ -87,7 +89,9 @@ extension ProxyHandler {
             return
         }
         let pool = cs.pools[ex.hostIndex]
-        if let conn = pool.lease() {
+        // A protocol switch goes on a new connection: it never returns to the pool anyway, and some servers (NIO's
+        // upgrader among them) only switch on the first request of a connection.
+        if ex.upgradeProtocol == nil, let conn = pool.lease() {
             ex.leaveQueue()
             ex.usedReusedConnection = true
             self.attach(conn, ex)
