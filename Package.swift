@@ -104,13 +104,24 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The built-in demo origin (`demo_origins`), so the shipped binary links no test code.
+        .target(
+            name: "PorticoDemoOrigin",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "portico",
             dependencies: [
                 "PorticoCore",
                 "PorticoEngine",
                 "PorticoControl",
-                "PorticoTestSupport",
+                "PorticoDemoOrigin",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -151,7 +162,7 @@ let package = Package(
         .testTarget(
             name: "PorticoIntegrationTests",
             dependencies: [
-                "PorticoCore", "PorticoEngine", "PorticoControl", "PorticoTestSupport", "PorticoCompression", "CZlib", "CBrotli", "CZstd",
+                "PorticoCore", "PorticoEngine", "PorticoControl", "PorticoTestSupport", "PorticoCompression", "PorticoDemoOrigin", "CZlib", "CBrotli", "CZstd",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),

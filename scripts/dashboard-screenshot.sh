@@ -24,7 +24,7 @@ access_log: { destination: "off" }
 cache_storage: { max_size: 64MiB }
 routes:
   - { name: health, match: { path: /healthz }, respond: { body: "ok" } }
-  - { name: assets, match: { path_prefix: /respond/ }, cluster: web, cache: {}, compression: {} }
+  - { name: assets, match: { path_prefix: /assets/ }, cluster: web, cache: {}, compression: {} }
   - { name: api, match: { path_prefix: /api/ }, cluster: api }
   - { name: web, cluster: web }
 clusters:
@@ -43,7 +43,7 @@ for _ in $(seq 100); do curl -fsS -o /dev/null "http://127.0.0.1:$admin/readyz" 
 (
     end=$((SECONDS + 40))
     while [ $SECONDS -lt $end ]; do
-        for path in / /page /api/items /api/users "/respond/app.css?size=20000&h=Cache-Control:%20max-age=60&h=Content-Type:%20text/css" /status/404 /delay/40 /status/503; do
+        for path in / /page /api/items /api/users /assets/app.css /status/404 /delay/40 /status/503; do
             curl -s -o /dev/null "http://127.0.0.1:$listen$path" &
         done
         wait

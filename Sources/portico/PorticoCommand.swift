@@ -10,7 +10,7 @@ import NIOPosix
 import PorticoControl
 import PorticoCore
 import PorticoEngine
-import PorticoTestSupport
+import PorticoDemoOrigin
 import ServiceLifecycle
 import UnixSignals
 
@@ -210,11 +210,11 @@ struct Version: ParsableCommand {
 
 func serve(_ valid: ValidatedConfig, configPath: String?, workers: WorkerCount?, logger: Logger) async throws {
     blockControlSignalsInNewThreads()
-    var origins: [TestOrigin] = []
+    var origins: [DemoOrigin] = []
     for d in valid.config.demoOrigins ?? [] {
         let hp = HostPort(parsing: d.address)!
-        let origin = try await TestOrigin.start(name: d.name, host: hp.host, port: hp.port)
-        logger.info("demo origin started", metadata: ["name": "\(d.name)", "address": "\(origin.address)"])
+        let origin = try await DemoOrigin.start(name: d.name, host: hp.host, port: hp.port)
+        logger.info("demo origin started", metadata: ["name": "\(d.name)", "address": "\(origin.localAddress.map { "\($0)" } ?? d.address)"])
         origins.append(origin)
     }
     let threads: Int
