@@ -115,6 +115,8 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Writes the git commit and build date into `portico` for `portico version`.
+        .plugin(name: "BuildInfoPlugin", capability: .buildTool()),
         .executableTarget(
             name: "portico",
             dependencies: [
@@ -129,7 +131,8 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
-            swiftSettings: swiftSettings
+            swiftSettings: swiftSettings,
+            plugins: ["BuildInfoPlugin"]
         ),
         // `swift run -c release portico-codec-bench`: parse and serialize cost per request shape (not a test).
         .target(name: "CMallocCounter"),

@@ -30,7 +30,7 @@ struct Portico: AsyncParsableCommand {
             Check a config without starting:     portico check --config portico.yaml
             Proxy one port with no config file:  portico proxy --listen 127.0.0.1:8080 --to 127.0.0.1:9001
             """,
-        version: porticoVersion,
+        version: "\(porticoVersion) (commit \(buildCommit), built \(buildDate))",
         subcommands: [Run.self, Check.self, QuickProxy.self, Version.self],
         defaultSubcommand: Run.self
     )
@@ -203,7 +203,7 @@ struct QuickProxy: AsyncParsableCommand {
 
 struct Version: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Print Portico's version.")
-    func run() { print("portico \(porticoVersion)") }
+    func run() { print("portico \(porticoVersion) (commit \(buildCommit), built \(buildDate))") }
 }
 
 // MARK: - Shared

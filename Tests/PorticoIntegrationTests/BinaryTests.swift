@@ -47,6 +47,8 @@ import Testing
     @Test func versionAndHelp() throws {
         let v = try Self.run(["version"])
         #expect(v.code == 0 && v.out.hasPrefix("portico "))
+        // The git commit and build date, written in by the BuildInfo plugin.
+        #expect(v.out.contains("(commit ") && v.out.contains(", built 20"), "\(v.out)")
         for cmd in [["--help"], ["run", "--help"], ["check", "--help"], ["proxy", "--help"]] {
             let h = try Self.run(cmd)
             #expect(h.code == 0)
