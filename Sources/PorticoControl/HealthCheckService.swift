@@ -6,6 +6,7 @@
 import Logging
 import NIOCore
 import PorticoCore
+import PorticoEngine
 
 /// Active health checks: one probe loop per host of every cluster that has `health_check.active`, run as
 /// Swift tasks on the control plane, never on the request path. Results reach every worker through the shared
@@ -27,9 +28,19 @@ public actor HealthCheckService {
         self.stop()
         for cluster in table.clusters {
             guard let active = cluster.activeHealth else { continue }
+            // Probes speak the cluster's protocol, with its TLS settings.
+            var tls: UpstreamTLS?
+            if let config = table.config.clusters?.first(where: { $0.name == cluster.name })?.tls {
+                do {
+                    tls = try UpstreamTLS(config, http2: cluster.http2)
+                } catch {
+                    self.logger.error("health checks of cluster \(cluster.name) cannot use its TLS settings: \(error)")
+                }
+            }
+            let probe = HealthProbe(active, tls: tls, http2: cluster.http2)
             for host in cluster.hosts {
                 self.tasks.append(Task { [group, logger] in
-                    await Self.probeLoop(cluster: cluster.name, host: host, config: active, group: group, logger: logger)
+                    await Self.probeLoop(cluster: cluster.name, host: host, probe: probe, config: active, group: group, logger: logger)
                 })
             }
         }
@@ -40,8 +51,7 @@ public actor HealthCheckService {
         self.tasks = []
     }
 
-    private static func probeLoop(cluster: String, host: UpstreamHost, config: ActiveHealthCheckConfig, group: any EventLoopGroup, logger: Logger) async {
-        let probe = HealthProbe(config)
+    private static func probeLoop(cluster: String, host: UpstreamHost, probe: HealthProbe, config: ActiveHealthCheckConfig, group: any EventLoopGroup, logger: Logger) async {
         var machine = ActiveHealthStateMachine(
             healthyThreshold: config.healthyThreshold ?? 2,
             unhealthyThreshold: config.unhealthyThreshold ?? 3,

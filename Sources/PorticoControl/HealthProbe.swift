@@ -4,12 +4,19 @@
 //===----------------------------------------------------------------------===//
 
 import NIOCore
+import NIOHTTP1
+import NIOHTTP2
 import NIOPosix
+import NIOSSL
 import PorticoCore
+import PorticoEngine
 
-/// One active health probe of one host: a TCP connect, or an HTTP/1.1 request on a new connection (closed after,
-/// so a probe never occupies a pooled connection). Runs on any EventLoop of the group; awaited by
-/// `HealthCheckService`, off the request path.
+/// One active health probe of one host: a TCP connect, or an HTTP request on a new connection (closed after, so a
+/// probe never occupies a pooled connection), in the cluster's own protocol: TLS with the cluster's settings
+/// (CA, SNI, client certificate) when it has `tls`, HTTP/2 for `h2` and `h2c`. A probe that spoke plain HTTP/1.1
+/// to a TLS or HTTP/2-only host would mark a healthy host down.
+///
+/// Runs on any EventLoop of the group; awaited by `HealthCheckService`, off the request path.
 struct HealthProbe: Sendable {
     var type: HealthCheckType
     var method: String
@@ -18,8 +25,12 @@ struct HealthProbe: Sendable {
     var expectStatus: StatusSet
     var expectBody: String?
     var timeout: TimeAmount
+    /// The cluster's client TLS, when it speaks TLS.
+    var tls: UpstreamTLS?
+    /// The cluster speaks HTTP/2 (`h2` over TLS, `h2c` without).
+    var http2: Bool
 
-    init(_ c: ActiveHealthCheckConfig) {
+    init(_ c: ActiveHealthCheckConfig, tls: UpstreamTLS? = nil, http2: Bool = false) {
         self.type = c.type ?? .http
         self.method = c.method ?? "GET"
         self.path = c.path ?? "/"
@@ -27,6 +38,8 @@ struct HealthProbe: Sendable {
         self.expectStatus = c.expectStatus.flatMap(StatusSet.init(parsing:)) ?? StatusSet(parsing: "200-399")!
         self.expectBody = c.expectBody
         self.timeout = .nanoseconds(c.timeout?.nanoseconds ?? 2_000_000_000)
+        self.tls = tls
+        self.http2 = http2
     }
 
     struct Result: Sendable {
@@ -34,21 +47,39 @@ struct HealthProbe: Sendable {
         var detail: String
     }
 
+    /// What came back: the status and the start of the body.
+    struct Answer: Sendable {
+        var status: Int
+        var body: String
+    }
+
     func run(_ address: HostPort, group: any EventLoopGroup) async -> Result {
         let loop = group.next()
-        let promise = loop.makePromise(of: ByteBuffer.self)
+        let promise = loop.makePromise(of: Answer.self)
         let timeout = loop.scheduleTask(in: self.timeout) {
             promise.fail(ProbeError.timedOut)
         }
         defer { timeout.cancel() }
-        let request: ByteBuffer? = self.type == .tcp ? nil : ByteBuffer(string:
-            "\(self.method) \(self.path) HTTP/1.1\r\nHost: \(self.hostHeader ?? address.description)\r\n"
-            + "User-Agent: portico-health-check\r\nAccept: */*\r\nConnection: close\r\n\r\n")
+        let tls = self.tls
+        let http1 = self.type == .http && !self.http2
+        let http2 = self.type == .http && self.http2
         let bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(self.timeout)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ResponseCollector(promise: promise, limit: 64 * 1024))
+                    if let tls {
+                        try channel.pipeline.syncOperations.addHandler(
+                            NIOSSLClientHandler(context: tls.context, serverHostname: tls.serverName(for: address)))
+                    }
+                    if http1 {
+                        try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                        try channel.pipeline.syncOperations.addHandler(ProbeResponseHandler(promise: promise, limit: 64 * 1024))
+                    } else if http2 {
+                        // In the pipeline before the connection is up: an h2c server's SETTINGS may arrive at once.
+                        _ = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
+                            mode: .client, connectionConfiguration: .init(), streamConfiguration: .init()
+                        ) { stream in stream.close() }
+                    }
                 }
             }
         let channel: any Channel
@@ -58,62 +89,89 @@ struct HealthProbe: Sendable {
             promise.fail(error)
             return Result(passed: false, detail: "connect failed: \(error)")
         }
-        guard let request else {
+        if self.type == .tcp {
             try? await channel.close()
-            promise.succeed(ByteBuffer())
+            promise.succeed(Answer(status: 0, body: ""))
             return Result(passed: true, detail: "tcp connect ok")
         }
-        channel.writeAndFlush(request, promise: nil)
+        var headers = HTTPHeaders()
+        headers.add(name: "Host", value: self.hostHeader ?? address.description)
+        headers.add(name: "User-Agent", value: "portico-health-check")
+        headers.add(name: "Accept", value: "*/*")
+        if http1 { headers.add(name: "Connection", value: "close") }
+        let head = HTTPRequestHead(version: .http1_1, method: HTTPMethod(rawValue: self.method), uri: self.path, headers: headers)
         do {
-            let response = try await promise.futureResult.get()
+            if http1 {
+                channel.write(HTTPClientRequestPart.head(head), promise: nil)
+                channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+            } else {
+                try await Self.sendOverHTTP2(channel, head, tls: tls != nil, promise: promise)
+            }
+            let answer = try await promise.futureResult.get()
             try? await channel.close()
-            return self.evaluate(String(buffer: response))
+            return self.evaluate(answer)
         } catch {
+            promise.fail(error)
             try? await channel.close()
             return Result(passed: false, detail: error is ProbeError ? "timed out after \(ConfigDuration(nanoseconds: self.timeout.nanoseconds))" : "\(error)")
         }
     }
 
-    func evaluate(_ text: String) -> Result {
-        let statusLine = text.prefix { $0 != "\r" && $0 != "\n" }
-        let parts = statusLine.split(separator: " ", maxSplits: 2)
-        guard parts.count >= 2, parts[0].hasPrefix("HTTP/1."), let status = Int(parts[1]) else {
-            return Result(passed: false, detail: "not an HTTP response")
+    /// One stream on a new HTTP/2 connection, its response collected like an HTTP/1.1 one.
+    private static func sendOverHTTP2(_ channel: any Channel, _ head: HTTPRequestHead, tls: Bool, promise: EventLoopPromise<Answer>) async throws {
+        let multiplexer = try await channel.eventLoop.submit {
+            try channel.pipeline.syncOperations.handler(type: NIOHTTP2Handler.self).syncMultiplexer()
+        }.get()
+        let streamPromise = channel.eventLoop.makePromise(of: (any Channel).self)
+        multiplexer.createStreamChannel(promise: streamPromise) { stream in
+            stream.eventLoop.makeCompletedFuture {
+                try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTP1ClientCodec(httpProtocol: tls ? .https : .http))
+                try stream.pipeline.syncOperations.addHandler(ProbeResponseHandler(promise: promise, limit: 64 * 1024))
+            }
         }
-        guard self.expectStatus.contains(status) else { return Result(passed: false, detail: "status \(status)") }
-        if let expected = self.expectBody {
-            let body = text.firstRange(of: "\r\n\r\n").map { text[$0.upperBound...] } ?? ""
-            guard body.contains(expected) else { return Result(passed: false, detail: "status \(status), body lacks \"\(expected)\"") }
-        }
-        return Result(passed: true, detail: "status \(status)")
+        let stream = try await streamPromise.futureResult.get()
+        stream.write(HTTPClientRequestPart.head(head), promise: nil)
+        stream.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
     }
 
-    enum ProbeError: Error { case timedOut }
+    func evaluate(_ answer: Answer) -> Result {
+        guard self.expectStatus.contains(answer.status) else { return Result(passed: false, detail: "status \(answer.status)") }
+        if let expected = self.expectBody, !answer.body.contains(expected) {
+            return Result(passed: false, detail: "status \(answer.status), body lacks \"\(expected)\"")
+        }
+        return Result(passed: true, detail: "status \(answer.status)")
+    }
+
+    enum ProbeError: Error { case timedOut, closedBeforeAnswer }
 }
 
-/// Gathers a probe response until the server closes the connection or `limit` bytes arrive.
-private final class ResponseCollector: ChannelInboundHandler {
-    typealias InboundIn = ByteBuffer
-    let promise: EventLoopPromise<ByteBuffer>
+/// Collects a probe's response: the status, and up to `limit` bytes of body.
+private final class ProbeResponseHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    let promise: EventLoopPromise<HealthProbe.Answer>
     let limit: Int
-    var buffer = ByteBuffer()
+    private var status: Int?
+    private var body = ByteBuffer()
 
-    init(promise: EventLoopPromise<ByteBuffer>, limit: Int) {
+    init(promise: EventLoopPromise<HealthProbe.Answer>, limit: Int) {
         self.promise = promise
         self.limit = limit
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var chunk = self.unwrapInboundIn(data)
-        self.buffer.writeBuffer(&chunk)
-        if self.buffer.readableBytes >= self.limit {
-            self.promise.succeed(self.buffer)
-            context.close(promise: nil)
+        switch self.unwrapInboundIn(data) {
+        case .head(let head):
+            // 1xx are interim; the final status is what counts.
+            if head.status.code >= 200 { self.status = Int(head.status.code) }
+        case .body(var part):
+            if self.body.readableBytes < self.limit { self.body.writeBuffer(&part) }
+        case .end:
+            if let status = self.status { self.promise.succeed(HealthProbe.Answer(status: status, body: String(buffer: self.body))) }
         }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        self.promise.succeed(self.buffer)
+        self.promise.fail(HealthProbe.ProbeError.closedBeforeAnswer)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

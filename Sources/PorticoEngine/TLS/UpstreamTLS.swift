@@ -43,7 +43,7 @@ public final class UpstreamTLS: Sendable {
     }
 
     /// The SNI name for a host: the configured name, or the host's name when it is not an IP address.
-    func serverName(for address: HostPort) -> String? {
+    public func serverName(for address: HostPort) -> String? {
         self.serverName ?? (address.isIPLiteral ? nil : address.host)
     }
 }
