@@ -161,6 +161,7 @@ let package = Package(
             dependencies: [
                 "PorticoCore", "PorticoEngine",
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings

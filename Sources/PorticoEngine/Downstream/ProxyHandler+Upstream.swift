@@ -6,6 +6,7 @@
 import Logging
 import NIOCore
 import NIOHTTP1
+import NIOPosix
 import PorticoCore
 
 #if canImport(Glibc)
@@ -162,16 +163,7 @@ extension ProxyHandler {
                 self.attach(conn, ex)
             case .failure(let error):
                 guard self.exchange === ex, ex.state == .connecting, !self.isClosed else { return }
-                let kind: ProxyError.Kind
-                if let channelError = error as? ChannelError, case .connectTimeout = channelError {
-                    kind = .connectTimeout
-                } else if let io = error as? IOError, io.errnoCode == ECONNREFUSED {
-                    kind = .connectRefused
-                } else if "\(error)".contains("refused") {
-                    kind = .connectRefused
-                } else {
-                    kind = .connectFailed
-                }
+                let kind = Self.classifyConnectError(error)
                 self.worker.logger.warning(
                     "upstream connect failed",
                     metadata: ["cluster": "\(ex.clusterName ?? "-")", "host": "\(pool.address)", "reason": "\(kind)", "error": "\(error)"]
@@ -179,6 +171,20 @@ extension ProxyHandler {
                 self.tryFailed(ex, .connectFailure, ProxyError(kind, source: .upstream, context: "\(pool.address): \(error)"))
             }
         }
+    }
+
+    /// What kind of connect failure an error is, by its type and errno (never its text): a timeout, a refusal
+    /// (every address refused), or another failure (unreachable, DNS, TLS).
+    static func classifyConnectError(_ error: any Error) -> ProxyError.Kind {
+        if let channelError = error as? ChannelError, case .connectTimeout = channelError { return .connectTimeout }
+        if let io = error as? IOError { return io.errnoCode == ECONNREFUSED ? .connectRefused : .connectFailed }
+        if let all = error as? NIOConnectionError {
+            // NIO tried each resolved address (happy eyeballs); each failure is classified on its own.
+            let kinds = all.connectionErrors.map { Self.classifyConnectError($0.error) }
+            if !kinds.isEmpty && kinds.allSatisfy({ $0 == .connectRefused }) { return .connectRefused }
+            if kinds.contains(.connectTimeout) { return .connectTimeout }
+        }
+        return .connectFailed
     }
 
     /// Whether a failure of this kind would be retried now (used before dropping a retryable response).
