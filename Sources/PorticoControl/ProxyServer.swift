@@ -28,6 +28,8 @@ public actor ProxyServer: Service {
     private let logger: Logger
     private let onStarted: (@Sendable ([String: SocketAddress]) -> Void)?
     private let group: any EventLoopGroup
+    /// Listener certificates: loaded and reloaded off the EventLoops.
+    private let certificates: CertificateService
     /// The responses routes with `cache` store; kept across reloads while `cache_storage` stays the same.
     public private(set) var cacheStore: CacheStore?
     /// The table being served (the last one published).
@@ -50,6 +52,7 @@ public actor ProxyServer: Service {
         self.current = config
         self.configPath = configPath
         self.group = group
+        self.certificates = CertificateService(logger: logger)
         self.engine = ProxyEngine(group: group, logger: logger)
         self.healthChecks = HealthCheckService(group: group, logger: logger)
         self.dns = DNSRefreshService(logger: logger)
@@ -62,7 +65,9 @@ public actor ProxyServer: Service {
         self.generation = 1
         let table = self.compile(self.current, generation: 1)
         await self.dns.update(table)
-        try await self.engine.start(table: table)
+        let tls = try await self.certificates.prepare(self.current.config)
+        try await self.engine.start(table: table, tls: tls)
+        self.certificates.activate(tls)
         self.table = table
         await self.healthChecks.update(table)
         if let admin = self.current.config.admin, let address = HostPort(parsing: admin.address) {
@@ -106,6 +111,7 @@ public actor ProxyServer: Service {
 
     /// Stops accepting and waits up to the configured grace period for in-flight requests.
     public func stop() async {
+        self.certificates.stop()
         await self.admin?.stop()
         self.admin = nil
         let grace = self.current.config.shutdownGrace?.nanoseconds ?? 30_000_000_000
@@ -161,7 +167,9 @@ public actor ProxyServer: Service {
         let next = self.generation + 1
         let table = self.compile(config, generation: next)
         do {
-            try await self.engine.apply(table: table)
+            let tls = try await self.certificates.prepare(config.config)
+            try await self.engine.apply(table: table, tls: tls)
+            self.certificates.activate(tls)
             await self.healthChecks.update(table)
             await self.dns.update(table)
         } catch {

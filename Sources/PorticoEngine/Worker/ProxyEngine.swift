@@ -52,7 +52,9 @@ public actor ProxyEngine {
     public var generation: UInt64 { self.table?.generation ?? 0 }
 
     /// Binds the listeners and starts serving `table`.
-    public func start(table: RoutingTable) async throws {
+    /// - Parameter tls: each TLS listener's certificates, loaded by the control plane (`CertificateService`): the
+    ///   engine reads no file.
+    public func start(table: RoutingTable, tls: [String: ListenerTLS] = [:]) async throws {
         precondition(self.table == nil, "started twice")
         let sink = Self.makeAccessLog(table.config.accessLog)
         self.accessLog = sink
@@ -75,7 +77,7 @@ public actor ProxyEngine {
         self.table = table
         do {
             for c in table.config.listeners {
-                var settings = ListenerSettings(c, tls: try self.listenerTLS(c))
+                var settings = ListenerSettings(c, tls: try Self.listenerTLS(c, tls))
                 settings.metricSlot = table.metricSlots.slot(.listener, c.name)
                 self.listeners[settings.socketIdentity] = try await self.bind(settings)
             }
@@ -87,49 +89,26 @@ public actor ProxyEngine {
         for l in self.listeners.values {
             self.logger.info("listening", metadata: ["listener": "\(l.settings.name)", "address": "\(l.localAddress)", "sockets": "\(l.channels.count)", "scheme": "\(l.settings.scheme)"])
         }
-        self.startCertificateReloads()
     }
 
-    /// One task per TLS listener that reloads changed certificate files (Caddy, `TimedCertificateReloader`).
-    private var certificateReloads: [Task<Void, Never>] = []
-
-    private func startCertificateReloads() {
-        for t in self.certificateReloads { t.cancel() }
-        self.certificateReloads = self.listeners.values.compactMap { l in
-            guard let tls = l.settings.tls else { return nil }
-            let logger = self.logger
-            return Task.detached {
-                while !Task.isCancelled {
-                    try? await Task.sleep(nanoseconds: UInt64(tls.reloadInterval.nanoseconds))
-                    if Task.isCancelled { return }
-                    tls.store.reloadIfChanged(logger: logger)
-                }
-            }
+    /// A listener's TLS from what the control plane loaded; a TLS listener without it is a caller's error.
+    private static func listenerTLS(_ c: ListenerConfig, _ loaded: [String: ListenerTLS]) throws -> ListenerTLS? {
+        guard c.tls != nil else { return nil }
+        guard let tls = loaded[c.name] else {
+            throw TLSMaterialError(field: "tls", message: "listener \(c.name): certificates were not loaded")
         }
-    }
-
-    /// A listener's TLS for a new generation: the running one when its settings did not change, so a reload keeps
-    /// the session ticket key (clients resume across it) and the certificate store that already watches the files.
-    private func listenerTLS(_ c: ListenerConfig) throws -> ListenerTLS? {
-        guard let config = c.tls else { return nil }
-        let http2 = c.http2?.enabled ?? true
-        if let running = self.listeners.values.first(where: { $0.settings.name == c.name })?.settings.tls,
-            running.config == config, running.offersHTTP2 == http2
-        {
-            return running
-        }
-        return try ListenerTLS(config, http2: http2)
+        return tls
     }
 
     /// Publishes a new generation: binds new listeners (never rebinding unchanged ones, as Caddy's listener
     /// pool), swaps the table on every worker, and closes listeners that disappeared. In-flight requests finish
     /// on the route they matched. If a new listener cannot be bound, nothing changes and the error is thrown.
-    public func apply(table: RoutingTable) async throws {
+    public func apply(table: RoutingTable, tls: [String: ListenerTLS] = [:]) async throws {
         var added: [String: BoundListener] = [:]
         var next: [String: BoundListener] = [:]
         do {
             for c in table.config.listeners {
-                var settings = ListenerSettings(c, tls: try self.listenerTLS(c))
+                var settings = ListenerSettings(c, tls: try Self.listenerTLS(c, tls))
                 settings.metricSlot = table.metricSlots.slot(.listener, c.name)
                 if var existing = self.listeners[settings.socketIdentity] {
                     existing.settings = settings
@@ -171,7 +150,6 @@ public actor ProxyEngine {
         for (_, l) in added {
             self.logger.info("listening", metadata: ["listener": "\(l.settings.name)", "address": "\(l.localAddress)"])
         }
-        self.startCertificateReloads()
     }
 
     /// Reopens the access log file (SIGUSR1, after logrotate moved it).
@@ -205,7 +183,6 @@ public actor ProxyEngine {
 
     /// Stops accepting, lets in-flight requests finish for up to `grace`, then closes everything.
     public func shutdown(grace: TimeAmount) async {
-        for t in self.certificateReloads { t.cancel() }
         for l in self.listeners.values {
             for ch in l.channels { try? await ch.close() }
         }
