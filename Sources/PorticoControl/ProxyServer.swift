@@ -28,6 +28,8 @@ public actor ProxyServer: Service {
     private let logger: Logger
     private let onStarted: (@Sendable ([String: SocketAddress]) -> Void)?
     private let group: any EventLoopGroup
+    /// Request tracing, when configured (started with the server; changes take effect on restart).
+    private var tracing: TracingService?
     /// Listener certificates: loaded and reloaded off the EventLoops.
     private let certificates: CertificateService
     /// The responses routes with `cache` store; kept across reloads while `cache_storage` stays the same.
@@ -63,6 +65,9 @@ public actor ProxyServer: Service {
     /// Starts serving; use this (and `stop`) when not running under a `ServiceGroup`.
     public func start() async throws {
         self.generation = 1
+        if let t = self.current.config.tracing {
+            self.tracing = try TracingService(t, logger: self.logger)
+        }
         let table = self.compile(self.current, generation: 1)
         await self.dns.update(table)
         let tls = try await self.certificates.prepare(self.current.config)
@@ -112,6 +117,7 @@ public actor ProxyServer: Service {
     /// Stops accepting and waits up to the configured grace period for in-flight requests.
     public func stop() async {
         self.certificates.stop()
+        await self.tracing?.stop()
         await self.admin?.stop()
         self.admin = nil
         let grace = self.current.config.shutdownGrace?.nanoseconds ?? 30_000_000_000
@@ -133,7 +139,7 @@ public actor ProxyServer: Service {
         } else {
             self.cacheStore = nil
         }
-        let filters = RouteFilters(cacheStore: self.cacheStore)
+        let filters = RouteFilters(cacheStore: self.cacheStore, tracing: self.tracing?.filter)
         return RoutingTable.compile(config, generation: generation, registry: self.hosts, now: Int64(NIODeadline.now().uptimeNanoseconds),
                                     routeFilters: filters.make)
     }
@@ -179,6 +185,9 @@ public actor ProxyServer: Service {
         }
         if config.config.admin != self.current.config.admin {
             self.logger.warning("admin settings changed: they take effect on restart")
+        }
+        if config.config.tracing != self.current.config.tracing {
+            self.logger.warning("tracing settings changed: they take effect on restart")
         }
         self.reloads += 1
         self.table = table

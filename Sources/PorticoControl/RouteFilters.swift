@@ -9,13 +9,16 @@ import PorticoCore
 /// The filters a route's config adds to its chain (`RoutingTable.compile(routeFilters:)`), in the order they run:
 /// after the global forwarding filter, before the route's header rules and its fixed response or redirect.
 ///
-/// Order matters: the cache comes first, so it looks up what the client asked and stores what the origin sent;
+/// Order matters: tracing first (so a cache hit has its span too), then the cache, so it looks up what the client asked and stores what the origin sent;
 /// compression after it, so stored and fresh responses are compressed alike on the way out.
 struct RouteFilters {
     let cacheStore: CacheStore?
+    /// The tracing filter, first in every chain, when `tracing` is configured.
+    var tracing: (any ProxyFilter)? = nil
 
     func make(_ route: RouteConfig) -> [any ProxyFilter] {
         var filters: [any ProxyFilter] = []
+        if let tracing = self.tracing { filters.append(tracing) }
         if let cache = route.cache, let store = self.cacheStore {
             filters.append(CacheFilter(store: store, config: cache))
         }

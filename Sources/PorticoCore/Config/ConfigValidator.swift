@@ -259,7 +259,14 @@ public enum ConfigValidator {
                 fail("\(p).purge_allow[\(j)]", "invalid CIDR \"\(t)\" (expected e.g. 127.0.0.1/32 or ::1)")
             }
         }
-        if let admin = c.admin {
+        if let t = c.tracing {
+            if !(t.endpoint.hasPrefix("http://") || t.endpoint.hasPrefix("https://")) || t.endpoint.utf8.count < 10 {
+                fail("tracing.endpoint", "must be an http:// or https:// URL, e.g. http://127.0.0.1:4318/v1/traces")
+            }
+            if let r = t.sampleRatio, !(0...1).contains(r) { fail("tracing.sample_ratio", "must be from 0 to 1") }
+            if let n = t.serviceName, n.isEmpty { fail("tracing.service_name", "must not be empty") }
+        }
+                if let admin = c.admin {
             if let hp = HostPort(parsing: admin.address) {
                 if let first = listenerAddresses[hp.description] {
                     fail("admin.address", "address \(hp) is already used by listeners[\(first)]")

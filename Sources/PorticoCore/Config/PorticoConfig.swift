@@ -24,6 +24,8 @@ public struct PorticoConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
     public var accessLog: AccessLogConfig?
     /// Small HTTP servers that Portico starts itself, for a demo with no other software. Default: none.
     public var demoOrigins: [DemoOriginConfig]?
+    /// Request tracing over OTLP/HTTP. Default: off.
+    public var tracing: TracingConfig?
     /// The admin API listener (config, clusters, health, metrics, dashboard). Default: off.
     public var admin: AdminConfig?
     /// Memory for the responses routes with `cache` store. Default: 64MiB when any route caches.
@@ -41,8 +43,10 @@ public struct PorticoConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
         demoOrigins: [DemoOriginConfig]? = nil,
         shutdownGrace: ConfigDuration? = nil,
         cacheStorage: CacheStorageConfig? = nil,
-        admin: AdminConfig? = nil
+        admin: AdminConfig? = nil,
+        tracing: TracingConfig? = nil
     ) {
+        self.tracing = tracing
         self.cacheStorage = cacheStorage
         self.admin = admin
         self.workers = workers

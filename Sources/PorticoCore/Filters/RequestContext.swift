@@ -28,6 +28,8 @@ public struct RequestContext: Sendable {
     public var requestHeaders: HTTPHeaders = [:]
     /// The verified client certificate of an mTLS listener, when the listener forwards identity fields.
     public var clientCertificate: ClientIdentity?
+    /// The cluster the request was sent to, once routed to one.
+    public var cluster: String?
     /// The upstream host that answered (`host:port`), once one was chosen.
     public var upstreamAuthority: String?
     /// The response status, once a response started.

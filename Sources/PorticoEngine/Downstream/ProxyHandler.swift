@@ -633,6 +633,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         let cs = self.worker.clusterStates[clusterIndex]
         ex.clusterState = cs
+        ex.context.cluster = cs.cluster.name
         var up = HTTPRequestHead(version: .http1_1, method: head.method, uri: plan.uri ?? head.uri, headers: head.headers)
         // The copy-on-write copy of the fields happens here, with room for the forwarding fields added below
         // (otherwise the copy, then a regrowth).

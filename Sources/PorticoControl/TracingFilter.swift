@@ -1,0 +1,71 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Portico open source project
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+import NIOCore
+import NIOHTTP1
+import PorticoCore
+import Tracing
+
+/// `tracing`: one server span per request (W3C Trace Context): continued from the request's `traceparent` and
+/// `tracestate` when present, started (and sampled by ratio) when absent; sent upstream as the parent of the
+/// origin's work; ended in the log phase with the route, cluster, host, status and a `response head` event.
+///
+/// First in every route's chain when tracing is configured, absent otherwise (no cost). Runs on the request's
+/// EventLoop; the tracer's exporter runs as a service on the control plane.
+struct TracingFilter<T: Tracer>: ProxyFilter {
+    let tracer: T
+
+    var phases: FilterPhases { [.requestHead, .upstreamRequestHead, .responseHead, .log] }
+
+    enum SpanKey: RequestContextKey { typealias Value = T.Span }
+
+    func requestHead(_ head: inout HTTPRequestHead, _ context: inout RequestContext) -> FilterDecision {
+        var parent = ServiceContext.topLevel
+        self.tracer.extract(head.headers, into: &parent, using: HeadersExtractor())
+        let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
+        let span = self.tracer.startSpan("\(head.method.rawValue) \(context.route)", context: parent, ofKind: .server)
+        span.attributes["http.request.method"] = head.method.rawValue
+        span.attributes["url.path"] = path
+        span.attributes["url.scheme"] = context.scheme
+        if let host = context.host { span.attributes["server.address"] = host }
+        span.attributes["client.address"] = context.clientIP
+        span.attributes["portico.route"] = context.route
+        span.attributes["portico.listener"] = context.listener
+        context[SpanKey.self] = span
+        return .proceed
+    }
+
+    func upstreamRequestHead(_ head: inout HTTPRequestHead, _ context: inout RequestContext) {
+        guard let span = context[SpanKey.self] else { return }
+        // The origin's work is a child of this span: its traceparent replaces the client's.
+        head.headers.remove(name: "traceparent")
+        head.headers.remove(name: "tracestate")
+        self.tracer.inject(span.context, into: &head.headers, using: HeadersInjector())
+    }
+
+    func responseHead(_ head: inout HTTPResponseHead, _ context: inout RequestContext) {
+        context[SpanKey.self]?.addEvent(SpanEvent(name: "response head"))
+    }
+
+    func log(_ context: RequestContext) {
+        guard let span = context[SpanKey.self] else { return }
+        span.attributes["http.response.status_code"] = context.status
+        if let cluster = context.cluster { span.attributes["portico.cluster"] = cluster }
+        if let upstream = context.upstreamAuthority { span.attributes["portico.upstream"] = upstream }
+        if let cache = context.cacheOutcome { span.attributes["portico.cache"] = cache.label }
+        if context.status >= 500 || context.status == 0 { span.setStatus(SpanStatus(code: .error)) }
+        span.end()
+    }
+}
+
+struct HeadersExtractor: Extractor {
+    func extract(key: String, from carrier: HTTPHeaders) -> String? { carrier.first(name: key) }
+}
+
+struct HeadersInjector: Injector {
+    func inject(_ value: String, forKey key: String, into carrier: inout HTTPHeaders) {
+        carrier.replaceOrAdd(name: key, value: value)
+    }
+}
