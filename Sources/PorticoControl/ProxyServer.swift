@@ -84,7 +84,7 @@ public actor ProxyServer: Service {
                 guard !token.isEmpty else { throw ConfigErrors([ConfigError(path: "admin.token_file", message: "\(path) is empty")]) }
                 return token
             }
-            self.admin = try await AdminServer.start(address: address, group: self.group, api: AdminAPI(server: self, token: token))
+            self.admin = try await AdminServer.start(address: address, group: self.group, api: AdminAPI(server: self, token: token), tls: admin.tls)
             self.logger.info("admin API listening", metadata: ["address": "\(self.admin?.localAddress.map { "\($0)" } ?? admin.address)"])
         }
         self.logger.info("portico started", metadata: ["generation": "1"])

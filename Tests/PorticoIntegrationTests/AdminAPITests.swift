@@ -3,8 +3,11 @@
 // SPDX-License-Identifier: Apache-2.0
 //===----------------------------------------------------------------------===//
 
+import AsyncHTTPClient
 import Foundation
 import Logging
+import NIOHTTP1
+import NIOSSL
 import NIOCore
 import PorticoControl
 import PorticoCore
@@ -200,6 +203,34 @@ import Yams
         let open = "admin: { address: \"0.0.0.0:9901\" }\nlisteners: [ { name: l, address: \"127.0.0.1:0\" } ]\nroutes: [ { respond: {} } ]\n"
         guard case .failure(let errors) = ConfigLoader.load(text: open, file: "t.yaml") else { Issue.record("accepted"); return }
         #expect(errors.all.contains { $0.path == "admin.address" && $0.message.contains("token_file") && $0.line == 1 })
+    }
+
+    /// Mutual TLS: the admin API over TLS answers only clients with a certificate from the configured CA.
+    @Test func mutualTLS() async throws {
+        let certs = try TestCertificates()
+        let server = try certs.issue("localhost", dnsNames: ["localhost"])
+        let client = try certs.issue("operator", dnsNames: [], clientAuth: true)
+        let s = try await Setup.start(Self.yaml(admin: """
+            admin: { address: "127.0.0.1:0", tls: { cert_file: "\(server.0)", key_file: "\(server.1)", client_ca: "\(certs.caFile)" } }
+            """))
+        defer { Task { await s.stop() } }
+        func call(withCertificate: Bool) async -> Int? {
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.trustRoots = .file(certs.caFile)
+            if withCertificate {
+                tls.certificateChain = (try? NIOSSLCertificate.fromPEMFile(client.0))?.map { .certificate($0) } ?? []
+                tls.privateKey = (try? NIOSSLPrivateKey(file: client.1, format: .pem)).map { .privateKey($0) }
+            }
+            let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
+            defer { Task { try? await http.shutdown() } }
+            let response = try? await http.execute(HTTPClientRequest(url: "https://localhost:\(s.adminPort)/clusters"), timeout: .seconds(10))
+            return response.map { Int($0.status.code) }
+        }
+        #expect(await call(withCertificate: true) == 200)
+        #expect(await call(withCertificate: false) == nil)  // the handshake fails
+        // A non-loopback admin listener may rely on client certificates instead of a token.
+        let open = "admin: { address: \"0.0.0.0:9901\", tls: { cert_file: a, key_file: b, client_ca: c } }\nlisteners: [ { name: l, address: \"127.0.0.1:0\" } ]\nroutes: [ { respond: {} } ]\n"
+        guard case .success = ConfigLoader.load(text: open, file: nil) else { Issue.record("refused"); return }
     }
 
     /// Every operation in the checked-in OpenAPI document answers with a status and media type it documents.

@@ -7,6 +7,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import PorticoCore
 
 /// The admin listener: a small HTTP/1.1 server on its own socket, on the control plane. Requests are read whole
@@ -18,11 +19,25 @@ final class AdminServer: Sendable {
 
     var localAddress: SocketAddress? { self.channel.localAddress }
 
-    static func start(address: HostPort, group: any EventLoopGroup, api: AdminAPI) async throws -> AdminServer {
+    /// - Parameter tls: serve over TLS and require a client certificate signed by its CA (mutual TLS).
+    static func start(address: HostPort, group: any EventLoopGroup, api: AdminAPI, tls: AdminTLSConfig? = nil) async throws -> AdminServer {
+        let sslContext = try tls.map { t -> NIOSSLContext in
+            var config = TLSConfiguration.makeServerConfiguration(
+                certificateChain: try NIOSSLCertificate.fromPEMFile(t.certFile).map { .certificate($0) },
+                privateKey: .privateKey(try NIOSSLPrivateKey(file: t.keyFile, format: .pem))
+            )
+            config.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(t.clientCa))
+            config.certificateVerification = .noHostnameVerification  // a client certificate is required
+            config.minimumTLSVersion = .tlsv12
+            return try NIOSSLContext(configuration: config)
+        }
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let sslContext {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext))
+                    }
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(AdminHTTPHandler(api: api))
                 }

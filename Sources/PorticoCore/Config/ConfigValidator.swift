@@ -272,13 +272,18 @@ public enum ConfigValidator {
                     fail("admin.address", "address \(hp) is already used by listeners[\(first)]")
                 }
                 let loopback = hp.host == "localhost" || hp.host.hasPrefix("127.") || hp.host == "::1" || hp.host == "[::1]"
-                if !loopback && admin.tokenFile == nil {
-                    fail("admin.address", "the admin API on a non-loopback address needs token_file (a bearer token)")
+                if !loopback && admin.tokenFile == nil && admin.tls == nil {
+                    fail("admin.address", "the admin API on a non-loopback address needs token_file (a bearer token) or tls (client certificates)")
                 }
             } else {
                 fail("admin.address", "invalid address \"\(admin.address)\" (expected host:port, e.g. 127.0.0.1:9901)")
             }
             if let t = admin.tokenFile, t.isEmpty { fail("admin.token_file", "must not be empty") }
+            if let t = admin.tls {
+                for (key, value) in [("cert_file", t.certFile), ("key_file", t.keyFile), ("client_ca", t.clientCa)] where value.isEmpty {
+                    fail("admin.tls.\(key)", "must not be empty")
+                }
+            }
         }
                 if let s = c.cacheStorage {
             if s.effectiveMaxSize < 1 << 20 { fail("cache_storage.max_size", "must be at least 1MiB") }
