@@ -16,12 +16,22 @@ import Tracing
 /// EventLoop; the tracer's exporter runs as a service on the control plane.
 struct TracingFilter<T: Tracer>: ProxyFilter {
     let tracer: T
+    /// Share of new traces (requests without `traceparent`) to start, decided here before the tracer is called:
+    /// a request that is not traced costs a field lookup and a random number, not a span (swift-otel's spans
+    /// hop through Swift concurrency's threads even when they are not sampled).
+    let sampleRatio: Double
 
     var phases: FilterPhases { [.requestHead, .upstreamRequestHead, .responseHead, .log] }
 
     enum SpanKey: RequestContextKey { typealias Value = T.Span }
 
     func requestHead(_ head: inout HTTPRequestHead, _ context: inout RequestContext) -> FilterDecision {
+        if let traceparent = head.headers.first(name: "traceparent") {
+            // W3C Trace Context: a trace the caller did not sample is passed on as it is, without a span.
+            guard Self.isSampled(traceparent) else { return .proceed }
+        } else if self.sampleRatio < 1 {
+            guard self.sampleRatio > 0, Double.random(in: 0..<1) < self.sampleRatio else { return .proceed }
+        }
         var parent = ServiceContext.topLevel
         self.tracer.extract(head.headers, into: &parent, using: HeadersExtractor())
         let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
@@ -57,6 +67,16 @@ struct TracingFilter<T: Tracer>: ProxyFilter {
         if let cache = context.cacheOutcome { span.attributes["portico.cache"] = cache.label }
         if context.status >= 500 || context.status == 0 { span.setStatus(SpanStatus(code: .error)) }
         span.end()
+    }
+}
+
+extension TracingFilter {
+    /// The `sampled` bit of a `traceparent` (`version-traceid-parentid-flags`, W3C Trace Context §3.2.2.5); an
+    /// invalid one is not sampled (the tracer would start a new trace for it; Portico leaves it alone).
+    static func isSampled(_ traceparent: String) -> Bool {
+        let utf8 = traceparent.utf8
+        guard utf8.count >= 55, let last = utf8.last, let hex = UInt8(String(UnicodeScalar(last)), radix: 16) else { return false }
+        return hex & 1 == 1
     }
 }
 

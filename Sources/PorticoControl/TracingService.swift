@@ -25,21 +25,22 @@ final class TracingService: Sendable {
         config.traces.exporter = .otlp
         config.traces.otlpExporter.endpoint = c.endpoint
         config.traces.otlpExporter.protocol = c.encoding == .json ? .httpJSON : .httpProtobuf
-        config.traces.sampler = .parentBasedTraceIDRatio(ratio: c.sampleRatio ?? 1) ?? .parentBasedAlwaysOn
+        // The filter samples new traces itself (`TracingFilter.sampleRatio`); what reaches the tracer is traced.
+        config.traces.sampler = .parentBasedAlwaysOn
         config.traces.batchSpanProcessor.scheduleDelay = .nanoseconds(c.exportDelay?.nanoseconds ?? 5_000_000_000)
         config.propagators = [.traceContext]
         config.diagnosticLogger = .custom(logger)
         config.diagnosticLogLevel = .warning
         let backend = try OTel.makeTracingBackend(configuration: config)
-        self.filter = Self.makeFilter(backend.factory)
+        self.filter = Self.makeFilter(backend.factory, sampleRatio: c.sampleRatio ?? 1)
         // In a group of its own, so stopping it is a graceful shutdown: the last spans are exported first.
         let group = ServiceGroup(services: [backend.service], logger: logger)
         self.group = group
         self.task = Task { try? await group.run() }
     }
 
-    private static func makeFilter<T: Tracer>(_ tracer: T) -> any ProxyFilter {
-        TracingFilter(tracer: tracer)
+    private static func makeFilter<T: Tracer>(_ tracer: T, sampleRatio: Double) -> any ProxyFilter {
+        TracingFilter(tracer: tracer, sampleRatio: sampleRatio)
     }
 
     func stop() async {

@@ -43,6 +43,11 @@ import Testing
         let fresh = try #require(started.body.split(separator: "\n").first { $0.hasPrefix("traceparent: ") })
         #expect(!fresh.contains(traceID) && fresh.hasSuffix("-01"))
 
+        // Not sampled by the caller: passed on as it is, no span.
+        let unsampled = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+        let passed = try get(["traceparent: \(unsampled)"])
+        #expect(passed.body.contains("traceparent: \(unsampled)"))
+
         try await waitUntil("both spans are exported", timeout: .seconds(10)) { collector.spans().count >= 2 }
         // IDs are bytes, which this exporter's JSON writes in base64 (the protobuf JSON mapping).
         func hex(_ field: Any?) -> String? {
@@ -62,6 +67,7 @@ import Testing
         #expect(attributes["portico.upstream"] == origin.address && attributes["http.response.status_code"] == "200")
         #expect(attributes["http.request.method"] == "GET" && attributes["url.path"] == "/traced")
         #expect(collector.bodies().contains { $0.contains("portico-test") })  // service.name
+        #expect(!collector.spans().contains { hex($0["traceId"]) == "0af7651916cd43dd8448eb211c80319c" })
 
         await proxy.shutdown()
         await origin.shutdown()
