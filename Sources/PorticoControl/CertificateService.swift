@@ -13,9 +13,8 @@ import PorticoEngine
 /// a thread of its own: file reads block, so they never run on an EventLoop or on Swift concurrency's threads.
 /// The engine gets loaded `ListenerTLS` values and reads no file.
 ///
-/// Used by the `ProxyServer` actor only.
-final class CertificateService: @unchecked Sendable {
-    // @unchecked: `running` and `reloads` are only touched from the ProxyServer actor.
+/// An actor: its state is its own, whatever calls it.
+actor CertificateService {
     private let threadPool: NIOThreadPool
     private let logger: Logger
     /// The TLS of each listener by name, as loaded for the running generation.
@@ -59,8 +58,9 @@ final class CertificateService: @unchecked Sendable {
         }
     }
 
-    func stop() {
+    func stop() async {
         for t in self.reloads { t.cancel() }
         self.reloads = []
+        try? await self.threadPool.shutdownGracefully()
     }
 }

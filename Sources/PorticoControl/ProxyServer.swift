@@ -40,6 +40,8 @@ public actor ProxyServer: Service {
     private var admin: AdminServer?
     /// A config change is being applied (by SIGHUP or the admin API): another one waits its turn or is refused.
     private var applying = false
+    /// Changes waiting for the one being applied, in order.
+    private var applyWaiters: [CheckedContinuation<Void, Never>] = []
     /// Reloads applied and refused, for metrics.
     private(set) var reloads = 0
     private(set) var reloadFailures = 0
@@ -68,11 +70,12 @@ public actor ProxyServer: Service {
         if let t = self.current.config.tracing {
             self.tracing = try TracingService(t, logger: self.logger)
         }
-        let table = self.compile(self.current, generation: 1)
+        let (table, store) = self.compile(self.current, generation: 1)
+        self.cacheStore = store
         await self.dns.update(table)
         let tls = try await self.certificates.prepare(self.current.config)
         try await self.engine.start(table: table, tls: tls)
-        self.certificates.activate(tls)
+        await self.certificates.activate(tls)
         self.table = table
         await self.healthChecks.update(table)
         if let admin = self.current.config.admin, let address = HostPort(parsing: admin.address) {
@@ -116,7 +119,7 @@ public actor ProxyServer: Service {
 
     /// Stops accepting and waits up to the configured grace period for in-flight requests.
     public func stop() async {
-        self.certificates.stop()
+        await self.certificates.stop()
         await self.tracing?.stop()
         await self.admin?.stop()
         self.admin = nil
@@ -127,21 +130,23 @@ public actor ProxyServer: Service {
         await self.engine.shutdown(grace: .nanoseconds(grace))
     }
 
-    private func compile(_ config: ValidatedConfig, generation: UInt64) -> RoutingTable {
+    /// The table for `config`, and the cache store its routes use: the running one while `cache_storage` is the
+    /// same (what is stored survives the reload). The caller keeps the store only once the table is in force.
+    private func compile(_ config: ValidatedConfig, generation: UInt64) -> (RoutingTable, CacheStore?) {
         let c = config.config
+        var store: CacheStore?
         if c.routes.contains(where: { $0.cache != nil }) {
             let storage = c.cacheStorage ?? CacheStorageConfig()
-            if let store = self.cacheStore, store.maxBytes == storage.effectiveMaxSize, store.maxObjectBytes == storage.effectiveMaxObjectSize {
-                // The same storage: what is stored survives the reload.
+            if let running = self.cacheStore, running.maxBytes == storage.effectiveMaxSize, running.maxObjectBytes == storage.effectiveMaxObjectSize {
+                store = running
             } else {
-                self.cacheStore = CacheStore(maxBytes: storage.effectiveMaxSize, maxObjectBytes: storage.effectiveMaxObjectSize)
+                store = CacheStore(maxBytes: storage.effectiveMaxSize, maxObjectBytes: storage.effectiveMaxObjectSize)
             }
-        } else {
-            self.cacheStore = nil
         }
-        let filters = RouteFilters(cacheStore: self.cacheStore, tracing: self.tracing?.filter)
-        return RoutingTable.compile(config, generation: generation, registry: self.hosts, now: Int64(NIODeadline.now().uptimeNanoseconds),
-                                    routeFilters: filters.make)
+        let filters = RouteFilters(cacheStore: store, tracing: self.tracing?.filter)
+        let table = RoutingTable.compile(config, generation: generation, registry: self.hosts, now: Int64(NIODeadline.now().uptimeNanoseconds),
+                                         routeFilters: filters.make)
+        return (table, store)
     }
 
     /// Re-reads the config file. Errors are logged and leave the running config in force.
@@ -163,19 +168,36 @@ public actor ProxyServer: Service {
 
     /// Publishes `config` as the next generation. Changes are applied one at a time.
     public func apply(_ config: ValidatedConfig) async -> Result<UInt64, ConfigErrors> {
-        while self.applying { await Task.yield() }
-        self.applying = true
-        defer { self.applying = false }
+        await self.beginApplying()
+        defer { self.endApplying() }
         return await self.publish(config)
+    }
+
+    /// Waits for the change being applied, if any, then holds the turn.
+    private func beginApplying() async {
+        if self.applying {
+            await withCheckedContinuation { self.applyWaiters.append($0) }  // the turn is handed over by endApplying
+        } else {
+            self.applying = true
+        }
+    }
+
+    /// Hands the turn to the next waiting change, or frees it.
+    private func endApplying() {
+        if self.applyWaiters.isEmpty {
+            self.applying = false
+        } else {
+            self.applyWaiters.removeFirst().resume()
+        }
     }
 
     private func publish(_ config: ValidatedConfig) async -> Result<UInt64, ConfigErrors> {
         let next = self.generation + 1
-        let table = self.compile(config, generation: next)
+        let (table, store) = self.compile(config, generation: next)
         do {
             let tls = try await self.certificates.prepare(config.config)
             try await self.engine.apply(table: table, tls: tls)
-            self.certificates.activate(tls)
+            await self.certificates.activate(tls)
             await self.healthChecks.update(table)
             await self.dns.update(table)
         } catch {
@@ -190,6 +212,7 @@ public actor ProxyServer: Service {
             self.logger.warning("tracing settings changed: they take effect on restart")
         }
         self.reloads += 1
+        self.cacheStore = store
         self.table = table
         self.generation = next
         self.current = config
@@ -240,7 +263,7 @@ public actor ProxyServer: Service {
             return .invalid(errors)
         case .success(let valid):
             self.applying = true
-            defer { self.applying = false }
+            defer { self.endApplying() }
             self.logger.info("applying a config from the admin API")
             switch await self.publish(valid) {
             case .success(let generation): return .applied(etag: self.etag, generation: generation)

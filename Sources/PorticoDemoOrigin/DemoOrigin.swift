@@ -112,7 +112,7 @@ private final class DemoHandler: ChannelInboundHandler, RemovableChannelHandler 
             var line = "/* \(file) from \(self.name): the quick brown fox jumps over the lazy dog */\n"
             while line.utf8.count < 20 * 1024 { line += line }
             let extra: HTTPHeaders = ["Cache-Control": "public, max-age=60", "ETag": "\"\(file)-\(self.name)\""]
-            self.respond(context, head, .ok, String(line.utf8.prefix(20 * 1024))!, contentType: type, extra: extra)
+            self.respond(context, head, .ok, String(decoding: line.utf8.prefix(20 * 1024), as: UTF8.self), contentType: type, extra: extra)
         default:
             var body = "Hello from \(self.name)\nmethod: \(head.method.rawValue)\ntarget: \(head.uri)\n"
             for (n, v) in head.headers { body += "\(n.lowercased()): \(v)\n" }

@@ -38,7 +38,8 @@ import Testing
         #expect(HTTPDate.parse("Sun Nov  6 08:49:37 1994") == t)
         #expect(HTTPDate.format(t) == "Sun, 06 Nov 1994 08:49:37 GMT")
         #expect(HTTPDate.parse(HTTPDate.format(Self.now)) == Self.now)
-        for bad in ["0", "-1", "yesterday", "Sun, 06 Nov 1994 25:49:37 GMT", "Sun, 06 Foo 1994 08:49:37 GMT", ""] {
+        for bad in ["0", "-1", "yesterday", "Sun, 06 Nov 1994 25:49:37 GMT", "Sun, 06 Foo 1994 08:49:37 GMT", "",
+                    "Sun Nov  6 08:49:37 999999999999", "Sun, 06 Nov 99999 08:49:37 GMT"] {  // no overflow, no trap
             #expect(HTTPDate.parse(bad) == nil, "\(bad)")
         }
     }
@@ -101,6 +102,9 @@ import Testing
         #expect(r.currentAge(now: Self.now + 50) == 152)
         let skewed = try #require(Self.stored([("Cache-Control", "max-age=600"), ("Date", HTTPDate.format(Self.now - 500))]))
         #expect(skewed.currentAge(now: Self.now) == 500)
+        // An absurd Age is 2^31 (delta-seconds, §1.2.2): no overflow.
+        let absurd = try #require(Self.stored([("Cache-Control", "max-age=600"), ("ETag", "\"x\""), ("Age", "9223372036854775807")]))
+        #expect(absurd.currentAge(now: Int64.max / 4) > 0)
     }
 
     /// §4.2, §5.2.1, §5.2.2, RFC 5861: when a stored response may answer.
@@ -136,11 +140,13 @@ import Testing
     @Test func freshening() throws {
         let r = try #require(Self.stored([("Cache-Control", "max-age=0"), ("ETag", "\"v1\""), ("Content-Length", "4"), ("X-A", "old"), ("X-B", "kept")]))
         let fresh = Self.policy.freshen(
-            r, with: HTTPHeaders([("Cache-Control", "max-age=120"), ("X-A", "new"), ("Content-Length", "0"), ("CDN-Cache-Control", "max-age=30")]),
+            r, with: HTTPHeaders([("Cache-Control", "max-age=120"), ("X-A", "new"), ("Content-Length", "0"), ("CDN-Cache-Control", "max-age=30"),
+                                  ("Set-Cookie", "session=one-client")]),
             requestTime: Self.now + 100, responseTime: Self.now + 100)
         #expect(fresh.headers["x-a"] == ["new"] && fresh.headers["x-b"] == ["kept"] && fresh.headers["content-length"] == ["4"])
         #expect(fresh.freshnessLifetime == 30)  // the targeted field rules
         #expect(fresh.headers["cdn-cache-control"].isEmpty)
+        #expect(fresh.headers["set-cookie"].isEmpty)  // one client's cookie never enters the shared response
         #expect(fresh.currentAge(now: Self.now + 100) == 0)
         #expect(String(buffer: fresh.body) == "body")
         #expect(Self.policy.use(fresh, request: CacheControl(), now: Self.now + 129) == .fresh)
@@ -170,6 +176,9 @@ import Testing
         #expect(notModified([("If-Modified-Since", lm)]))
         #expect(!notModified([("If-Modified-Since", HTTPDate.format(Self.now - 7200))]))
         #expect(!notModified([]))
+        // Only a 2xx answer has preconditions applied (RFC 9110 §13.2.1).
+        let missing = try #require(Self.stored([("Cache-Control", "max-age=60"), ("ETag", "\"n\"")], status: 404))
+        #expect(!CachePolicy.notModified(missing, request: HTTPHeaders([("If-None-Match", "\"n\"")])))
     }
 
     /// RFC 9110 §14: one range from a stored 200.
@@ -220,6 +229,10 @@ import Testing
         #expect(store.purge(tag: "t1") == 1)
         #expect(store.lookup("v").map(\.body.readableBytes) == [20])
         #expect(store.remove("v") == 1 && store.lookup("v").isEmpty)
+        // One key's variants cannot hold more than the budget: its oldest go.
+        for i in 0..<16 { store.insert("many", response(200_000, vary: ["\(i)"])) }
+        #expect(store.usage.bytes <= 1 << 20)
+        #expect(store.lookup("many").count <= 5 && store.lookup("many").first?.varyValues == ["15"])
         // Collapsing: the first is the leader; the others are woken when it finishes.
         let woken = WokenCounter()
         guard case .leader = store.fillOrWait("f", waiter: {}) else { Issue.record("not leader"); return }

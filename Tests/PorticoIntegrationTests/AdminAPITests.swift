@@ -132,6 +132,13 @@ import Yams
         #expect(hosts.allSatisfy { $0["available"] as? Bool == true && $0["drained"] as? Bool == false })
         #expect(try await s.admin("GET", "/clusters/nope").status == 404)
         #expect(try await s.admin("POST", "/clusters/c/hosts/127.0.0.1:1/drain").status == 404)
+        // What a web page could send to a loopback admin listener is refused (no draining from a browser tab).
+        let drainA = "/clusters/c/hosts/\(s.a.address)/drain"
+        #expect(try await s.admin("POST", drainA, ["Content-Type: application/x-www-form-urlencoded"]).status == 415)
+        #expect(try await s.admin("POST", drainA, ["Origin: http://evil.example"]).status == 403)
+        #expect(try await s.admin("POST", drainA, ["Sec-Fetch-Site: cross-site"]).status == 403)
+        let untouched = try #require(try Self.json(await s.admin("GET", "/clusters/c")) as? [String: Any])
+        #expect((untouched["hosts"] as? [[String: Any]])?.allSatisfy { $0["drained"] as? Bool == false } == true)
 
         let drained = try await s.admin("POST", "/clusters/c/hosts/\(s.a.address)/drain")
         let drainedHost = try Self.json(drained) as? [String: Any]
@@ -160,6 +167,18 @@ import Yams
         #expect(body.contains("# TYPE portico_upstream_connects_total counter"))
         #expect(body.contains("portico_upstream_host_available{cluster=\"c\",host=\"\(s.a.address)\"} 1"))
         #expect(body.contains("portico_config_reloads_total 0"))
+        // Each family's samples follow its own # TYPE line, in one group (text format 0.0.4).
+        var seen: Set<String> = []
+        var current = ""
+        for line in body.split(separator: "\n") {
+            if line.hasPrefix("# TYPE ") {
+                current = String(line.split(separator: " ")[2])
+                #expect(seen.insert(current).inserted, "\(current) declared twice")
+            } else if !line.hasPrefix("#") {
+                let name = String(line.prefix { $0 != "{" && $0 != " " })
+                #expect(name == current || name.hasPrefix(current + "_"), "\(name) outside its family \(current)")
+            }
+        }
         // Every sample line is `name{labels} value` or `name value`.
         for line in body.split(separator: "\n") where !line.hasPrefix("#") {
             #expect(line.split(separator: " ").count == 2 && line.hasPrefix("portico_"), "\(line)")

@@ -23,6 +23,7 @@ struct AdminAPI: Sendable {
             r.headers.add(name: "WWW-Authenticate", value: "Bearer realm=\"portico-admin\"")
             return r
         }
+        if request.method == .POST, let refusal = Self.crossSiteRefusal(request.headers) { return refusal }
         let parts = request.path.split(separator: "/").map(String.init)
         switch (request.method, parts.first ?? "", parts.count) {
         case (.GET, "healthz", 1), (.HEAD, "healthz", 1):
@@ -98,6 +99,25 @@ struct AdminAPI: Sendable {
         struct Body: Encodable { var errors: [Item] }
         let body = Body(errors: errors.all.map { Item(path: $0.path, line: $0.line, column: $0.column, message: $0.message) })
         return .json(.unprocessableEntity, Self.encode(body))
+    }
+
+    /// A browser lets any page send a "simple" cross-site POST (a form) to a loopback admin listener without
+    /// asking: those are refused, so a web page an operator opens cannot drain hosts or change the config. Tools
+    /// (curl, scripts) send no `Origin` and a config's own media type, or none.
+    static func crossSiteRefusal(_ headers: HTTPHeaders) -> AdminResponse? {
+        if let site = headers.first(name: "sec-fetch-site"), site != "same-origin" && site != "none" {
+            return .json(.forbidden, Self.encode(["error": "cross-site requests are refused"]))
+        }
+        if let origin = headers.first(name: "origin"), let host = headers.first(name: "host"),
+            !(origin.hasSuffix("://" + host))
+        {
+            return .json(.forbidden, Self.encode(["error": "cross-origin requests are refused"]))
+        }
+        let type = headers.first(name: "content-type")?.lowercased() ?? ""
+        if ["application/x-www-form-urlencoded", "multipart/form-data", "text/plain"].contains(where: { type.hasPrefix($0) }) {
+            return .json(.unsupportedMediaType, Self.encode(["error": "send YAML or JSON (application/yaml or application/json), or no body"]))
+        }
+        return nil
     }
 
     static func authorized(_ headers: HTTPHeaders, token: String) -> Bool {

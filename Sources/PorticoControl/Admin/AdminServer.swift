@@ -125,22 +125,12 @@ struct AdminRequest: Sendable {
     var method: HTTPMethod
     /// The path, without the query.
     var path: String
-    var query: [String: String]
     var headers: HTTPHeaders
     var body: ByteBuffer
 
     init(head: HTTPRequestHead, body: ByteBuffer) {
         self.method = head.method
-        let parts = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
-        self.path = String(parts.first ?? "/")
-        var query: [String: String] = [:]
-        if parts.count > 1 {
-            for pair in parts[1].split(separator: "&") {
-                let kv = pair.split(separator: "=", maxSplits: 1)
-                query[String(kv[0])] = kv.count > 1 ? String(kv[1]) : ""
-            }
-        }
-        self.query = query
+        self.path = String(head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? "/")
         self.headers = head.headers
         self.body = body
     }

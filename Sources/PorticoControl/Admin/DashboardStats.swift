@@ -60,7 +60,6 @@ struct DashboardStats: Encodable, Sendable {
         let clusters = await server.clusterSnapshots()
         let generation = await server.engine.generation
         func slot(_ names: [String], _ name: String) -> Int? { names.firstIndex(of: name) }
-        let emptyBuckets = [Int](repeating: 0, count: Histogram.bounds.count + 1)
         let routes: [Route] = (table?.routes ?? []).map { r in
             let counters = slot(snapshot.routeNames, r.name).flatMap { $0 < snapshot.routes.count ? snapshot.routes[$0] : nil } ?? RouteCounters()
             var cluster: String?
@@ -85,7 +84,7 @@ struct DashboardStats: Encodable, Sendable {
             let sent = counters.connects + counters.reused
             return Cluster(
                 name: c.name, balancer: c.balancer, hosts: c.hosts,
-                upstreamBuckets: counters.upstreamDuration.counts == emptyBuckets ? emptyBuckets : counters.upstreamDuration.counts,
+                upstreamBuckets: counters.upstreamDuration.counts,
                 retries: counters.retries, connectFailures: counters.connectFailures,
                 reuseRatio: sent > 0 ? Double(counters.reused) / Double(sent) : nil)
         }

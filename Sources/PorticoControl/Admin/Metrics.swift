@@ -35,24 +35,24 @@ enum Metrics {
 
         if let table {
             let now = Int64(NIODeadline.now().uptimeNanoseconds)
+            // Each family's samples right after its own # TYPE line (text format 0.0.4).
             var hosts = MetricsText.SeriesCap()
-            out.family("portico_upstream_host_available", "gauge", "1 when the host takes requests (healthy, not ejected, not drained).")
-            out.family("portico_upstream_host_in_flight", "gauge", "Requests in flight to the host.")
-            out.family("portico_upstream_host_healthy", "gauge", "Active health: 1 healthy, 0 unhealthy.")
-            out.family("portico_upstream_host_ejected", "gauge", "Passive health: 1 while ejected by outlier detection.")
-            for c in table.clusters {
-                for h in c.hosts {
-                    let labels = [("cluster", c.name), ("host", hosts.admit(h.address.description))]
-                    out.sample("portico_upstream_host_available", labels, h.state.isAvailable(now: now) ? 1 : 0)
-                    out.sample("portico_upstream_host_in_flight", labels, Double(h.state.inFlight))
-                    out.sample("portico_upstream_host_healthy", labels, h.state.isActiveHealthy ? 1 : 0)
-                    out.sample("portico_upstream_host_ejected", labels, h.state.isEjected(now: now) ? 1 : 0)
+            let hostFamilies: [(String, String, (UpstreamHost) -> Double)] = [
+                ("portico_upstream_host_available", "1 when the host takes requests (healthy, not ejected, not drained).", { $0.state.isAvailable(now: now) ? 1 : 0 }),
+                ("portico_upstream_host_in_flight", "Requests in flight to the host.", { Double($0.state.inFlight) }),
+                ("portico_upstream_host_healthy", "Active health: 1 healthy, 0 unhealthy.", { $0.state.isActiveHealthy ? 1 : 0 }),
+                ("portico_upstream_host_ejected", "Passive health: 1 while ejected by outlier detection.", { $0.state.isEjected(now: now) ? 1 : 0 }),
+            ]
+            for (name, help, value) in hostFamilies {
+                out.family(name, "gauge", help)
+                for c in table.clusters {
+                    for h in c.hosts { out.sample(name, [("cluster", c.name), ("host", hosts.admit(h.address.description))], value(h)) }
                 }
             }
             out.family("portico_circuit_breaker_overflows_total", "counter", "Requests refused by a cluster's circuit breaker.")
+            for c in table.clusters { out.sample("portico_circuit_breaker_overflows_total", [("cluster", c.name)], Double(c.breaker.overflows)) }
             out.family("portico_upstream_health_changes_total", "counter", "Times active health checks changed a host's health, by cluster.")
             for c in table.clusters {
-                out.sample("portico_circuit_breaker_overflows_total", [("cluster", c.name)], Double(c.breaker.overflows))
                 out.sample("portico_upstream_health_changes_total", [("cluster", c.name)], Double(c.hosts.reduce(0) { $0 + $1.state.healthChanges }))
             }
         }

@@ -91,9 +91,11 @@ enum WorkerMetricsRenderer {
             out.histogram("portico_request_duration_seconds", [("route", name(s.routeNames, i))], r.duration)
         }
         out.family("portico_request_body_bytes_total", "counter", "Request body bytes received, by route.")
-        out.family("portico_response_body_bytes_total", "counter", "Response body bytes sent, by route.")
         for (i, r) in s.routes.enumerated() where r.requests.contains(where: { $0 > 0 }) {
             out.sample("portico_request_body_bytes_total", [("route", name(s.routeNames, i))], Double(r.bytesIn))
+        }
+        out.family("portico_response_body_bytes_total", "counter", "Response body bytes sent, by route.")
+        for (i, r) in s.routes.enumerated() where r.requests.contains(where: { $0 > 0 }) {
             out.sample("portico_response_body_bytes_total", [("route", name(s.routeNames, i))], Double(r.bytesOut))
         }
         out.family("portico_cache_requests_total", "counter", "Requests on caching routes by what the cache did (hit, miss, revalidated, stale_on_error, bypass).")
@@ -123,14 +125,14 @@ enum WorkerMetricsRenderer {
             out.sample("portico_upstream_pool_reuse_ratio", [("cluster", name(s.clusterNames, i))], Double(c.reused) / Double(c.connects + c.reused))
         }
         out.family("portico_tls_handshakes_total", "counter", "Completed TLS handshakes by listener and version.")
-        out.family("portico_tls_handshake_failures_total", "counter", "TLS handshakes that failed or timed out, by listener.")
         for (i, l) in s.listeners.enumerated() {
             for (v, n) in l.tlsHandshakes.enumerated() where n > 0 {
                 out.sample("portico_tls_handshakes_total", [("listener", name(s.listenerNames, i)), ("version", ["TLSv1.2", "TLSv1.3", "other"][v])], Double(n))
             }
-            if l.tlsFailures > 0 {
-                out.sample("portico_tls_handshake_failures_total", [("listener", name(s.listenerNames, i))], Double(l.tlsFailures))
-            }
+        }
+        out.family("portico_tls_handshake_failures_total", "counter", "TLS handshakes that failed or timed out, by listener.")
+        for (i, l) in s.listeners.enumerated() where l.tlsFailures > 0 {
+            out.sample("portico_tls_handshake_failures_total", [("listener", name(s.listenerNames, i))], Double(l.tlsFailures))
         }
     }
 }

@@ -160,7 +160,8 @@ public struct CachePolicy: Sendable, Hashable {
         var replaced = Set<String>()
         for (name, _) in notModified {
             let lower = name.lowercased()
-            guard lower != "content-length", replaced.insert(lower).inserted else { continue }
+            // Never one client's cookie into the shared response (the origin's, or Portico's sticky cookie).
+            guard lower != "content-length", lower != "set-cookie" || self.storeSetCookie, replaced.insert(lower).inserted else { continue }
             if Self.targetedFields.contains(lower) {
                 targeted.remove(name: lower)
                 for value in notModified[lower] { targeted.add(name: name, value: value) }
@@ -209,6 +210,8 @@ public struct CachePolicy: Sendable, Hashable {
     /// Whether a GET or HEAD with these fields is answered 304 by `stored`: `If-None-Match` by weak comparison
     /// (§13.1.2), else `If-Modified-Since` against `Last-Modified` (§13.1.3).
     public static func notModified(_ stored: CachedResponse, request: HTTPHeaders) -> Bool {
+        // Preconditions apply only to a 2xx answer (RFC 9110 §13.2.1).
+        guard (200..<300).contains(stored.status) else { return false }
         if request.contains(name: "if-none-match") {
             guard let etag = stored.etag else { return false }
             let tags = request[canonicalForm: "if-none-match"]

@@ -125,7 +125,8 @@ private struct Shard: ~Copyable {
         let key: String
         var variants: [CachedResponse]
         var cost: Int
-        var prev: Node?
+        /// Weak: the list's back links would otherwise make a cycle, and a replaced store would never be freed.
+        weak var prev: Node?
         var next: Node?
         init(key: String, variants: [CachedResponse], cost: Int) {
             self.key = key
@@ -166,9 +167,15 @@ private struct Shard: ~Copyable {
             self.bytes += node.cost
             self.linkFront(node)
         }
-        // Evict the least recently used until within budget (never the entry just stored).
+        // Evict the least recently used until within budget (never the entry just stored), then, if one key's
+        // variants alone are over it, that key's oldest variants.
         while self.bytes > self.budget, let victim = self.tail, victim !== node {
             self.remove(victim.key)
+        }
+        while self.bytes > self.budget, node.variants.count > 1 {
+            let dropped = node.variants.removeLast()
+            node.cost -= dropped.cost
+            self.bytes -= dropped.cost
         }
     }
 

@@ -46,7 +46,8 @@ public final class CachedResponse: Sendable {
         self.freshnessLifetime = freshnessLifetime
         self.control = control
         self.dateValue = headers.first(name: "date").flatMap(HTTPDate.parse) ?? responseTime
-        self.ageValue = headers.first(name: "age").flatMap { Int64($0) }.map { max(0, $0) } ?? 0
+        // delta-seconds: larger than 2^31 is 2^31 (RFC 9111 §1.2.2), so age arithmetic cannot overflow.
+        self.ageValue = headers.first(name: "age").flatMap { Int64($0) }.map { min(max(0, $0), 1 << 31) } ?? 0
         self.varyFields = varyFields
         self.varyValues = varyValues
         self.tags = tags

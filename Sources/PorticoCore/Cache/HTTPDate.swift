@@ -34,7 +34,7 @@ public enum HTTPDate {
         }
         let hms = time.split(separator: ":")
         guard hms.count == 3, let h = Int(hms[0]), let mi = Int(hms[1]), let s = Int(hms[2]),
-            (0...23).contains(h), (0...59).contains(mi), (0...60).contains(s), (1...31).contains(day), year >= 1900
+            (0...23).contains(h), (0...59).contains(mi), (0...60).contains(s), (1...31).contains(day), (1900...9999).contains(year)
         else { return nil }
         return Self.daysFromCivil(year, month, day) * 86400 + Int64(h * 3600 + mi * 60 + s)
     }

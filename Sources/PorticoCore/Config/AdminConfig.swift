@@ -9,8 +9,8 @@ public struct AdminConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
     /// `host:port`, e.g. `127.0.0.1:9901`. On an address other than loopback a `token_file` or `tls` (mutual TLS)
     /// is required.
     public var address: String
-    /// A file holding a bearer token: every request must send `Authorization: Bearer <token>`. Read at start and
-    /// on reload.
+    /// A file holding a bearer token: every request must send `Authorization: Bearer <token>`. Read at start (a
+    /// change takes effect on restart).
     public var tokenFile: String?
     /// Serve the admin API over TLS, requiring a client certificate signed by `client_ca` (mutual TLS).
     public var tls: AdminTLSConfig?

@@ -130,7 +130,7 @@ public struct CacheFilter: ProxyFilter {
             let promise = loop.makePromise(of: FilterDecision.self)
             state.promise = promise
             // The leader is slow: go upstream alone (nginx `proxy_cache_lock_timeout`).
-            loop.scheduleTask(in: self.lockTimeout) { state.wake(.proceed, collapsed: false) }
+            state.timeout = loop.scheduleTask(in: self.lockTimeout) { state.wake(.proceed, collapsed: false) }
             return .suspend(promise.futureResult)
         }
     }
@@ -212,17 +212,23 @@ public struct CacheFilter: ProxyFilter {
             for value in head.headers[name] { targeted.add(name: name, value: value) }
             head.headers.remove(name: name)
         }
-        var tags: [String] = []
-        for name in ["surrogate-key", "cache-tag"] where head.headers.contains(name: name) {
-            tags += head.headers[name].flatMap { $0.split(whereSeparator: { $0 == " " || $0 == "," }).map(String.init) }
-            head.headers.remove(name: name)
-        }
+        let tags = Self.tags(head.headers)
+        for name in Self.tagFields { head.headers.remove(name: name) }
 
         switch state.mode {
         case .invalidate:
             if (200..<400).contains(status) { self.invalidate(state.key, head.headers, context) }
             return
         case .revalidate:
+            if let stored = state.stored, status == 304, let etag = head.headers.first(name: "etag"), let storedTag = stored.etag,
+                !CachePolicy.weakEqual(etag, storedTag)
+            {
+                // A 304 for another representation (RFC 9111 §4.3.4): the stored one is not it; dropped, and the
+                // origin's answer passes on.
+                self.store.remove(state.key)
+                state.status += "; fwd-status=304; detail=validator-changed"
+                return self.finishLeading(state)
+            }
             if let stored = state.stored, status == 304 {
                 var all = head.headers
                 all.add(contentsOf: targeted)
@@ -385,12 +391,17 @@ public struct CacheFilter: ProxyFilter {
         guard let ip = IPAddressBytes(context.clientIP), self.purgeAllow.contains(where: { $0.contains(ip) }) else {
             return .respond(FilterResponse(status: 403, headers: ["Content-Type": "text/plain; charset=utf-8"], text: "403 Forbidden\n"))
         }
-        var tags: [String] = []
-        for name in ["surrogate-key", "cache-tag"] {
-            tags += head.headers[name].flatMap { $0.split(whereSeparator: { $0 == " " || $0 == "," }).map(String.init) }
-        }
+        let tags = Self.tags(head.headers)
         let count = tags.isEmpty ? self.store.remove(self.primaryKey(head.uri, context)) : tags.reduce(0) { $0 + self.store.purge(tag: $1) }
         return .respond(FilterResponse(status: count > 0 ? 200 : 404, headers: ["Content-Type": "text/plain; charset=utf-8"], text: "purged \(count)\n"))
+    }
+
+    /// Fields that tag a response for purging (Fastly's `Surrogate-Key`, Cloudflare's `Cache-Tag`).
+    static let tagFields = ["surrogate-key", "cache-tag"]
+
+    /// The tags those fields list (space- or comma-separated).
+    static func tags(_ headers: HTTPHeaders) -> [String] {
+        Self.tagFields.flatMap { name in headers[name].flatMap { $0.split(whereSeparator: { $0 == " " || $0 == "," }).map(String.init) } }
     }
 
     /// RFC 9211: `Portico; hit; ttl=…` or `Portico; fwd=…; …`, and the key when configured.
@@ -448,6 +459,8 @@ final class CacheExchange: @unchecked Sendable {
     var replacementBody: ByteBuffer?
     /// A collapsed request waits on this until the leader is done or the lock times out.
     var promise: EventLoopPromise<FilterDecision>?
+    /// The collapsed wait's timeout, cancelled when the leader wakes it first.
+    var timeout: Scheduled<Void>?
     private var woken = false
     var isWaiting: Bool { !self.woken && self.promise != nil }
 
@@ -463,6 +476,8 @@ final class CacheExchange: @unchecked Sendable {
     func wake(_ decision: FilterDecision, collapsed: Bool) {
         guard !self.woken, let promise = self.promise else { return }
         self.woken = true
+        self.timeout?.cancel()
+        self.timeout = nil
         if collapsed, case .respond = decision { self.status += "; detail=collapsed" }
         promise.succeed(decision)
     }

@@ -1147,7 +1147,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         self.listener.filters.runResponseHead(&head, &ex.context)
         if routeFilters, let filters = ex.route?.filters {
             filters.runResponseHead(&head, &ex.context)
-            if filters.hasResponseBodyFilters || self.listener.filters.hasResponseBodyFilters {
+            if ex.hasBodyFilters {
                 // The whole body is one part; its length is known once the filters are done with it.
                 self.filterResponseBody(ex, &body, .data)
                 var rest = ByteBuffer()
