@@ -143,7 +143,8 @@ public actor ProxyServer: Service {
                 store = CacheStore(maxBytes: storage.effectiveMaxSize, maxObjectBytes: storage.effectiveMaxObjectSize)
             }
         }
-        let filters = RouteFilters(cacheStore: store, tracing: self.tracing?.filter)
+        let filters = RouteFilters(
+            cacheStore: store, trustedProxies: (c.forwarding?.trustedProxies ?? []).compactMap(CIDR.init(parsing:)), tracing: self.tracing?.filter)
         let table = RoutingTable.compile(config, generation: generation, registry: self.hosts, now: Int64(NIODeadline.now().uptimeNanoseconds),
                                          routeFilters: filters.make)
         return (table, store)

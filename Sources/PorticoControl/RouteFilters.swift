@@ -13,12 +13,18 @@ import PorticoCore
 /// compression after it, so stored and fresh responses are compressed alike on the way out.
 struct RouteFilters {
     let cacheStore: CacheStore?
+    /// `forwarding.trusted_proxies`, for the client address of `ip_rules`.
+    var trustedProxies: [CIDR] = []
     /// The tracing filter, first in every chain, when `tracing` is configured.
     var tracing: (any ProxyFilter)? = nil
 
     func make(_ route: RouteConfig) -> [any ProxyFilter] {
         var filters: [any ProxyFilter] = []
         if let tracing = self.tracing { filters.append(tracing) }
+        if let rules = route.ipRules.map(IPRules.init), !rules.isEmpty {
+            // Before the cache: a refused client gets no stored response either.
+            filters.append(IPRulesFilter(rules: rules, trustedProxies: self.trustedProxies))
+        }
         if let cache = route.cache, let store = self.cacheStore {
             filters.append(CacheFilter(store: store, config: cache))
         }

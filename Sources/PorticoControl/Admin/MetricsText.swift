@@ -130,6 +130,10 @@ enum WorkerMetricsRenderer {
                 out.sample("portico_tls_handshakes_total", [("listener", name(s.listenerNames, i)), ("version", ["TLSv1.2", "TLSv1.3", "other"][v])], Double(n))
             }
         }
+        out.family("portico_listener_connections_denied_total", "counter", "Connections closed at accept by the listener's ip_rules.")
+        for (i, l) in s.listeners.enumerated() where l.deniedConnections > 0 {
+            out.sample("portico_listener_connections_denied_total", [("listener", name(s.listenerNames, i))], Double(l.deniedConnections))
+        }
         out.family("portico_tls_handshake_failures_total", "counter", "TLS handshakes that failed or timed out, by listener.")
         for (i, l) in s.listeners.enumerated() where l.tlsFailures > 0 {
             out.sample("portico_tls_handshake_failures_total", [("listener", name(s.listenerNames, i))], Double(l.tlsFailures))

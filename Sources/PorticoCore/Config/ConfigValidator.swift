@@ -259,6 +259,15 @@ public enum ConfigValidator {
                 fail("\(p).purge_allow[\(j)]", "invalid CIDR \"\(t)\" (expected e.g. 127.0.0.1/32 or ::1)")
             }
         }
+        func checkRules(_ rules: IPRulesConfig?, _ path: String) {
+            for (key, list) in [("allow", rules?.allow ?? []), ("deny", rules?.deny ?? [])] {
+                for (j, t) in list.enumerated() where CIDR(parsing: t) == nil {
+                    fail("\(path).\(key)[\(j)]", "invalid CIDR \"\(t)\" (expected e.g. 10.0.0.0/8, 2001:db8::/32 or 192.0.2.7)")
+                }
+            }
+        }
+        for (i, l) in c.listeners.enumerated() { checkRules(l.ipRules, "listeners[\(i)].ip_rules") }
+        for (i, r) in c.routes.enumerated() { checkRules(r.ipRules, "routes[\(i)].ip_rules") }
         if let t = c.tracing {
             if !(t.endpoint.hasPrefix("http://") || t.endpoint.hasPrefix("https://")) || t.endpoint.utf8.count < 10 {
                 fail("tracing.endpoint", "must be an http:// or https:// URL, e.g. http://127.0.0.1:4318/v1/traces")

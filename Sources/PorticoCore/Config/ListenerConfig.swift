@@ -22,10 +22,14 @@ public struct ListenerConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
     public var tls: ListenerTLSConfig?
     /// HTTP/2: offered by ALPN on TLS listeners, or spoken with prior knowledge (h2c) on plain ones.
     public var http2: HTTP2Config?
+    /// Which client addresses may connect, checked when a connection is accepted (before TLS); others are
+    /// closed at once.
+    public var ipRules: IPRulesConfig?
 
     public init(name: String, address: String, reusePort: Bool? = nil, backlog: Int? = nil,
                 limits: LimitsConfig? = nil, timeouts: ListenerTimeoutsConfig? = nil, tls: ListenerTLSConfig? = nil,
-                http2: HTTP2Config? = nil) {
+                http2: HTTP2Config? = nil, ipRules: IPRulesConfig? = nil) {
+        self.ipRules = ipRules
         self.name = name
         self.address = address
         self.reusePort = reusePort

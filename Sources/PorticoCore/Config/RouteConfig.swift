@@ -26,11 +26,15 @@ public struct RouteConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
     public var compression: CompressionConfig?
     /// Cache responses (RFC 9111) in the process's `cache_storage` (`cache: {}` for the defaults). Off by default.
     public var cache: CacheConfig?
+    /// Which client addresses the route serves; others get 403.
+    public var ipRules: IPRulesConfig?
 
     public init(name: String? = nil, match: RouteMatchConfig? = nil, cluster: String? = nil,
                 redirect: RedirectConfig? = nil, respond: FixedResponseConfig? = nil,
                 requestHeaders: HeaderRulesConfig? = nil, responseHeaders: HeaderRulesConfig? = nil,
-                hostHeader: HostHeaderMode? = nil, compression: CompressionConfig? = nil, cache: CacheConfig? = nil) {
+                hostHeader: HostHeaderMode? = nil, compression: CompressionConfig? = nil, cache: CacheConfig? = nil,
+                ipRules: IPRulesConfig? = nil) {
+        self.ipRules = ipRules
         self.compression = compression
         self.cache = cache
         self.name = name

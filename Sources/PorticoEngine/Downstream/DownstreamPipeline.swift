@@ -28,6 +28,12 @@ import PorticoCore
 /// `HTTP2ConnectionErrorHandler` then closes it.
 enum DownstreamPipeline {
     static func configure(_ channel: any Channel, worker: WorkerState, listener: ListenerSettings) -> EventLoopFuture<Void> {
+        if let rules = listener.ipRules, !rules.allows(channel.remoteAddress?.ipAddress ?? "-") {
+            // Refused at accept, before any TLS work: closed at once.
+            if let m = worker.metrics { m.listeners[m.listener(listener.metricSlot)].deniedConnections += 1 }
+            channel.close(promise: nil)
+            return channel.eventLoop.makeSucceededVoidFuture()
+        }
         do {
             if let tls = listener.tls {
                 // A failed handshake only closes this connection (NIOSSL sends the alert and closes).

@@ -38,8 +38,11 @@ public struct ListenerSettings: Sendable {
     public var filters: FilterChain
     /// Where this listener counts in the workers' metrics (`MetricSlots`).
     public var metricSlot = 0
+    /// Client addresses allowed to connect (nil: any).
+    public var ipRules: IPRules?
 
     public init(_ c: ListenerConfig, tls: ListenerTLS? = nil) {
+        self.ipRules = c.ipRules.map(IPRules.init).flatMap { $0.isEmpty ? nil : $0 }
         self.name = c.name
         self.address = HostPort(parsing: c.address)!
         self.reusePort = c.reusePort ?? true

@@ -83,6 +83,8 @@ public struct ListenerCounters: ZeroCounters, Sendable {
     /// TLS 1.2, TLS 1.3, other.
     public var tlsHandshakes = [0, 0, 0]
     public var tlsFailures = 0
+    /// Connections closed at accept by the listener's `ip_rules`.
+    public var deniedConnections = 0
     public init() {}
 }
 
@@ -151,6 +153,7 @@ public struct MetricsSnapshot: Sendable {
             for c in l.requests.indices { self.listeners[i].requests[c] += l.requests[c] }
             for v in l.tlsHandshakes.indices { self.listeners[i].tlsHandshakes[v] += l.tlsHandshakes[v] }
             self.listeners[i].tlsFailures += l.tlsFailures
+            self.listeners[i].deniedConnections += l.deniedConnections
         }
     }
 }
