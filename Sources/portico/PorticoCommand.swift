@@ -160,8 +160,7 @@ struct QuickProxy: AsyncParsableCommand {
             }
             cacheSize = size
         }
-        // No body size limit in quick mode (as `caddy reverse-proxy`); configs default to 10MiB.
-        let limits = LimitsConfig(maxBodyBytes: ByteSize(bytes: 0))
+        let limits = LimitsConfig()
         var listeners = [ListenerConfig(name: "proxy", address: self.listen, limits: limits)]
         if self.tlsListen != nil || self.tlsCert != nil || self.tlsKey != nil {
             guard let address = self.tlsListen, let cert = self.tlsCert, let key = self.tlsKey else {

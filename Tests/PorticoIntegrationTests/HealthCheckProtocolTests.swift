@@ -27,12 +27,13 @@ import Testing
         defer { Task { await proxy.shutdown(); await origin.shutdown() } }
         let state = await proxy.server.hosts.state(for: HostPort(host: origin.host, port: origin.port), cluster: "c", now: 0)
         let before = origin.requestCount
-        try await waitUntil("five probes reach the origin") { origin.requestCount >= before + 5 }
+        // Probes run as Swift tasks; tests elsewhere in the suite that block those threads can delay them.
+        try await waitUntil("five probes reach the origin", timeout: .seconds(30)) { origin.requestCount >= before + 5 }
         #expect(state.isActiveHealthy, "a probe in the wrong protocol marked the host down")
         origin.healthy = false
-        try await waitUntil("the failing /health is noticed") { !state.isActiveHealthy }
+        try await waitUntil("the failing /health is noticed", timeout: .seconds(30)) { !state.isActiveHealthy }
         origin.healthy = true
-        try await waitUntil("the host comes back") { state.isActiveHealthy }
+        try await waitUntil("the host comes back", timeout: .seconds(30)) { state.isActiveHealthy }
     }
 
     @Test func tlsClusters() async throws {

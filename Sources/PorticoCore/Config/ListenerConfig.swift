@@ -48,7 +48,8 @@ public struct LimitsConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
     /// Total size of the request line and header fields. Larger requests get 431. Default `32KiB`.
     public var maxHeaderBytes: ByteSize?
     /// Size of a request body. Larger bodies get 413 (before forwarding when Content-Length says so; a chunked
-    /// body that grows past it resets the exchange). Default `10MiB`; `0` means no limit.
+    /// body that grows past it resets the exchange). Default `0`, no limit (a streaming proxy limits only where
+    /// asked, as HAProxy, Caddy and Envoy); routes may set their own `max_body_bytes`.
     public var maxBodyBytes: ByteSize?
     /// Length of the request target (path and query). Longer targets get 414. Default `8KiB`.
     public var maxUriBytes: ByteSize?

@@ -28,13 +28,16 @@ public struct RouteConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
     public var cache: CacheConfig?
     /// Which client addresses the route serves; others get 403.
     public var ipRules: IPRulesConfig?
+    /// The largest request body this route takes (413 beyond it), on top of the listener's limit. Default: none.
+    public var maxBodyBytes: ByteSize?
 
     public init(name: String? = nil, match: RouteMatchConfig? = nil, cluster: String? = nil,
                 redirect: RedirectConfig? = nil, respond: FixedResponseConfig? = nil,
                 requestHeaders: HeaderRulesConfig? = nil, responseHeaders: HeaderRulesConfig? = nil,
                 hostHeader: HostHeaderMode? = nil, compression: CompressionConfig? = nil, cache: CacheConfig? = nil,
-                ipRules: IPRulesConfig? = nil) {
+                ipRules: IPRulesConfig? = nil, maxBodyBytes: ByteSize? = nil) {
         self.ipRules = ipRules
+        self.maxBodyBytes = maxBodyBytes
         self.compression = compression
         self.cache = cache
         self.name = name

@@ -24,6 +24,8 @@ public final class Route: Sendable {
     public let filters: FilterChain
     /// Where this route counts in the workers' metrics (`MetricSlots`).
     public let metricSlot: Int
+    /// `max_body_bytes` (0: none beyond the listener's).
+    public let maxBodyBytes: Int
 
     public enum PathCondition: Sendable, Hashable {
         case any
@@ -46,6 +48,7 @@ public final class Route: Sendable {
         self.index = index
         self.name = config.name ?? "route-\(index)"
         self.metricSlot = metricSlots?.slot(.route, self.name) ?? 0
+        self.maxBodyBytes = config.maxBodyBytes?.bytes ?? 0
         self.hosts = (config.match?.hosts ?? []).compactMap(HostPattern.init(parsing:))
         if let exact = config.match?.path {
             self.path = .exact(exact)

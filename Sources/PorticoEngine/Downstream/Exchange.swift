@@ -83,6 +83,8 @@ final class Exchange {
     var pendingBody: [HTTPServerRequestPart] = []
     var bodyPartsSentUpstream = 0
     var requestBodyBytes = 0
+    /// The body limit for this request: the listener's and the route's, the smaller (0: none).
+    var maxBodyBytes = 0
     /// The client's own time sending the body so far (`limits.min_body_rate`), and when it was last counted.
     var clientBodyNanos: Int64 = 0
     var lastBodyCheck: NIODeadline?

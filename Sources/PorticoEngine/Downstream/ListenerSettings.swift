@@ -55,7 +55,7 @@ public struct ListenerSettings: Sendable {
         self.maxHeaderListSize = c.http2?.maxHeaderListSize?.bytes ?? 64 * 1024
         self.maxFrameSize = c.http2?.maxFrameSize?.bytes ?? 16384
         self.maxHeaderBytes = c.limits?.maxHeaderBytes?.bytes ?? 32 * 1024
-        self.maxBodyBytes = c.limits?.maxBodyBytes?.bytes ?? 10 * 1024 * 1024
+        self.maxBodyBytes = c.limits?.maxBodyBytes?.bytes ?? 0  // unlimited, as HAProxy, Caddy and Envoy
         self.maxURIBytes = c.limits?.maxUriBytes?.bytes ?? 8 * 1024
         self.maxRequestsPerConnection = c.limits?.maxRequestsPerConnection ?? 0
         self.requestHeaderTimeout = .nanoseconds(c.timeouts?.requestHeader?.nanoseconds ?? 30_000_000_000)

@@ -410,6 +410,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func startExchange(_ head: HTTPRequestHead, chunkedUpstream: Bool = false) {
         let now = self.now
         let ex = Exchange(head: head, now: now)
+        ex.maxBodyBytes = self.listener.maxBodyBytes
         self.exchange = ex
         self.headerDeadline = nil
         self.idleDeadline = nil
@@ -517,6 +518,12 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         ex.route = route
         ex.hasBodyFilters = route.filters.hasResponseBodyFilters || self.listener.filters.hasResponseBodyFilters
+        if route.maxBodyBytes > 0 {
+            ex.maxBodyBytes = ex.maxBodyBytes > 0 ? min(ex.maxBodyBytes, route.maxBodyBytes) : route.maxBodyBytes
+            if let declaredLength, declaredLength > ex.maxBodyBytes {
+                return self.respondWithError(ProxyError(.bodyTooLarge, source: .downstream), exchange: ex)
+            }
+        }
 
         var context = RequestContext(
             clientIP: self.clientIP,
@@ -755,7 +762,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .body(let buffer):
             self.bodyActivity = true
             ex.requestBodyBytes += buffer.readableBytes
-            if self.listener.maxBodyBytes > 0 && ex.requestBodyBytes > self.listener.maxBodyBytes {
+            if ex.maxBodyBytes > 0 && ex.requestBodyBytes > ex.maxBodyBytes {
                 if ex.state == .respondedLocally || ex.state == .done {
                     // Already answered: a connection that closes after its answer keeps discarding (its lingering
                     // close is bounded); one that was to be kept is closed rather than read on for an unbounded body.
