@@ -134,6 +134,10 @@ enum WorkerMetricsRenderer {
         for (i, l) in s.listeners.enumerated() where l.deniedConnections > 0 {
             out.sample("portico_listener_connections_denied_total", [("listener", name(s.listenerNames, i))], Double(l.deniedConnections))
         }
+        out.family("portico_listener_connections_over_limit_total", "counter", "Connections closed at accept by the listener's connection caps.")
+        for (i, l) in s.listeners.enumerated() where l.overLimitConnections > 0 {
+            out.sample("portico_listener_connections_over_limit_total", [("listener", name(s.listenerNames, i))], Double(l.overLimitConnections))
+        }
         out.family("portico_tls_handshake_failures_total", "counter", "TLS handshakes that failed or timed out, by listener.")
         for (i, l) in s.listeners.enumerated() where l.tlsFailures > 0 {
             out.sample("portico_tls_handshake_failures_total", [("listener", name(s.listenerNames, i))], Double(l.tlsFailures))

@@ -266,7 +266,13 @@ public enum ConfigValidator {
                 }
             }
         }
-        for (i, l) in c.listeners.enumerated() { checkRules(l.ipRules, "listeners[\(i)].ip_rules") }
+        for (i, l) in c.listeners.enumerated() {
+            checkRules(l.ipRules, "listeners[\(i)].ip_rules")
+            for (key, n) in [("max_connections", l.limits?.maxConnections), ("max_connections_per_ip", l.limits?.maxConnectionsPerIp),
+                             ("max_connection_rate_per_ip", l.limits?.maxConnectionRatePerIp)] {
+                if let n, n < 1 { fail("listeners[\(i)].limits.\(key)", "must be at least 1 (leave it out for no limit)") }
+            }
+        }
         for (i, r) in c.routes.enumerated() { checkRules(r.ipRules, "routes[\(i)].ip_rules") }
         if let t = c.tracing {
             if !(t.endpoint.hasPrefix("http://") || t.endpoint.hasPrefix("https://")) || t.endpoint.utf8.count < 10 {

@@ -58,9 +58,19 @@ public struct LimitsConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
     /// The slowest a request body may arrive, in bytes per second averaged from its start (after a 5 s grace);
     /// a slower upload gets 408 and the connection is closed (Apache's `MinRate`). Default `0` (no minimum).
     public var minBodyRate: ByteSize?
+    /// Open connections on this listener; a new one beyond it is closed at once (before TLS). Default: none.
+    public var maxConnections: Int?
+    /// Open connections from one client address. Default: none.
+    public var maxConnectionsPerIp: Int?
+    /// New connections per second from one client address (bursts of one second's worth). Default: none.
+    public var maxConnectionRatePerIp: Int?
 
     public init(maxHeaderBytes: ByteSize? = nil, maxBodyBytes: ByteSize? = nil, maxUriBytes: ByteSize? = nil,
-                maxRequestsPerConnection: Int? = nil, minBodyRate: ByteSize? = nil) {
+                maxRequestsPerConnection: Int? = nil, minBodyRate: ByteSize? = nil, maxConnections: Int? = nil,
+                maxConnectionsPerIp: Int? = nil, maxConnectionRatePerIp: Int? = nil) {
+        self.maxConnections = maxConnections
+        self.maxConnectionsPerIp = maxConnectionsPerIp
+        self.maxConnectionRatePerIp = maxConnectionRatePerIp
         self.maxHeaderBytes = maxHeaderBytes
         self.maxBodyBytes = maxBodyBytes
         self.maxUriBytes = maxUriBytes

@@ -34,6 +34,17 @@ enum DownstreamPipeline {
             channel.close(promise: nil)
             return channel.eventLoop.makeSucceededVoidFuture()
         }
+        if !listener.connectionLimits.isEmpty, let ip = channel.remoteAddress?.ipAddress.flatMap(IPAddressBytes.init) {
+            let limiter = listener.connectionLimiter
+            let limits = listener.connectionLimits
+            if limiter.admit(ip, limits: limits, now: Int64(NIODeadline.now().uptimeNanoseconds)) != nil {
+                // Over a cap: closed before any TLS work; logged in aggregate by the worker (`WorkerState.tick`).
+                if let m = worker.metrics { m.listeners[m.listener(listener.metricSlot)].overLimitConnections += 1 }
+                channel.close(promise: nil)
+                return channel.eventLoop.makeSucceededVoidFuture()
+            }
+            channel.closeFuture.whenComplete { _ in limiter.release(ip, limits: limits, now: Int64(NIODeadline.now().uptimeNanoseconds)) }
+        }
         do {
             if let tls = listener.tls {
                 // A failed handshake only closes this connection (NIOSSL sends the alert and closes).

@@ -40,9 +40,15 @@ public struct ListenerSettings: Sendable {
     public var metricSlot = 0
     /// Client addresses allowed to connect (nil: any).
     public var ipRules: IPRules?
+    /// Connection caps, and the counts behind them (shared by the workers, kept across reloads by the engine).
+    public var connectionLimits: ConnectionLimiter.Limits
+    public var connectionLimiter = ConnectionLimiter()
 
     public init(_ c: ListenerConfig, tls: ListenerTLS? = nil) {
         self.ipRules = c.ipRules.map(IPRules.init).flatMap { $0.isEmpty ? nil : $0 }
+        self.connectionLimits = ConnectionLimiter.Limits(
+            maxConnections: c.limits?.maxConnections ?? 0, maxPerAddress: c.limits?.maxConnectionsPerIp ?? 0,
+            ratePerAddress: c.limits?.maxConnectionRatePerIp ?? 0)
         self.name = c.name
         self.address = HostPort(parsing: c.address)!
         self.reusePort = c.reusePort ?? true

@@ -85,6 +85,8 @@ public struct ListenerCounters: ZeroCounters, Sendable {
     public var tlsFailures = 0
     /// Connections closed at accept by the listener's `ip_rules`.
     public var deniedConnections = 0
+    /// Connections closed at accept by the listener's connection caps.
+    public var overLimitConnections = 0
     public init() {}
 }
 
@@ -154,6 +156,7 @@ public struct MetricsSnapshot: Sendable {
             for v in l.tlsHandshakes.indices { self.listeners[i].tlsHandshakes[v] += l.tlsHandshakes[v] }
             self.listeners[i].tlsFailures += l.tlsFailures
             self.listeners[i].deniedConnections += l.deniedConnections
+            self.listeners[i].overLimitConnections += l.overLimitConnections
         }
     }
 }

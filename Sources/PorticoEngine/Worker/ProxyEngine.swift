@@ -111,6 +111,7 @@ public actor ProxyEngine {
                 var settings = ListenerSettings(c, tls: try Self.listenerTLS(c, tls))
                 settings.metricSlot = table.metricSlots.slot(.listener, c.name)
                 if var existing = self.listeners[settings.socketIdentity] {
+                    settings.connectionLimiter = existing.settings.connectionLimiter  // counts of open connections go on
                     existing.settings = settings
                     next[settings.socketIdentity] = existing
                 } else {

@@ -143,6 +143,17 @@ final class WorkerState {
         }
         if !self.waiting.isEmpty { self.serveWaiting(now: now) }
         self.ticks += 1
+        if self.index == 0 && self.ticks % 100 == 0 {
+            // Connections refused by listener caps, logged in aggregate every 10 s (one worker speaks for all).
+            for settings in self.listenerSettings.values where !settings.connectionLimits.isEmpty {
+                let refused = settings.connectionLimiter.takeRefusals()
+                if refused > 0 {
+                    self.logger.warning("connections refused over limits", metadata: [
+                        "listener": "\(settings.name)", "refused": "\(refused)", "open": "\(settings.connectionLimiter.openConnections)",
+                    ])
+                }
+            }
+        }
         if self.ticks % 10 == 0 {
             let nowNanos = Int64(now.uptimeNanoseconds)
             for pool in self.pools.values {
