@@ -34,6 +34,9 @@ public actor ProxyServer: Service {
     private let certificates: CertificateService
     /// The responses routes with `cache` store; kept across reloads while `cache_storage` stays the same.
     public private(set) var cacheStore: CacheStore?
+    /// Route rate limiters in force, and those of the table being compiled (kept once it is in force).
+    private var rateLimiters: [RouteFilters.RouteKey: RateLimitFilter] = [:]
+    private var pendingRateLimiters: [RouteFilters.RouteKey: RateLimitFilter] = [:]
     /// The table being served (the last one published).
     public private(set) var table: RoutingTable?
     /// The admin listener, when configured (bound at start; a change of `admin` takes effect on restart).
@@ -72,6 +75,7 @@ public actor ProxyServer: Service {
         }
         let (table, store) = self.compile(self.current, generation: 1)
         self.cacheStore = store
+        self.rateLimiters = self.pendingRateLimiters
         await self.dns.update(table)
         let tls = try await self.certificates.prepare(self.current.config)
         try await self.engine.start(table: table, tls: tls)
@@ -143,8 +147,17 @@ public actor ProxyServer: Service {
                 store = CacheStore(maxBytes: storage.effectiveMaxSize, maxObjectBytes: storage.effectiveMaxObjectSize)
             }
         }
-        let filters = RouteFilters(
+        var filters = RouteFilters(
             cacheStore: store, trustedProxies: (c.forwarding?.trustedProxies ?? []).compactMap(CIDR.init(parsing:)), tracing: self.tracing?.filter)
+        // Rate limiters whose route and limits did not change keep their counts across the reload.
+        var limiters: [RouteFilters.RouteKey: RateLimitFilter] = [:]
+        for r in c.routes {
+            guard let limits = r.rateLimits, !limits.isEmpty else { continue }
+            let key = RouteFilters.RouteKey(route: r.name ?? "-", limits: limits, trustedProxies: c.forwarding?.trustedProxies ?? [])
+            limiters[key] = self.rateLimiters[key] ?? RateLimitFilter(route: r.name ?? "-", configs: limits, trustedProxies: filters.trustedProxies)
+        }
+        filters.rateLimitFilters = limiters
+        self.pendingRateLimiters = limiters
         let table = RoutingTable.compile(config, generation: generation, registry: self.hosts, now: Int64(NIODeadline.now().uptimeNanoseconds),
                                          routeFilters: filters.make)
         return (table, store)
@@ -214,6 +227,7 @@ public actor ProxyServer: Service {
         }
         self.reloads += 1
         self.cacheStore = store
+        self.rateLimiters = self.pendingRateLimiters
         self.table = table
         self.generation = next
         self.current = config

@@ -18,12 +18,30 @@ struct RouteFilters {
     /// The tracing filter, first in every chain, when `tracing` is configured.
     var tracing: (any ProxyFilter)? = nil
 
+    /// Rate limiters outlive a reload while the route's limits stay the same (their counts go on).
+    var rateLimitFilters: [RouteKey: RateLimitFilter] = [:]
+    struct RouteKey: Hashable {
+        var route: String
+        var limits: [RateLimitConfig]
+        var trustedProxies: [String]
+    }
+
+    func rateLimits(_ route: RouteConfig, _ limits: [RateLimitConfig]) -> RateLimitFilter {
+        let name = route.name ?? "-"
+        return self.rateLimitFilters.first { $0.key.route == name && $0.key.limits == limits }?.value
+            ?? RateLimitFilter(route: name, configs: limits, trustedProxies: self.trustedProxies)
+    }
+
     func make(_ route: RouteConfig) -> [any ProxyFilter] {
         var filters: [any ProxyFilter] = []
         if let tracing = self.tracing { filters.append(tracing) }
         if let rules = route.ipRules.map(IPRules.init), !rules.isEmpty {
             // Before the cache: a refused client gets no stored response either.
             filters.append(IPRulesFilter(rules: rules, trustedProxies: self.trustedProxies))
+        }
+        if let limits = route.rateLimits, !limits.isEmpty {
+            // Before the cache too: hits count against the limit.
+            filters.append(self.rateLimits(route, limits))
         }
         if let cache = route.cache, let store = self.cacheStore {
             filters.append(CacheFilter(store: store, config: cache))

@@ -104,6 +104,14 @@ enum WorkerMetricsRenderer {
                 out.sample("portico_cache_requests_total", [("route", name(s.routeNames, i)), ("outcome", outcome.label)], Double(r.cache[outcome.index]))
             }
         }
+        out.family("portico_rate_limited_total", "counter", "Requests refused by a route's rate limits (429).")
+        for (i, r) in s.routes.enumerated() where r.rateLimited > 0 {
+            out.sample("portico_rate_limited_total", [("route", name(s.routeNames, i))], Double(r.rateLimited))
+        }
+        out.family("portico_ip_denied_total", "counter", "Requests refused by a route's ip_rules (403).")
+        for (i, r) in s.routes.enumerated() where r.ipDenied > 0 {
+            out.sample("portico_ip_denied_total", [("route", name(s.routeNames, i))], Double(r.ipDenied))
+        }
         out.family("portico_upstream_duration_seconds", "histogram", "Time from sending a request upstream to the end of its response, by cluster.")
         for (i, c) in s.clusters.enumerated() where c.upstreamDuration.counts.contains(where: { $0 > 0 }) {
             out.histogram("portico_upstream_duration_seconds", [("cluster", name(s.clusterNames, i))], c.upstreamDuration)

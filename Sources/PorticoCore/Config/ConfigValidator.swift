@@ -273,7 +273,18 @@ public enum ConfigValidator {
                 if let n, n < 1 { fail("listeners[\(i)].limits.\(key)", "must be at least 1 (leave it out for no limit)") }
             }
         }
-        for (i, r) in c.routes.enumerated() { checkRules(r.ipRules, "routes[\(i)].ip_rules") }
+        for (i, r) in c.routes.enumerated() {
+            checkRules(r.ipRules, "routes[\(i)].ip_rules")
+            for (j, l) in (r.rateLimits ?? []).enumerated() {
+                let p = "routes[\(i)].rate_limits[\(j)]"
+                if l.rate < 1 { fail("\(p).rate", "must be at least 1") }
+                if let b = l.burst, b < 1 { fail("\(p).burst", "must be at least 1") }
+                if let per = l.per, per.nanoseconds < 1_000_000 { fail("\(p).per", "must be at least 1ms") }
+                if RateLimitFilter.Key(parsing: l.key) == nil {
+                    fail("\(p).key", "unknown key \"\(l.key ?? "")\" (expected client_ip, route, header:NAME or cookie:NAME)")
+                }
+            }
+        }
         if let t = c.tracing {
             if !(t.endpoint.hasPrefix("http://") || t.endpoint.hasPrefix("https://")) || t.endpoint.utf8.count < 10 {
                 fail("tracing.endpoint", "must be an http:// or https:// URL, e.g. http://127.0.0.1:4318/v1/traces")

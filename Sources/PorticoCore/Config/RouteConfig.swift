@@ -30,12 +30,15 @@ public struct RouteConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
     public var ipRules: IPRulesConfig?
     /// The largest request body this route takes (413 beyond it), on top of the listener's limit. Default: none.
     public var maxBodyBytes: ByteSize?
+    /// Request rate limits, each with its own key; the first one over answers 429. Default: none.
+    public var rateLimits: [RateLimitConfig]?
 
     public init(name: String? = nil, match: RouteMatchConfig? = nil, cluster: String? = nil,
                 redirect: RedirectConfig? = nil, respond: FixedResponseConfig? = nil,
                 requestHeaders: HeaderRulesConfig? = nil, responseHeaders: HeaderRulesConfig? = nil,
                 hostHeader: HostHeaderMode? = nil, compression: CompressionConfig? = nil, cache: CacheConfig? = nil,
-                ipRules: IPRulesConfig? = nil, maxBodyBytes: ByteSize? = nil) {
+                ipRules: IPRulesConfig? = nil, maxBodyBytes: ByteSize? = nil, rateLimits: [RateLimitConfig]? = nil) {
+        self.rateLimits = rateLimits
         self.ipRules = ipRules
         self.maxBodyBytes = maxBodyBytes
         self.compression = compression

@@ -21,6 +21,7 @@ public struct IPRulesFilter: ProxyFilter {
     public func requestHead(_ head: inout HTTPRequestHead, _ context: inout RequestContext) -> FilterDecision {
         let client = self.clientAddress(context)
         guard !self.rules.allows(client) else { return .proceed }
+        context.ipDenied = true
         return .respond(FilterResponse(status: 403, headers: ["Content-Type": "text/plain; charset=utf-8"], text: "403 Forbidden\n"))
     }
 

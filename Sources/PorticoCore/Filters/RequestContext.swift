@@ -34,6 +34,10 @@ public struct RequestContext: Sendable {
     public var upstreamAuthority: String?
     /// The response status, once a response started.
     public var status: Int = 0
+    /// The rate limit that refused the request (its name), for metrics and logs.
+    public var rateLimited: String?
+    /// The route's `ip_rules` refused the client.
+    public var ipDenied = false
     /// What a route's cache did with the request, for metrics and logs (nil: no cache on the route).
     public var cacheOutcome: CacheOutcome?
     /// The request's EventLoop (the connection's): where a filter makes the promise it suspends on.

@@ -1361,7 +1361,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 route: ex.route?.metricSlot ?? 0, listener: self.listener.metricSlot, cluster: ex.clusterState?.cluster.metricSlot,
                 status: ex.status, durationNanos: (now - ex.start).nanoseconds,
                 upstreamNanos: ex.requestSentUpstreamAt.map { (now - $0).nanoseconds },
-                bytesIn: ex.requestBodyBytes, bytesOut: ex.responseBodyBytes, cache: ex.context.cacheOutcome)
+                bytesIn: ex.requestBodyBytes, bytesOut: ex.responseBodyBytes, cache: ex.context.cacheOutcome,
+                rateLimited: ex.context.rateLimited != nil, ipDenied: ex.context.ipDenied)
         }
                 if ex.error != nil && ex.error?.kind != .downstreamClosed && ex.status >= 500 {
             self.worker.logger.info("request failed", metadata: ["status": "\(ex.status)", "reason": "\(ex.error!)", "uri": "\(ex.uri)"])

@@ -15,7 +15,7 @@ final class WorkerMetrics {
 
     /// Records one finished request (called once, from the log phase).
     func request(route: Int, listener: Int, cluster: Int?, status: Int, durationNanos: Int64, upstreamNanos: Int64?,
-                 bytesIn: Int, bytesOut: Int, cache: CacheOutcome?) {
+                 bytesIn: Int, bytesOut: Int, cache: CacheOutcome?, rateLimited: Bool = false, ipDenied: Bool = false) {
         let statusClass = (100...599).contains(status) ? status / 100 - 1 : 5
         Self.grow(&self.routes, to: route)
         self.routes[route].requests[statusClass] += 1
@@ -23,6 +23,8 @@ final class WorkerMetrics {
         self.routes[route].bytesIn += bytesIn
         self.routes[route].bytesOut += bytesOut
         if let cache { self.routes[route].cache[Int(cache.rawValue)] += 1 }
+        if rateLimited { self.routes[route].rateLimited += 1 }
+        if ipDenied { self.routes[route].ipDenied += 1 }
         Self.grow(&self.listeners, to: listener)
         self.listeners[listener].requests[statusClass] += 1
         if let cluster, let upstreamNanos {
@@ -61,6 +63,9 @@ public struct RouteCounters: ZeroCounters, Sendable {
     public var bytesOut = 0
     /// By `CacheOutcome`.
     public var cache = [Int](repeating: 0, count: CacheOutcome.allCases.count)
+    /// Refused by a rate limit (429) or by `ip_rules` (403).
+    public var rateLimited = 0
+    public var ipDenied = 0
     public init() {}
 }
 
@@ -139,6 +144,8 @@ public struct MetricsSnapshot: Sendable {
             self.routes[i].bytesIn += r.bytesIn
             self.routes[i].bytesOut += r.bytesOut
             for c in r.cache.indices { self.routes[i].cache[c] += r.cache[c] }
+            self.routes[i].rateLimited += r.rateLimited
+            self.routes[i].ipDenied += r.ipDenied
         }
         WorkerMetrics.grow(&self.clusters, to: w.clusters.count - 1)
         for (i, c) in w.clusters.enumerated() {
