@@ -1387,7 +1387,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             upstream: ex.upstreamAuthority,
             durationSeconds: Double((now - ex.start).nanoseconds) / 1e9,
             upstreamSeconds: ex.requestSentUpstreamAt.map { Double((now - $0).nanoseconds) / 1e9 },
-            reason: ex.error?.kind.description,
+            reason: ex.error?.kind.description ?? ex.context.rateLimited.map { "rate_limited(\($0))" } ?? (ex.context.ipDenied ? "ip_denied" : nil),
             attempts: ex.attempts,
             time: ts
         )
