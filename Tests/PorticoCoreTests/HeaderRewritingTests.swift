@@ -39,6 +39,23 @@ import Testing
         #expect(h["via"] == ["1.1 portico"])
     }
 
+    /// Spoofing gaps (issue 10 §6): with `x_real_ip` off an untrusted client's own X-Real-IP is removed, and the
+    /// mTLS identity fields are removed from untrusted clients on every listener (kept for a verified certificate,
+    /// whose fields the listener's identity filter set, and from trusted proxies).
+    @Test func spoofableFieldsFromUntrustedClientsAreRemoved() {
+        let p = ForwardingPolicy(ForwardingConfig(trustedProxies: ["10.0.0.0/8"]))
+        let sent: HTTPHeaders = ["X-Real-IP": "6.6.6.6", "X-Client-Subject": "CN=admin", "X-Client-Cert-SHA256": "ab"]
+        var untrusted = sent
+        p.applyRequest(&untrusted, clientIP: "203.0.113.7", trusted: false, scheme: "http", host: "a")
+        #expect(untrusted["x-real-ip"].isEmpty && untrusted["x-client-subject"].isEmpty && untrusted["x-client-cert-sha256"].isEmpty)
+        var proxied = sent
+        p.applyRequest(&proxied, clientIP: "10.0.0.1", trusted: true, scheme: "http", host: "a")
+        #expect(proxied["x-real-ip"] == ["6.6.6.6"] && proxied["x-client-subject"] == ["CN=admin"])
+        var verified = sent
+        p.applyRequest(&verified, clientIP: "203.0.113.7", trusted: false, scheme: "https", host: "a", verifiedIdentity: true)
+        #expect(verified["x-client-subject"] == ["CN=admin"])
+    }
+
     @Test func forwardedHeadersFromTrustedProxyAreAppended() {
         let p = ForwardingPolicy(ForwardingConfig(forwarded: true, trustedProxies: ["10.0.0.0/8"]))
         #expect(p.isTrusted(IPAddressBytes("10.1.1.1")))

@@ -16,7 +16,8 @@ public struct ForwardingFilter: ProxyFilter {
     }
 
     public func upstreamRequestHead(_ head: inout HTTPRequestHead, _ context: inout RequestContext) {
-        self.policy.applyRequest(&head.headers, clientIP: context.clientIP, trusted: context.clientTrusted, scheme: context.scheme, host: context.host)
+        self.policy.applyRequest(&head.headers, clientIP: context.clientIP, trusted: context.clientTrusted, scheme: context.scheme, host: context.host,
+                                 verifiedIdentity: context.clientCertificate != nil)
     }
 
     public func responseHead(_ head: inout HTTPResponseHead, _ context: inout RequestContext) {

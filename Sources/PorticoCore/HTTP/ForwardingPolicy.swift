@@ -26,6 +26,11 @@ public struct ForwardingPolicy: Sendable {
         case replace(String)
     }
 
+    /// Fields that carry an mTLS client identity upstream (`X-Client-Subject`, `X-Client-Cert-SHA256` and any
+    /// configured names): removed from every untrusted client's request on every listener, so a client of a plain
+    /// listener cannot claim one.
+    public var identityFields: [String] = ["x-client-subject", "x-client-cert-sha256"]
+
     public init(_ c: ForwardingConfig?) {
         self.xForwardedFor = c?.xForwardedFor ?? true
         self.xForwardedProto = c?.xForwardedProto ?? true
@@ -64,7 +69,13 @@ public struct ForwardingPolicy: Sendable {
     ///   - trusted: `isTrusted(peer)`, computed once per connection.
     ///   - scheme: `http` or `https` on the downstream side.
     ///   - host: the downstream Host header, if any.
-    public func applyRequest(_ headers: inout HTTPHeaders, clientIP: String, trusted: Bool, scheme: String, host: String?) {
+    /// - Parameter verifiedIdentity: the request came with a verified client certificate, whose fields the
+    ///   listener's identity filter has set (they are kept).
+    public func applyRequest(_ headers: inout HTTPHeaders, clientIP: String, trusted: Bool, scheme: String, host: String?,
+                             verifiedIdentity: Bool = false) {
+        if !trusted && !verifiedIdentity {
+            for name in self.identityFields { headers.remove(name: name) }
+        }
         if self.xForwardedFor {
             if trusted, let existing = headers.first(name: "x-forwarded-for") {
                 headers.replaceOrAdd(name: "X-Forwarded-For", value: existing + ", " + clientIP)
@@ -92,6 +103,9 @@ public struct ForwardingPolicy: Sendable {
             if !(trusted && headers.contains(name: "x-real-ip")) {
                 headers.replaceOrAdd(name: "X-Real-IP", value: clientIP)
             }
+        } else if !trusted {
+            // Not Portico's field: an untrusted client's own is not passed on as if it were (a spoofing gap).
+            headers.remove(name: "x-real-ip")
         }
         if self.forwarded {
             var element = "for=" + Self.forwardedNode(clientIP) + ";proto=" + scheme

@@ -53,7 +53,13 @@ public final class RoutingTable: Sendable {
         let clusters = (c.clusters ?? []).enumerated().map { Cluster(index: $0, config: $1, registry: registry, now: now) }
         registry.retain(only: Set(clusters.flatMap { c in c.hosts.map { HostRegistry.HostKey(cluster: c.name, address: $0.address) } }))
         let clusterIndex = Dictionary(uniqueKeysWithValues: clusters.map { ($0.name, $0.index) })
-        let forwarding = ForwardingPolicy(c.forwarding)
+        var forwarding = ForwardingPolicy(c.forwarding)
+        for l in c.listeners {
+            guard let auth = l.tls?.clientAuth else { continue }
+            for name in [auth.subjectHeader, auth.fingerprintHeader].compactMap({ $0?.lowercased() }) where !forwarding.identityFields.contains(name) {
+                forwarding.identityFields.append(name)
+            }
+        }
         let global: [any ProxyFilter] = [ForwardingFilter(forwarding)]
         let routes = c.routes.enumerated().map {
             Route(index: $0, config: $1, clusterIndex: clusterIndex, globalFilters: global, extraFilters: routeFilters($1), metricSlots: registry.metricSlots)
