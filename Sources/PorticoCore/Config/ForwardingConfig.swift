@@ -30,10 +30,15 @@ public struct ForwardingConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
     /// Rewrite Location and Content-Location headers that point at an upstream host's address to the public
     /// host and scheme the client used (nginx's `proxy_redirect default`). Default `true`.
     public var rewriteLocation: Bool?
+    /// A request ID in `X-Request-ID`: a trusted proxy's is kept, otherwise one is made (32 hex digits); it goes
+    /// upstream, back to the client, and into the access log. Default `true`.
+    public var requestId: Bool?
 
     public init(xForwardedFor: Bool? = nil, xForwardedProto: Bool? = nil, xForwardedHost: Bool? = nil,
                 xRealIp: Bool? = nil, forwarded: Bool? = nil, via: String? = nil, trustedProxies: [String]? = nil,
-                serverHeader: String? = nil, hideResponseHeaders: [String]? = nil, rewriteLocation: Bool? = nil) {
+                serverHeader: String? = nil, hideResponseHeaders: [String]? = nil, rewriteLocation: Bool? = nil,
+                requestId: Bool? = nil) {
+        self.requestId = requestId
         self.xForwardedFor = xForwardedFor
         self.xForwardedProto = xForwardedProto
         self.xForwardedHost = xForwardedHost

@@ -9,18 +9,43 @@ public import NIOHTTP1
 /// X-Real-IP, Forwarded, Via), `Server` / `X-Powered-By` masking and `Location` rewriting on the way down.
 public struct ForwardingFilter: ProxyFilter {
     public let policy: ForwardingPolicy
-    public var phases: FilterPhases { [.upstreamRequestHead, .responseHead] }
+    public var phases: FilterPhases { self.policy.requestID ? [.requestHead, .upstreamRequestHead, .responseHead] : [.upstreamRequestHead, .responseHead] }
 
     public init(_ policy: ForwardingPolicy) {
         self.policy = policy
     }
 
+    /// The request's ID: a trusted proxy's `X-Request-ID` (printable, at most 200 bytes), else a new one.
+    public func requestHead(_ head: inout HTTPRequestHead, _ context: inout RequestContext) -> FilterDecision {
+        if context.clientTrusted, let given = head.headers.first(name: "x-request-id"), !given.isEmpty, given.utf8.count <= 200,
+            given.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f })
+        {
+            context.requestID = given
+        } else {
+            context.requestID = Self.newRequestID()
+        }
+        return .proceed
+    }
+
+    /// 128 random bits as 32 hex digits (nginx's `$request_id` shape).
+    static func newRequestID() -> String {
+        var rng = SystemRandomNumberGenerator()
+        let a = rng.next() as UInt64, b = rng.next() as UInt64
+        func hex(_ v: UInt64) -> String {
+            let s = String(v, radix: 16)
+            return String(repeating: "0", count: 16 - s.utf8.count) + s
+        }
+        return hex(a) + hex(b)
+    }
+
     public func upstreamRequestHead(_ head: inout HTTPRequestHead, _ context: inout RequestContext) {
         self.policy.applyRequest(&head.headers, clientIP: context.clientIP, trusted: context.clientTrusted, scheme: context.scheme, host: context.host,
                                  verifiedIdentity: context.clientCertificate != nil)
+        if let id = context.requestID { head.headers.replaceOrAdd(name: "X-Request-ID", value: id) }
     }
 
     public func responseHead(_ head: inout HTTPResponseHead, _ context: inout RequestContext) {
+        if let id = context.requestID { head.headers.replaceOrAdd(name: "X-Request-ID", value: id) }
         // Only what came from an upstream is masked and rewritten.
         guard let authority = context.upstreamAuthority else { return }
         self.policy.applyResponse(&head.headers, upstreamAuthority: authority, publicBase: context.host.map { "\(context.scheme)://\($0)" })

@@ -34,6 +34,8 @@ public struct RequestContext: Sendable {
     public var upstreamAuthority: String?
     /// The response status, once a response started.
     public var status: Int = 0
+    /// The request's ID (`X-Request-ID`), when `forwarding.request_id` is on.
+    public var requestID: String?
     /// The rate limit that refused the request (its name), for metrics and logs.
     public var rateLimited: String?
     /// The route's `ip_rules` refused the client.

@@ -30,12 +30,15 @@ public struct ForwardingPolicy: Sendable {
     /// configured names): removed from every untrusted client's request on every listener, so a client of a plain
     /// listener cannot claim one.
     public var identityFields: [String] = ["x-client-subject", "x-client-cert-sha256"]
+    /// `X-Request-ID` kept (from trusted proxies) or made.
+    public var requestID: Bool
 
     public init(_ c: ForwardingConfig?) {
         self.xForwardedFor = c?.xForwardedFor ?? true
         self.xForwardedProto = c?.xForwardedProto ?? true
         self.xForwardedHost = c?.xForwardedHost ?? true
         self.xRealIP = c?.xRealIp ?? false
+        self.requestID = c?.requestId ?? true
         self.forwarded = c?.forwarded ?? false
         let via = c?.via ?? "portico"
         self.via = via.isEmpty ? nil : "1.1 \(via)"

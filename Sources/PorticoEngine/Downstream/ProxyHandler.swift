@@ -1389,7 +1389,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             upstreamSeconds: ex.requestSentUpstreamAt.map { Double((now - $0).nanoseconds) / 1e9 },
             reason: ex.error?.kind.description ?? ex.context.rateLimited.map { "rate_limited(\($0))" } ?? (ex.context.ipDenied ? "ip_denied" : nil),
             attempts: ex.attempts,
-            time: ts
+            time: ts,
+            requestID: ex.context.requestID
         )
         log.append(entry)
     }

@@ -167,6 +167,7 @@ struct AccessLogEntry {
     var reason: String?
     var attempts: Int
     var time: timespec
+    var requestID: String? = nil
 
     struct HTTPVersionText { var major: Int; var minor: Int }
 
@@ -195,7 +196,7 @@ struct AccessLogEntry {
         line += "\(self.status) \(self.bytesSent) \(q(self.referer)) \(q(self.userAgent)) "
         line += "host=\(self.host.map(Self.escapeBare) ?? "-") route=\(self.route ?? "-") cluster=\(self.cluster ?? "-") upstream=\(self.upstream ?? "-") "
         line += "duration=\(Self.seconds(self.durationSeconds)) upstream_duration=\(self.upstreamSeconds.map(Self.seconds) ?? "-") "
-        line += "attempts=\(self.attempts) reason=\(self.reason ?? "-")\n"
+        line += "attempts=\(self.attempts) reason=\(self.reason ?? "-") request_id=\(self.requestID ?? "-")\n"
         buffer.writeString(line)
     }
 
@@ -206,7 +207,7 @@ struct AccessLogEntry {
         line += "\"protocol\":\"HTTP/\(self.version.major).\(self.version.minor)\",\"status\":\(self.status),\"bytes_sent\":\(self.bytesSent),"
         line += "\"referer\":\(s(self.referer)),\"user_agent\":\(s(self.userAgent)),\"host\":\(s(self.host)),\"route\":\(s(self.route)),"
         line += "\"cluster\":\(s(self.cluster)),\"upstream\":\(s(self.upstream)),\"duration\":\(Self.seconds(self.durationSeconds)),"
-        line += "\"upstream_duration\":\(self.upstreamSeconds.map(Self.seconds) ?? "null"),\"attempts\":\(self.attempts),\"reason\":\(s(self.reason))}\n"
+        line += "\"upstream_duration\":\(self.upstreamSeconds.map(Self.seconds) ?? "null"),\"attempts\":\(self.attempts),\"reason\":\(s(self.reason)),\"request_id\":\(s(self.requestID))}\n"
         buffer.writeString(line)
     }
 
