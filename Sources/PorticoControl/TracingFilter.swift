@@ -8,6 +8,12 @@ import NIOHTTP1
 import PorticoCore
 import Tracing
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// `tracing`: one server span per request (W3C Trace Context): continued from the request's `traceparent` and
 /// `tracestate` when present, started (and sampled by ratio) when absent; sent upstream as the parent of the
 /// origin's work; ended in the log phase with the route, cluster, host, status and a `response head` event.
@@ -30,7 +36,8 @@ struct TracingFilter<T: Tracer>: ProxyFilter {
             // W3C Trace Context: a trace the caller did not sample is passed on as it is, without a span.
             guard Self.isSampled(traceparent) else { return .proceed }
         } else if self.sampleRatio < 1 {
-            guard self.sampleRatio > 0, Double.random(in: 0..<1) < self.sampleRatio else { return .proceed }
+            // arc4random: a per-thread generator, no system call per request.
+            guard self.sampleRatio > 0, Double(arc4random()) < self.sampleRatio * 4_294_967_296 else { return .proceed }
         }
         var parent = ServiceContext.topLevel
         self.tracer.extract(head.headers, into: &parent, using: HeadersExtractor())
