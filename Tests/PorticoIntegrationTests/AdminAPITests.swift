@@ -224,6 +224,26 @@ import Yams
         #expect(errors.all.contains { $0.path == "admin.address" && $0.message.contains("token_file") && $0.line == 1 })
     }
 
+    /// Purging the cache from the admin API, by URL (every variant) and by tag.
+    @Test func cachePurge() async throws {
+        let s = try await Setup.start(Self.yaml().replacingOccurrences(of: "{ name: app, cluster: c }", with: "{ name: app, cluster: c, cache: {} }"))
+        defer { Task { await s.stop() } }
+        let target = "/respond/p?size=10&h=Cache-Control:%20max-age=60&h=Surrogate-Key:%20t1"
+        func fetch() throws -> Bool {
+            let before = s.a.requestCount + s.b.requestCount
+            _ = try s.proxied(target)
+            return s.a.requestCount + s.b.requestCount > before
+        }
+        #expect(try fetch() && !fetch())  // stored, then a hit
+        let byURL = try await s.admin("POST", "/cache/purge", ["Content-Type: application/json"], body: "{\"url\": \"http://t\(target)\"}")
+        #expect(byURL.status == 200 && byURL.body.contains("\"purged\" : 1"))
+        #expect(try fetch() && !fetch())
+        let byTag = try await s.admin("POST", "/cache/purge", ["Content-Type: application/json"], body: "{\"tags\": [\"t1\"]}")
+        #expect(byTag.status == 200 && byTag.body.contains("\"purged\" : 1"))
+        #expect(try fetch())
+        #expect(try await s.admin("POST", "/cache/purge", ["Content-Type: application/json"], body: "{}").status == 400)
+    }
+
     /// Mutual TLS: the admin API over TLS answers only clients with a certificate from the configured CA.
     @Test func mutualTLS() async throws {
         let certs = try TestCertificates()
@@ -275,6 +295,8 @@ import Yams
                     body = s.configText(Self.yaml())
                 } else if path == "/config/validate" {
                     body = s.configText(Self.yaml())
+                } else if path == "/cache/purge" {
+                    body = "{\"tags\": [\"x\"]}"
                 }
                 let r = try await s.admin(method.uppercased(), concrete, fields, body: body)
                 let documented = try #require(responses["\(r.status)"] as? [String: Any], "\(method) \(path) answered \(r.status), not documented")
@@ -285,6 +307,6 @@ import Yams
                 checked += 1
             }
         }
-        #expect(checked == 12)
+        #expect(checked == 13)
     }
 }

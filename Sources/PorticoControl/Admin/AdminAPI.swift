@@ -58,10 +58,12 @@ struct AdminAPI: Sendable {
             return .text(.ok, DashboardPage.html, contentType: "text/html; charset=utf-8")
         case (.GET, "stats", 1):
             return .json(.ok, Self.encode(await DashboardStats.take(server: self.server)), headers: ["Cache-Control": "no-store"])
+        case (.POST, "cache", 2) where parts[1] == "purge":
+            return await self.purge(request)
         case (.GET, "metrics", 1):
             return .text(.ok, await self.server.metricsText(), contentType: "text/plain; version=0.0.4; charset=utf-8")
         default:
-            let known = ["healthz", "readyz", "config", "clusters", "metrics", "stats", ""]
+            let known = ["healthz", "readyz", "config", "clusters", "metrics", "stats", "cache", ""]
             if known.contains(parts.first ?? "") {
                 return .json(.methodNotAllowed, Self.encode(["error": "\(request.method.rawValue) is not allowed on \(request.path)"]))
             }
@@ -86,6 +88,32 @@ struct AdminAPI: Sendable {
         case .invalid(let errors):
             return Self.configErrors(errors)
         }
+    }
+
+    /// `POST /cache/purge` with `{"url": "https://host/path?query"}` (every stored variant of that URL, with and
+    /// without its query) or `{"tags": ["a", "b"]}` (every response tagged so): how many were removed.
+    private func purge(_ request: AdminRequest) async -> AdminResponse {
+        guard let store = await self.server.cacheStore else {
+            return .json(.notFound, Self.encode(["error": "no route caches"]))
+        }
+        guard let body = try? JSONSerialization.jsonObject(with: Data(String(buffer: request.body).utf8)) as? [String: Any] else {
+            return .json(.badRequest, Self.encode(["error": "send {\"url\": \"https://host/path\"} or {\"tags\": [\"tag\"]}"]))
+        }
+        var removed = 0
+        if let url = body["url"] as? String, let r = url.firstRange(of: "://") {
+            let scheme = url[..<r.lowerBound].lowercased()
+            let rest = url[r.upperBound...]
+            let slash = rest.firstIndex(where: { $0 == "/" || $0 == "?" }) ?? rest.endIndex
+            let target = rest[slash...].isEmpty ? "/" : String(rest[slash...])
+            let key = "\(scheme)://\(rest[..<slash].lowercased())\(target.hasPrefix("?") ? "/" + target : target)"
+            removed += store.remove(key)
+            if let q = key.firstIndex(of: "?") { removed += store.remove(String(key[..<q])) }
+        } else if let tags = body["tags"] as? [String] {
+            for tag in tags { removed += store.purge(tag: tag) }
+        } else {
+            return .json(.badRequest, Self.encode(["error": "send {\"url\": \"https://host/path\"} or {\"tags\": [\"tag\"]}"]))
+        }
+        return .json(.ok, Self.encode(["purged": removed]))
     }
 
     /// 422 with every error, each with its key path and position (as `portico check` prints them).
