@@ -158,8 +158,13 @@ public actor ProxyServer: Service {
         }
         filters.rateLimitFilters = limiters
         self.pendingRateLimiters = limiters
+        // Error page files, read here on the control plane (small, and only when a config loads).
+        var files: [String: [UInt8]] = [:]
+        for path in (c.errorPages ?? [:]).values + c.routes.flatMap({ ($0.errorPages ?? [:]).values }) where files[path] == nil {
+            if let data = FileManager.default.contents(atPath: path) { files[path] = Array(data) }
+        }
         let table = RoutingTable.compile(config, generation: generation, registry: self.hosts, now: Int64(NIODeadline.now().uptimeNanoseconds),
-                                         routeFilters: filters.make)
+                                         routeFilters: filters.make, files: files)
         return (table, store)
     }
 

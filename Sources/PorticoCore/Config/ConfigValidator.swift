@@ -3,6 +3,12 @@
 // SPDX-License-Identifier: Apache-2.0
 //===----------------------------------------------------------------------===//
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// A config that passed `ConfigValidator`. Only the validator makes one, so `RoutingTable.compile` cannot be handed
 /// unchecked input and need not fail.
 public struct ValidatedConfig: Sendable, Hashable {
@@ -285,6 +291,18 @@ public enum ConfigValidator {
                 }
             }
         }
+        // Error pages: status codes Portico answers with, and files it can read (a stat, when the config loads).
+        func checkPages(_ pages: [String: String]?, _ path: String) {
+            for (code, file) in (pages ?? [:]).sorted(by: { $0.key < $1.key }) {
+                if Int(code).map({ (400...599).contains($0) }) != true {
+                    fail("\(path).\(code)", "must be a status code from 400 to 599")
+                } else if access(file, R_OK) != 0 {
+                    fail("\(path).\(code)", "cannot read \"\(file)\"")
+                }
+            }
+        }
+        checkPages(c.errorPages, "error_pages")
+        for (i, r) in c.routes.enumerated() { checkPages(r.errorPages, "routes[\(i)].error_pages") }
         if let t = c.tracing {
             if !(t.endpoint.hasPrefix("http://") || t.endpoint.hasPrefix("https://")) || t.endpoint.utf8.count < 10 {
                 fail("tracing.endpoint", "must be an http:// or https:// URL, e.g. http://127.0.0.1:4318/v1/traces")

@@ -24,6 +24,9 @@ public struct PorticoConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
     public var accessLog: AccessLogConfig?
     /// Small HTTP servers that Portico starts itself, for a demo with no other software. Default: none.
     public var demoOrigins: [DemoOriginConfig]?
+    /// Pages for the answers Portico itself gives (404 no route, 502, 503, 504, 413…), by status code: a file each,
+    /// read when the config loads. A route's own `error_pages` come first. Default: short plain-text answers.
+    public var errorPages: [String: String]?
     /// Request tracing over OTLP/HTTP. Default: off.
     public var tracing: TracingConfig?
     /// The admin API listener (config, clusters, health, metrics, dashboard). Default: off.

@@ -32,6 +32,8 @@ public struct RouteConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
     public var maxBodyBytes: ByteSize?
     /// Request rate limits, each with its own key; the first one over answers 429. Default: none.
     public var rateLimits: [RateLimitConfig]?
+    /// Pages for the answers Portico gives on this route, by status code (before the global `error_pages`).
+    public var errorPages: [String: String]?
 
     public init(name: String? = nil, match: RouteMatchConfig? = nil, cluster: String? = nil,
                 redirect: RedirectConfig? = nil, respond: FixedResponseConfig? = nil,

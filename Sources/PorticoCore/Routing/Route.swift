@@ -26,6 +26,8 @@ public final class Route: Sendable {
     public let metricSlot: Int
     /// `max_body_bytes` (0: none beyond the listener's).
     public let maxBodyBytes: Int
+    /// The route's own `error_pages`, by status.
+    public let errorPages: [Int: ErrorPage]
 
     public enum PathCondition: Sendable, Hashable {
         case any
@@ -44,7 +46,8 @@ public final class Route: Sendable {
     }
 
     init(index: Int, config: RouteConfig, clusterIndex: [String: Int], globalFilters: [any ProxyFilter] = [], extraFilters: [any ProxyFilter] = [],
-         metricSlots: MetricSlots? = nil) {
+         metricSlots: MetricSlots? = nil, errorPages: [Int: ErrorPage] = [:]) {
+        self.errorPages = errorPages
         self.index = index
         self.name = config.name ?? "route-\(index)"
         self.metricSlot = metricSlots?.slot(.route, self.name) ?? 0

@@ -23,6 +23,8 @@ public final class RoutingTable: Sendable {
     public let routes: [Route]
     public let clusters: [Cluster]
     public let forwarding: ForwardingPolicy
+    /// The global `error_pages`, loaded.
+    public let errorPages: [Int: ErrorPage]
 
     private let exactHosts: [String: [Route]]
     private let wildcardHosts: [String: [Route]]
@@ -42,12 +44,16 @@ public final class RoutingTable: Sendable {
         generation: UInt64,
         registry: HostRegistry = HostRegistry(),
         now: Int64 = 0,
-        routeFilters: (RouteConfig) -> [any ProxyFilter] = { _ in [] }
+        routeFilters: (RouteConfig) -> [any ProxyFilter] = { _ in [] },
+        files: [String: [UInt8]] = [:]
     ) -> RoutingTable {
-        RoutingTable(validated.config, generation: generation, registry: registry, now: now, routeFilters: routeFilters)
+        RoutingTable(validated.config, generation: generation, registry: registry, now: now, routeFilters: routeFilters, files: files)
     }
 
-    private init(_ c: PorticoConfig, generation: UInt64, registry: HostRegistry, now: Int64, routeFilters: (RouteConfig) -> [any ProxyFilter]) {
+    /// - Parameter files: the contents of the error page files, read by the control plane.
+    private init(_ c: PorticoConfig, generation: UInt64, registry: HostRegistry, now: Int64, routeFilters: (RouteConfig) -> [any ProxyFilter],
+                 files: [String: [UInt8]]) {
+        self.errorPages = ErrorPage.compile(c.errorPages, files: files)
         self.generation = generation
         self.config = c
         let clusters = (c.clusters ?? []).enumerated().map { Cluster(index: $0, config: $1, registry: registry, now: now) }
@@ -62,7 +68,8 @@ public final class RoutingTable: Sendable {
         }
         let global: [any ProxyFilter] = [ForwardingFilter(forwarding)]
         let routes = c.routes.enumerated().map {
-            Route(index: $0, config: $1, clusterIndex: clusterIndex, globalFilters: global, extraFilters: routeFilters($1), metricSlots: registry.metricSlots)
+            Route(index: $0, config: $1, clusterIndex: clusterIndex, globalFilters: global, extraFilters: routeFilters($1), metricSlots: registry.metricSlots,
+                  errorPages: ErrorPage.compile($1.errorPages, files: files))
         }
         self.metricSlots = registry.metricSlots
         self.routes = routes

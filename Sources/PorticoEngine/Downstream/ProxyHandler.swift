@@ -1212,8 +1212,12 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return self.respondFromFilter(ex, answer)
         }
         var headers = HTTPHeaders()
-        headers.add(name: "Content-Type", value: "text/plain; charset=utf-8")
         if code == 503 { headers.add(name: "Retry-After", value: "1") }
+        if let page = ex.route?.errorPages[code] ?? self.worker.table.errorPages[code] {
+            headers.add(name: "Content-Type", value: page.contentType)
+            return self.respondLocally(ex, status: code, headers: headers, body: page.body)
+        }
+        headers.add(name: "Content-Type", value: "text/plain; charset=utf-8")
         let phrase = HTTPResponseStatus(statusCode: code).reasonPhrase
         self.respondLocally(ex, status: code, headers: headers, body: ByteBuffer(string: "\(code) \(phrase)\n"))
     }
