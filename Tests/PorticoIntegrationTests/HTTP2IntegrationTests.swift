@@ -90,9 +90,39 @@ import Testing
         typealias InboundIn = HTTP2Frame
         var frames: [HTTP2Frame.FramePayload] = []
         let closed: EventLoopPromise<Void>
+        /// Conditions a test waits for, checked at each frame (`until`); all released when the connection closes.
+        private var waiters: [(condition: ([HTTP2Frame.FramePayload]) -> Bool, promise: EventLoopPromise<Void>)] = []
         init(closed: EventLoopPromise<Void>) { self.closed = closed }
-        func channelRead(context: ChannelHandlerContext, data: NIOAny) { self.frames.append(self.unwrapInboundIn(data).payload) }
-        func channelInactive(context: ChannelHandlerContext) { self.closed.succeed(()) }
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            self.frames.append(self.unwrapInboundIn(data).payload)
+            self.waiters.removeAll { w in
+                guard w.condition(self.frames) else { return false }
+                w.promise.succeed(())
+                return true
+            }
+        }
+        func channelInactive(context: ChannelHandlerContext) {
+            self.closed.succeed(())
+            for w in self.waiters { w.promise.succeed(()) }
+            self.waiters = []
+        }
+
+        /// Waits until the frames received satisfy `condition` (checked as each frame arrives, no polling), the
+        /// connection closes, or `timeout` passes (an error); then returns what `result` makes of the frames.
+        func until<T: Sendable>(_ channel: any Channel, timeout: TimeAmount = .seconds(5), _ condition: @escaping ([HTTP2Frame.FramePayload]) -> Bool,
+                                then result: @escaping ([HTTP2Frame.FramePayload]) -> T) async throws -> T {
+            try await channel.eventLoop.flatSubmit { [self] in
+                let promise = channel.eventLoop.makePromise(of: Void.self)
+                if condition(self.frames) || !channel.isActive {
+                    promise.succeed(())
+                } else {
+                    self.waiters.append((condition, promise))
+                    let timer = channel.eventLoop.scheduleTask(in: timeout) { promise.fail(ChannelError.connectTimeout(timeout)) }
+                    promise.futureResult.whenComplete { _ in timer.cancel() }
+                }
+                return promise.futureResult.map { result(self.frames) }
+            }.get()
+        }
         func errorCaught(context: ChannelHandlerContext, error: any Error) { context.close(promise: nil) }
     }
 

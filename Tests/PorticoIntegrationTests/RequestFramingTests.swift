@@ -232,13 +232,9 @@ import Testing
             // proxy has read and handled everything before it (HTTP/2 frames are processed in order).
             let opaque = HTTP2PingData(withInteger: 42)
             try await channel.writeAndFlush(HTTP2Frame(streamID: 0, payload: .ping(opaque, ack: false)))
-            var acknowledged = false
-            for _ in 0..<500 where !acknowledged {
-                acknowledged = try await channel.eventLoop.submit {
-                    recorder.frames.contains { if case .ping(let d, ack: true) = $0 { d == opaque } else { false } }
-                }.get()
-                if !acknowledged { try await Task.sleep(nanoseconds: 10_000_000) }
-            }
+            let acknowledged = try await recorder.until(channel, { frames in
+                frames.contains { if case .ping(let d, ack: true) = $0 { d == opaque } else { false } }
+            }, then: { frames in frames.contains { if case .ping(let d, ack: true) = $0 { d == opaque } else { false } } })
             #expect(acknowledged, "the proxy never acknowledged the PING")
         }
         for (i, d) in data.enumerated() {
@@ -246,34 +242,38 @@ import Testing
             // The proxy may have answered and reset the stream already (an early 400): then this write fails.
             try? await channel.writeAndFlush(HTTP2Frame(streamID: 1, payload: payload))
         }
-        for _ in 0..<250 {
-            let (status, body, ended, reset, code) = try await channel.eventLoop.submit {
-                var status: String?
-                var body = ""
-                var ended = false
-                var reset = false
-                var resetCode: HTTP2ErrorCode?
-                for p in recorder.frames {
-                    switch p {
-                    case .headers(let h):
-                        status = status ?? h.headers.first(name: ":status")
-                        ended = ended || h.endStream
-                    case .data(let d):
-                        if case .byteBuffer(let b) = d.data { body += String(buffer: b) }
-                        ended = ended || d.endStream
-                    case .rstStream(let code):
-                        reset = true
-                        resetCode = code
-                    case .goAway: reset = true
-                    default: break
-                    }
+        // What the client has received: the status, the body, whether the stream ended or was reset.
+        let summarize: ([HTTP2Frame.FramePayload]) -> (status: String?, body: String, ended: Bool, reset: Bool, code: HTTP2ErrorCode?) = { frames in
+            var status: String?
+            var body = ""
+            var ended = false
+            var reset = false
+            var resetCode: HTTP2ErrorCode?
+            for p in frames {
+                switch p {
+                case .headers(let h):
+                    status = status ?? h.headers.first(name: ":status")
+                    ended = ended || h.endStream
+                case .data(let d):
+                    if case .byteBuffer(let b) = d.data { body += String(buffer: b) }
+                    ended = ended || d.endStream
+                case .rstStream(let code):
+                    reset = true
+                    resetCode = code
+                case .goAway: reset = true
+                default: break
                 }
-                return (status, body, ended, reset, resetCode)
-            }.get()
-            if reset || (ended && !awaitReset) { return (status, body, reset, code) }
-            try await Task.sleep(nanoseconds: 20_000_000)
+            }
+            return (status, body, ended, reset, resetCode)
         }
-        return (nil, "", false, nil)
+        let done: ([HTTP2Frame.FramePayload]) -> Bool = { frames in
+            let s = summarize(frames)
+            return s.reset || (s.ended && !awaitReset)
+        }
+        guard let r = try? await recorder.until(channel, done, then: summarize), r.reset || (r.ended && !awaitReset) else {
+            return (nil, "", false, nil)
+        }
+        return (r.status, r.body, r.reset, r.code)
     }
 
     /// HTTP/2 GET, DELETE and OPTIONS streams with DATA and no `content-length` reach an HTTP/1.1 origin chunked:
@@ -310,20 +310,13 @@ import Testing
         let block = HPACKHeaders([(":method", "POST"), (":scheme", "http"), (":authority", "t"), (":path", "/echo"), ("content-length", "10")])
         try await channel.writeAndFlush(HTTP2Frame(streamID: 1, payload: .headers(.init(headers: block, endStream: false))))
         try await channel.writeAndFlush(HTTP2Frame(streamID: 1, payload: .data(.init(data: .byteBuffer(ByteBuffer(string: "abc")), endStream: false))))
-        var status: String?
-        var reset = false
-        for _ in 0..<250 where !reset {
-            try await Task.sleep(nanoseconds: 20_000_000)
-            (status, reset) = try await channel.eventLoop.submit {
-                var status: String?
-                var reset = false
-                for p in recorder.frames {
-                    if case .headers(let h) = p { status = status ?? h.headers.first(name: ":status") }
-                    if case .rstStream = p { reset = true }
-                }
-                return (status, reset)
-            }.get()
-        }
+        let (status, reset) = try await recorder.until(channel, timeout: .seconds(10), { frames in
+            frames.contains { if case .rstStream = $0 { true } else { false } }
+        }, then: { frames in
+            var status: String?
+            for p in frames { if case .headers(let h) = p { status = status ?? h.headers.first(name: ":status") } }
+            return (status, frames.contains { if case .rstStream = $0 { true } else { false } })
+        })
         #expect(status == "408")
         #expect(reset)
         #expect(origin.requestCount == 0)
