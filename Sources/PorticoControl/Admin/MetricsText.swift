@@ -35,6 +35,14 @@ struct MetricsText {
         self.sample(name + "_count", labels, Double(cumulative))
     }
 
+    /// A counter family with one label whose values are slot names: the non-zero counts, one sample each.
+    mutating func counters<C>(_ name: String, _ help: String, label: String, _ slots: [C], _ names: [String], _ value: (C) -> Int) {
+        self.family(name, "counter", help)
+        for (i, c) in slots.enumerated() where value(c) > 0 {
+            self.sample(name, [(label, i < names.count ? names[i] : "other")], Double(value(c)))
+        }
+    }
+
     static func escape(_ value: String) -> String {
         var out = ""
         for c in value {
@@ -104,14 +112,8 @@ enum WorkerMetricsRenderer {
                 out.sample("portico_cache_requests_total", [("route", name(s.routeNames, i)), ("outcome", outcome.label)], Double(r.cache[outcome.index]))
             }
         }
-        out.family("portico_rate_limited_total", "counter", "Requests refused by a route's rate limits (429).")
-        for (i, r) in s.routes.enumerated() where r.rateLimited > 0 {
-            out.sample("portico_rate_limited_total", [("route", name(s.routeNames, i))], Double(r.rateLimited))
-        }
-        out.family("portico_ip_denied_total", "counter", "Requests refused by a route's ip_rules (403).")
-        for (i, r) in s.routes.enumerated() where r.ipDenied > 0 {
-            out.sample("portico_ip_denied_total", [("route", name(s.routeNames, i))], Double(r.ipDenied))
-        }
+        out.counters("portico_rate_limited_total", "Requests refused by a route's rate limits (429).", label: "route", s.routes, s.routeNames) { $0.rateLimited }
+        out.counters("portico_ip_denied_total", "Requests refused by a route's ip_rules (403).", label: "route", s.routes, s.routeNames) { $0.ipDenied }
         out.family("portico_upstream_duration_seconds", "histogram", "Time from sending a request upstream to the end of its response, by cluster.")
         for (i, c) in s.clusters.enumerated() where c.upstreamDuration.counts.contains(where: { $0 > 0 }) {
             out.histogram("portico_upstream_duration_seconds", [("cluster", name(s.clusterNames, i))], c.upstreamDuration)
@@ -138,14 +140,10 @@ enum WorkerMetricsRenderer {
                 out.sample("portico_tls_handshakes_total", [("listener", name(s.listenerNames, i)), ("version", ["TLSv1.2", "TLSv1.3", "other"][v])], Double(n))
             }
         }
-        out.family("portico_listener_connections_denied_total", "counter", "Connections closed at accept by the listener's ip_rules.")
-        for (i, l) in s.listeners.enumerated() where l.deniedConnections > 0 {
-            out.sample("portico_listener_connections_denied_total", [("listener", name(s.listenerNames, i))], Double(l.deniedConnections))
-        }
-        out.family("portico_listener_connections_over_limit_total", "counter", "Connections closed at accept by the listener's connection caps.")
-        for (i, l) in s.listeners.enumerated() where l.overLimitConnections > 0 {
-            out.sample("portico_listener_connections_over_limit_total", [("listener", name(s.listenerNames, i))], Double(l.overLimitConnections))
-        }
+        out.counters("portico_listener_connections_denied_total", "Connections closed at accept by the listener's ip_rules.",
+                     label: "listener", s.listeners, s.listenerNames) { $0.deniedConnections }
+        out.counters("portico_listener_connections_over_limit_total", "Connections closed at accept by the listener's connection caps.",
+                     label: "listener", s.listeners, s.listenerNames) { $0.overLimitConnections }
         out.family("portico_tls_handshake_failures_total", "counter", "TLS handshakes that failed or timed out, by listener.")
         for (i, l) in s.listeners.enumerated() where l.tlsFailures > 0 {
             out.sample("portico_tls_handshake_failures_total", [("listener", name(s.listenerNames, i))], Double(l.tlsFailures))
