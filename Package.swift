@@ -28,6 +28,10 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        // Edge authentication: JWT/JWKS verification, and bcrypt for htpasswd files (only HummingbirdBcrypt, a
+        // C bcrypt with a Swift face, is built from hummingbird-auth).
+        .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
         // OTLP/HTTP trace export only (its default traits pull in all of gRPC).
         .package(url: "https://github.com/swift-otel/swift-otel.git", from: "1.6.0", traits: ["OTLPHTTP"]),
         .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.3.0"),
@@ -77,12 +81,29 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Authentication filters at the edge: Basic (htpasswd), JWT (files or JWKS), forward auth.
+        .target(
+            name: "PorticoAuth",
+            dependencies: [
+                "PorticoCore",
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "PorticoControl",
             dependencies: [
                 "PorticoCore",
                 "PorticoEngine",
                 "PorticoCompression",
+                "PorticoAuth",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "OTel", package: "swift-otel"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -174,7 +195,8 @@ let package = Package(
         .testTarget(
             name: "PorticoIntegrationTests",
             dependencies: [
-                "PorticoCore", "PorticoEngine", "PorticoControl", "PorticoTestSupport", "PorticoCompression", "PorticoDemoOrigin", "CZlib", "CBrotli", "CZstd",
+                "PorticoCore", "PorticoEngine", "PorticoControl", "PorticoTestSupport", "PorticoCompression", "PorticoAuth",
+                .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"), .product(name: "Crypto", package: "swift-crypto"), "PorticoDemoOrigin", "CZlib", "CBrotli", "CZstd",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),

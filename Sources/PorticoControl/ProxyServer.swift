@@ -32,6 +32,7 @@ public actor ProxyServer: Service {
     private var tracing: TracingService?
     /// Listener certificates: loaded and reloaded off the EventLoops.
     private let certificates: CertificateService
+    private let auth: AuthService
     /// The responses routes with `cache` store; kept across reloads while `cache_storage` stays the same.
     public private(set) var cacheStore: CacheStore?
     /// Route rate limiters in force, and those of the table being compiled (kept once it is in force).
@@ -60,6 +61,7 @@ public actor ProxyServer: Service {
         self.configPath = configPath
         self.group = group
         self.certificates = CertificateService(logger: logger)
+        self.auth = AuthService(group: group, logger: logger)
         self.engine = ProxyEngine(group: group, logger: logger)
         self.healthChecks = HealthCheckService(group: group, logger: logger)
         self.dns = DNSRefreshService(logger: logger)
@@ -73,7 +75,8 @@ public actor ProxyServer: Service {
         if let t = self.current.config.tracing {
             self.tracing = try TracingService(t, logger: self.logger)
         }
-        let (table, store) = self.compile(self.current, generation: 1)
+        let (table, store) = self.compile(self.current, generation: 1, auth: try await self.auth.prepare(self.current.config))
+        await self.auth.activate()
         self.cacheStore = store
         self.rateLimiters = self.pendingRateLimiters
         await self.dns.update(table)
@@ -124,6 +127,7 @@ public actor ProxyServer: Service {
     /// Stops accepting and waits up to the configured grace period for in-flight requests.
     public func stop() async {
         await self.certificates.stop()
+        await self.auth.stop()
         await self.tracing?.stop()
         await self.admin?.stop()
         self.admin = nil
@@ -136,7 +140,7 @@ public actor ProxyServer: Service {
 
     /// The table for `config`, and the cache store its routes use: the running one while `cache_storage` is the
     /// same (what is stored survives the reload). The caller keeps the store only once the table is in force.
-    private func compile(_ config: ValidatedConfig, generation: UInt64) -> (RoutingTable, CacheStore?) {
+    private func compile(_ config: ValidatedConfig, generation: UInt64, auth: [AuthConfig: any ProxyFilter]) -> (RoutingTable, CacheStore?) {
         let c = config.config
         var store: CacheStore?
         if c.routes.contains(where: { $0.cache != nil }) {
@@ -157,6 +161,7 @@ public actor ProxyServer: Service {
             limiters[key] = self.rateLimiters[key] ?? RateLimitFilter(route: r.name ?? "-", configs: limits, trustedProxies: filters.trustedProxies)
         }
         filters.rateLimitFilters = limiters
+        filters.auth = auth
         self.pendingRateLimiters = limiters
         // Error page files, read here on the control plane (small, and only when a config loads).
         var files: [String: [UInt8]] = [:]
@@ -175,7 +180,7 @@ public actor ProxyServer: Service {
             return .failure(ConfigErrors([ConfigError(path: "", message: "no config file to reload")]))
         }
         self.logger.info("reloading", metadata: ["config": "\(path)"])
-        switch ConfigLoader.load(path: path, extraChecks: TLSConfigCheck.errors) {
+        switch ConfigLoader.load(path: path, extraChecks: ConfigFileChecks.errors) {
         case .failure(let errors):
             for e in errors.all { self.logger.error("config error, keeping the running config: \(e)") }
             self.reloadFailures += 1
@@ -212,7 +217,16 @@ public actor ProxyServer: Service {
 
     private func publish(_ config: ValidatedConfig) async -> Result<UInt64, ConfigErrors> {
         let next = self.generation + 1
-        let (table, store) = self.compile(config, generation: next)
+        let auth: [AuthConfig: any ProxyFilter]
+        do {
+            auth = try await self.auth.prepare(config.config)
+        } catch {
+            let errors = error as? ConfigErrors ?? ConfigErrors([ConfigError(path: "routes", message: "\(error)")])
+            for e in errors.all { self.logger.error("config error, keeping the running config: \(e)") }
+            self.reloadFailures += 1
+            return .failure(errors)
+        }
+        let (table, store) = self.compile(config, generation: next, auth: auth)
         do {
             let tls = try await self.certificates.prepare(config.config)
             try await self.engine.apply(table: table, tls: tls)
@@ -230,6 +244,7 @@ public actor ProxyServer: Service {
         if config.config.tracing != self.current.config.tracing {
             self.logger.warning("tracing settings changed: they take effect on restart")
         }
+        await self.auth.activate()
         self.reloads += 1
         self.cacheStore = store
         self.rateLimiters = self.pendingRateLimiters
@@ -263,7 +278,7 @@ public actor ProxyServer: Service {
     }
 
     func validate(text: String) -> Result<ValidatedConfig, ConfigErrors> {
-        ConfigLoader.load(text: text, file: "admin API", extraChecks: TLSConfigCheck.errors)
+        ConfigLoader.load(text: text, file: "admin API", extraChecks: ConfigFileChecks.errors)
     }
 
     enum AdminApplyResult: Sendable {

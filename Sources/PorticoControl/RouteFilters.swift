@@ -9,7 +9,7 @@ import PorticoCore
 /// The filters a route's config adds to its chain (`RoutingTable.compile(routeFilters:)`), in the order they run:
 /// after the global forwarding filter, before the route's header rules and its fixed response or redirect.
 ///
-/// Order matters: tracing first (so a cache hit has its span too), then the cache, so it looks up what the client asked and stores what the origin sent;
+/// Order matters: tracing first (so a cache hit has its span too), then IP rules, rate limits, auth, then the cache, so it looks up what the client asked and stores what the origin sent;
 /// compression after it, so stored and fresh responses are compressed alike on the way out.
 struct RouteFilters {
     let cacheStore: CacheStore?
@@ -17,6 +17,9 @@ struct RouteFilters {
     var trustedProxies: [CIDR] = []
     /// The tracing filter, first in every chain, when `tracing` is configured.
     var tracing: (any ProxyFilter)? = nil
+
+    /// The auth filter of each distinct `auth` config (`AuthService.prepare`).
+    var auth: [AuthConfig: any ProxyFilter] = [:]
 
     /// Rate limiters outlive a reload while the route's limits stay the same (their counts go on).
     var rateLimitFilters: [RouteKey: RateLimitFilter] = [:]
@@ -42,6 +45,11 @@ struct RouteFilters {
         if let limits = route.rateLimits, !limits.isEmpty {
             // Before the cache too: hits count against the limit.
             filters.append(self.rateLimits(route, limits))
+        }
+        if let auth = route.auth, let filter = self.auth[auth] {
+            // After the limits (nginx's order: limit_req before auth_basic), so a flood of guesses is refused
+            // before it costs a bcrypt; before the cache, so only a permitted client gets a stored response.
+            filters.append(filter)
         }
         if let cache = route.cache, let store = self.cacheStore {
             filters.append(CacheFilter(store: store, config: cache))

@@ -29,7 +29,7 @@ public final class ProxyHarness: Sendable {
         var text = yaml
         for o in origins { text = text.replacingOccurrences(of: "{{origin:\(o.name)}}", with: o.address) }
         let valid: ValidatedConfig
-        switch ConfigLoader.load(text: text, file: "test.yaml", extraChecks: TLSConfigCheck.errors) {
+        switch ConfigLoader.load(text: text, file: "test.yaml", extraChecks: ConfigFileChecks.errors) {
         case .success(let v): valid = v
         case .failure(let e): throw e
         }

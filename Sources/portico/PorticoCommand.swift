@@ -56,7 +56,7 @@ struct Run: AsyncParsableCommand {
     func run() async throws {
         let logger = makeLogger(self.logLevel)
         let valid: ValidatedConfig
-        switch ConfigLoader.load(path: self.config, extraChecks: TLSConfigCheck.errors) {
+        switch ConfigLoader.load(path: self.config, extraChecks: ConfigFileChecks.errors) {
         case .failure(let errors):
             printErrors(errors)
             throw ExitCode(1)
@@ -81,7 +81,7 @@ struct Check: AsyncParsableCommand {
     var config: String = "portico.yaml"
 
     func run() async throws {
-        switch ConfigLoader.load(path: self.config, extraChecks: TLSConfigCheck.errors) {
+        switch ConfigLoader.load(path: self.config, extraChecks: ConfigFileChecks.errors) {
         case .failure(let errors):
             printErrors(errors)
             throw ExitCode(1)
@@ -180,7 +180,7 @@ struct QuickProxy: AsyncParsableCommand {
         )
         let valid: ValidatedConfig
         var result = ConfigValidator.validate(config)
-        if case .success = result, case let tlsErrors = TLSConfigCheck.errors(config), !tlsErrors.isEmpty {
+        if case .success = result, case let tlsErrors = ConfigFileChecks.errors(config), !tlsErrors.isEmpty {
             result = .failure(ConfigErrors(tlsErrors))
         }
         switch result {

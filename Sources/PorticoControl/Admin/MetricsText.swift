@@ -114,6 +114,7 @@ enum WorkerMetricsRenderer {
         }
         out.counters("portico_rate_limited_total", "Requests refused by a route's rate limits (429).", label: "route", s.routes, s.routeNames) { $0.rateLimited }
         out.counters("portico_ip_denied_total", "Requests refused by a route's ip_rules (403).", label: "route", s.routes, s.routeNames) { $0.ipDenied }
+        out.counters("portico_auth_failures_total", "Requests refused by a route's auth (401, or 503 when too many checks wait).", label: "route", s.routes, s.routeNames) { $0.authFailed }
         out.family("portico_upstream_duration_seconds", "histogram", "Time from sending a request upstream to the end of its response, by cluster.")
         for (i, c) in s.clusters.enumerated() where c.upstreamDuration.counts.contains(where: { $0 > 0 }) {
             out.histogram("portico_upstream_duration_seconds", [("cluster", name(s.clusterNames, i))], c.upstreamDuration)

@@ -19,9 +19,17 @@ public enum ConfigLoader {
         let partial = ConfigDecoder().decodePartially(PorticoConfig.self, from: text, file: file)
         guard let value = partial.value else { return .failure(ConfigErrors(partial.errors)) }
         var result = ConfigValidator.validate(value)
-        if partial.errors.isEmpty, case .success = result {
-            let extra = extraChecks(value)
-            if !extra.isEmpty { result = .failure(ConfigErrors(extra)) }
+        if partial.errors.isEmpty {
+            // The file checks too, so every problem is reported at once; not where the validator already
+            // found one at the same key path (an empty file name is said once).
+            switch result {
+            case .success:
+                let extra = extraChecks(value)
+                if !extra.isEmpty { result = .failure(ConfigErrors(extra)) }
+            case .failure(let semantic):
+                let paths = Set(semantic.all.map(\.path))
+                result = .failure(ConfigErrors(semantic.all + extraChecks(value).filter { !paths.contains($0.path) }))
+            }
         }
         switch result {
         case .success(let valid) where partial.errors.isEmpty:

@@ -291,6 +291,32 @@ public enum ConfigValidator {
                 }
             }
         }
+        for (i, r) in c.routes.enumerated() {
+            guard let auth = r.auth else { continue }
+            let p = "routes[\(i)].auth"
+            if (auth.basic != nil ? 1 : 0) + (auth.jwt != nil ? 1 : 0) != 1 { fail(p, "needs exactly one of basic or jwt") }
+            if let b = auth.basic {
+                if b.htpasswd.isEmpty { fail("\(p).basic.htpasswd", "must not be empty") }
+                if let h = b.userHeader, !isToken(h) { fail("\(p).basic.user_header", "invalid header name \"\(h)\"") }
+                if let realm = b.realm, realm.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F }) { fail("\(p).basic.realm", "must not contain control characters") }
+            }
+            if let j = auth.jwt {
+                if (j.keys ?? []).isEmpty && j.jwksFile == nil && j.jwksUrl == nil {
+                    fail("\(p).jwt", "needs keys, jwks_file or jwks_url")
+                }
+                if let u = j.jwksUrl, !(u.hasPrefix("https://") || u.hasPrefix("http://")) || u.utf8.count < 10 {
+                    fail("\(p).jwt.jwks_url", "must be an http:// or https:// URL")
+                }
+                if let d = j.jwksRefresh, d.nanoseconds < 1_000_000_000 { fail("\(p).jwt.jwks_refresh", "must be at least 1s") }
+                for (k, source) in (j.tokenFrom ?? []).enumerated() {
+                    let ok = source == "header" || (source.hasPrefix("cookie:") && source.count > 7) || (source.hasPrefix("query:") && source.count > 6)
+                    if !ok { fail("\(p).jwt.token_from[\(k)]", "unknown source \"\(source)\" (expected header, cookie:NAME or query:NAME)") }
+                }
+                for (claim, field) in (j.forwardClaims ?? [:]).sorted(by: { $0.key < $1.key }) where !isToken(field) {
+                    fail("\(p).jwt.forward_claims.\(claim)", "invalid header name \"\(field)\"")
+                }
+            }
+        }
         // Error pages: status codes Portico answers with, and files it can read (a stat, when the config loads).
         func checkPages(_ pages: [String: String]?, _ path: String) {
             for (code, file) in (pages ?? [:]).sorted(by: { $0.key < $1.key }) {

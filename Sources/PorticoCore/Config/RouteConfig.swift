@@ -34,6 +34,8 @@ public struct RouteConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
     public var rateLimits: [RateLimitConfig]?
     /// Pages for the answers Portico gives on this route, by status code (before the global `error_pages`).
     public var errorPages: [String: String]?
+    /// Who may use the route: Basic, JWT or forward authentication. Default: anyone.
+    public var auth: AuthConfig?
 
     public init(name: String? = nil, match: RouteMatchConfig? = nil, cluster: String? = nil,
                 redirect: RedirectConfig? = nil, respond: FixedResponseConfig? = nil,

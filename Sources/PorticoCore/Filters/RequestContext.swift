@@ -40,6 +40,8 @@ public struct RequestContext: Sendable {
     public var rateLimited: String?
     /// The route's `ip_rules` refused the client.
     public var ipDenied = false
+    /// Why the route's `auth` refused the request (`jwt:expired`, `basic:bad_password`), for metrics and logs.
+    public var authFailure: String?
     /// What a route's cache did with the request, for metrics and logs (nil: no cache on the route).
     public var cacheOutcome: CacheOutcome?
     /// The request's EventLoop (the connection's): where a filter makes the promise it suspends on.

@@ -1366,7 +1366,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 status: ex.status, durationNanos: (now - ex.start).nanoseconds,
                 upstreamNanos: ex.requestSentUpstreamAt.map { (now - $0).nanoseconds },
                 bytesIn: ex.requestBodyBytes, bytesOut: ex.responseBodyBytes, cache: ex.context.cacheOutcome,
-                rateLimited: ex.context.rateLimited != nil, ipDenied: ex.context.ipDenied)
+                rateLimited: ex.context.rateLimited != nil, ipDenied: ex.context.ipDenied, authFailed: ex.context.authFailure != nil)
         }
                 if ex.error != nil && ex.error?.kind != .downstreamClosed && ex.status >= 500 {
             self.worker.logger.info("request failed", metadata: ["status": "\(ex.status)", "reason": "\(ex.error!)", "uri": "\(ex.uri)"])
@@ -1391,7 +1391,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             upstream: ex.upstreamAuthority,
             durationSeconds: Double((now - ex.start).nanoseconds) / 1e9,
             upstreamSeconds: ex.requestSentUpstreamAt.map { Double((now - $0).nanoseconds) / 1e9 },
-            reason: ex.error?.kind.description ?? ex.context.rateLimited.map { "rate_limited(\($0))" } ?? (ex.context.ipDenied ? "ip_denied" : nil),
+            reason: ex.error?.kind.description ?? ex.context.rateLimited.map { "rate_limited(\($0))" } ?? (ex.context.ipDenied ? "ip_denied" : nil)
+                ?? ex.context.authFailure.map { "auth_failed(\($0))" },
             attempts: ex.attempts,
             time: ts,
             requestID: ex.context.requestID

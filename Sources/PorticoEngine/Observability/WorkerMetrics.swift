@@ -15,7 +15,7 @@ final class WorkerMetrics {
 
     /// Records one finished request (called once, from the log phase).
     func request(route: Int, listener: Int, cluster: Int?, status: Int, durationNanos: Int64, upstreamNanos: Int64?,
-                 bytesIn: Int, bytesOut: Int, cache: CacheOutcome?, rateLimited: Bool = false, ipDenied: Bool = false) {
+                 bytesIn: Int, bytesOut: Int, cache: CacheOutcome?, rateLimited: Bool = false, ipDenied: Bool = false, authFailed: Bool = false) {
         let statusClass = (100...599).contains(status) ? status / 100 - 1 : 5
         Self.grow(&self.routes, to: route)
         self.routes[route].requests[statusClass] += 1
@@ -25,6 +25,7 @@ final class WorkerMetrics {
         if let cache { self.routes[route].cache[Int(cache.rawValue)] += 1 }
         if rateLimited { self.routes[route].rateLimited += 1 }
         if ipDenied { self.routes[route].ipDenied += 1 }
+        if authFailed { self.routes[route].authFailed += 1 }
         Self.grow(&self.listeners, to: listener)
         self.listeners[listener].requests[statusClass] += 1
         if let cluster, let upstreamNanos {
@@ -66,6 +67,8 @@ public struct RouteCounters: ZeroCounters, Sendable {
     /// Refused by a rate limit (429) or by `ip_rules` (403).
     public var rateLimited = 0
     public var ipDenied = 0
+    /// Refused by the route's `auth` (401, or 503 when too many checks wait).
+    public var authFailed = 0
     public init() {}
 }
 
@@ -146,6 +149,7 @@ public struct MetricsSnapshot: Sendable {
             for c in r.cache.indices { self.routes[i].cache[c] += r.cache[c] }
             self.routes[i].rateLimited += r.rateLimited
             self.routes[i].ipDenied += r.ipDenied
+            self.routes[i].authFailed += r.authFailed
         }
         WorkerMetrics.grow(&self.clusters, to: w.clusters.count - 1)
         for (i, c) in w.clusters.enumerated() {

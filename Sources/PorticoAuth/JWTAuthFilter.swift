@@ -1,0 +1,114 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Portico open source project
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+package import NIOHTTP1
+package import PorticoCore
+
+/// A route's `auth.jwt`: a request needs a valid bearer token (RFC 6750) from the places `token_from` names; chosen
+/// claims go upstream as request fields. Refused: 401 with `WWW-Authenticate: Bearer` (with
+/// `error="invalid_token"` when a token was there, §3.1), the reason in the log (`auth_failed(jwt:expired)`).
+///
+/// Runs on the request's EventLoop, synchronously: a remembered token is one shard-locked lookup; a new one is
+/// verified in place (`JWTVerifier`) and remembered until it expires, at most a minute.
+package struct JWTAuthFilter: ProxyFilter {
+    let verifier: JWTVerifier
+    let sources: [TokenSource]
+    /// Claim name → request field, sorted by claim for a stable order.
+    let forwardClaims: [(claim: String, field: String)]
+    let verified = AuthCache<[(String, String)]>()
+    /// Called (on the EventLoop) when a token names a key the set lacks: a JWK Set URL may have a new one.
+    let onUnknownKey: (@Sendable () -> Void)?
+
+    package var phases: FilterPhases { .requestHead }
+
+    enum TokenSource: Sendable, Equatable {
+        case header
+        case cookie(String)
+        case query(String)
+
+        init?(parsing text: String) {
+            if text == "header" { self = .header; return }
+            if text.hasPrefix("cookie:"), text.count > 7 { self = .cookie(String(text.dropFirst(7))); return }
+            if text.hasPrefix("query:"), text.count > 6 { self = .query(String(text.dropFirst(6))); return }
+            return nil
+        }
+    }
+
+    /// `token_from` entries that are not understood (for config errors).
+    package static func invalidSources(_ config: JWTAuthConfig) -> [(Int, String)] {
+        (config.tokenFrom ?? []).enumerated().compactMap { TokenSource(parsing: $1) == nil ? ($0, $1) : nil }
+    }
+
+    package init(keys: JWTKeySet, config: JWTAuthConfig, onUnknownKey: (@Sendable () -> Void)? = nil) {
+        self.verifier = JWTVerifier(keys: keys, config: config)
+        self.sources = (config.tokenFrom ?? ["header"]).compactMap(TokenSource.init(parsing:))
+        self.forwardClaims = (config.forwardClaims ?? [:]).sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+        self.onUnknownKey = onUnknownKey
+    }
+
+    package func requestHead(_ head: inout HTTPRequestHead, _ context: inout RequestContext) -> FilterDecision {
+        // Identity fields are Portico's to set: never the client's.
+        for (_, field) in self.forwardClaims { head.headers.remove(name: field) }
+        guard let token = self.token(head, context) else {
+            context.authFailure = "jwt:missing_token"
+            return .respond(Self.unauthorized(nil))
+        }
+        let now = monotonicNanos()
+        let fields: [(String, String)]
+        if let remembered = self.verified.get(String(token), now: now) {
+            fields = remembered
+        } else {
+            let wall = unixSeconds()
+            switch self.verifier.verify(token, now: wall) {
+            case .failure(let failure):
+                if failure == .unknownKey { self.onUnknownKey?() }
+                context.authFailure = "jwt:\(failure.rawValue)"
+                return .respond(Self.unauthorized(failure))
+            case .success(let result):
+                fields = self.forwardClaims.compactMap { claim, field in result.claims[claim]?.headerValue.map { (field, $0) } }
+                let seconds = min(60, (result.validUntil ?? .infinity) - wall)
+                if seconds > 0 { self.verified.set(String(token), fields, until: now + Int64(seconds * 1e9), now: now) }
+            }
+        }
+        for (field, value) in fields { head.headers.add(name: field, value: value) }
+        return .proceed
+    }
+
+    /// The token from the first source that has one.
+    func token(_ head: HTTPRequestHead, _ context: RequestContext) -> Substring? {
+        for source in self.sources {
+            switch source {
+            case .header:
+                for value in head.headers["authorization"] {
+                    let v = value[...].trimmingOWS()
+                    // RFC 6750 §2.1: `Bearer` (the scheme compared without case, RFC 9110 §11.1), one space, the token.
+                    guard v.utf8.count > 7, v.prefix(7).caseInsensitiveASCIIEqual("bearer ") else { continue }
+                    let token = v.dropFirst(7).trimmingOWS()
+                    if !token.isEmpty { return token }
+                }
+            case .cookie(let name):
+                for value in head.headers["cookie"] {
+                    for pair in value.split(separator: ";") {
+                        let p = pair.trimmingOWS()
+                        if p.hasPrefix(name + "="), p.utf8.count > name.utf8.count + 1 { return p.dropFirst(name.utf8.count + 1) }
+                    }
+                }
+            case .query(let name):
+                guard let q = context.uri.firstIndex(of: "?") else { continue }
+                for pair in context.uri[context.uri.index(after: q)...].split(separator: "&") where pair.hasPrefix(name + "=") {
+                    let value = pair.dropFirst(name.utf8.count + 1)
+                    if !value.isEmpty { return value }
+                }
+            }
+        }
+        return nil
+    }
+
+    static func unauthorized(_ failure: JWTVerifier.Failure?) -> FilterResponse {
+        let challenge = failure.map { "Bearer error=\"invalid_token\", error_description=\"\($0.description)\"" } ?? "Bearer"
+        return FilterResponse(status: 401, headers: ["WWW-Authenticate": challenge, "Content-Type": "text/plain; charset=utf-8"],
+                              text: "401 Unauthorized\n")
+    }
+}
