@@ -73,6 +73,7 @@ package struct BasicAuthFilter: ProxyFilter {
                 return .respond(self.unauthorized())
             }
             context[UserKey.self] = user
+            context.identity = BasicUser(user: user)
             return .proceed
         }
         guard let loop = context.eventLoop else { return .respond(self.unauthorized()) }
@@ -85,6 +86,7 @@ package struct BasicAuthFilter: ProxyFilter {
         }
         // The user is recorded now; it goes upstream only if the check passes (a failed one answers 401).
         context[UserKey.self] = user
+        context.identity = BasicUser(user: user)
         let file = self.file, pending = self.pending, cacheFor = self.cacheFor, refusal = self.unauthorized()
         return .suspend(self.pool.runIfActive(eventLoop: loop) { () -> FilterDecision in
             defer { pending.count.wrappingSubtract(1, ordering: .relaxed) }
@@ -126,4 +128,10 @@ package struct BasicAuthFilter: ProxyFilter {
         FilterResponse(status: 401, headers: ["WWW-Authenticate": self.challenge, "Content-Type": "text/plain; charset=utf-8"],
                        text: "401 Unauthorized\n")
     }
+}
+
+/// An htpasswd user: its name is its `sub`.
+struct BasicUser: AuthIdentity {
+    let user: String?
+    func claim(_ name: String) -> String? { name == "sub" ? self.user : nil }
 }

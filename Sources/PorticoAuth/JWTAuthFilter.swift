@@ -17,7 +17,7 @@ package struct JWTAuthFilter: ProxyFilter {
     let sources: [TokenSource]
     /// Claim name → request field, sorted by claim for a stable order.
     let forwardClaims: [(claim: String, field: String)]
-    let verified = AuthCache<[(String, String)]>()
+    let verified = AuthCache<VerifiedToken>()
     /// Called (on the EventLoop) when a token names a key the set lacks: a JWK Set URL may have a new one.
     let onUnknownKey: (@Sendable () -> Void)?
 
@@ -56,9 +56,9 @@ package struct JWTAuthFilter: ProxyFilter {
             return .respond(Self.unauthorized(nil))
         }
         let now = monotonicNanos()
-        let fields: [(String, String)]
+        let identity: VerifiedToken
         if let remembered = self.verified.get(String(token), now: now) {
-            fields = remembered
+            identity = remembered
         } else {
             let wall = unixSeconds()
             switch self.verifier.verify(token, now: wall) {
@@ -67,12 +67,15 @@ package struct JWTAuthFilter: ProxyFilter {
                 context.authFailure = "jwt:\(failure.rawValue)"
                 return .respond(Self.unauthorized(failure))
             case .success(let result):
-                fields = self.forwardClaims.compactMap { claim, field in result.claims[claim]?.headerValue.map { (field, $0) } }
+                identity = VerifiedToken(
+                    claims: result.claims,
+                    fields: self.forwardClaims.compactMap { claim, field in result.claims[claim]?.headerValue.map { (field, $0) } })
                 let seconds = min(60, (result.validUntil ?? .infinity) - wall)
-                if seconds > 0 { self.verified.set(String(token), fields, until: now + Int64(seconds * 1e9), now: now) }
+                if seconds > 0 { self.verified.set(String(token), identity, until: now + Int64(seconds * 1e9), now: now) }
             }
         }
-        for (field, value) in fields { head.headers.add(name: field, value: value) }
+        for (field, value) in identity.fields { head.headers.add(name: field, value: value) }
+        context.identity = identity
         return .proceed
     }
 
@@ -111,4 +114,18 @@ package struct JWTAuthFilter: ProxyFilter {
         return FilterResponse(status: 401, headers: ["WWW-Authenticate": challenge, "Content-Type": "text/plain; charset=utf-8"],
                               text: "401 Unauthorized\n")
     }
+}
+
+/// A verified token's claims, and the request fields they give (computed once per token).
+final class VerifiedToken: AuthIdentity {
+    let claims: [String: Claim]
+    let fields: [(String, String)]
+
+    init(claims: [String: Claim], fields: [(String, String)]) {
+        self.claims = claims
+        self.fields = fields
+    }
+
+    var user: String? { self.claims["sub"]?.headerValue }
+    func claim(_ name: String) -> String? { self.claims[name]?.headerValue }
 }

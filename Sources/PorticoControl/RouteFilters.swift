@@ -42,15 +42,16 @@ struct RouteFilters {
             // Before the cache: a refused client gets no stored response either.
             filters.append(IPRulesFilter(rules: rules, trustedProxies: self.trustedProxies))
         }
-        if let limits = route.rateLimits, !limits.isEmpty {
-            // Before the cache too: hits count against the limit.
-            filters.append(self.rateLimits(route, limits))
-        }
+        let limits = route.rateLimits.flatMap { $0.isEmpty ? nil : self.rateLimits(route, $0) }
+        // Before the cache too: hits count against the limit. Before auth (nginx's order: limit_req before
+        // auth_basic), so a flood of guesses is refused before it costs a bcrypt; after it only when a limit is
+        // keyed by who the client is.
+        if let limits, !limits.needsIdentity { filters.append(limits) }
         if let auth = route.auth, let filter = self.auth[auth] {
-            // After the limits (nginx's order: limit_req before auth_basic), so a flood of guesses is refused
-            // before it costs a bcrypt; before the cache, so only a permitted client gets a stored response.
+            // Before the cache, so only a permitted client gets a stored response.
             filters.append(filter)
         }
+        if let limits, limits.needsIdentity { filters.append(limits) }
         if let cache = route.cache, let store = self.cacheStore {
             filters.append(CacheFilter(store: store, config: cache))
         }

@@ -253,6 +253,33 @@ import Testing
         #expect(try get(proxy.port(), "/x", ["Authorization: Bearer \(Signer().token(kid: "k1", ["sub": "x"]))"]).status == 401)
     }
 
+    @Test func rateLimitsKeyedByAClaimRunAfterAuth() async throws {
+        let dir = try Self.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let signer = Signer()
+        let pem = dir.appendingPathComponent("es256.pem")
+        try signer.es256.publicKey.pemRepresentation.write(to: pem, atomically: true, encoding: .utf8)
+        let origin = try await TestOrigin.start(name: "o")
+        let proxy = try await ProxyHarness.start(yaml: """
+            listeners: [ { name: main, address: "127.0.0.1:0" } ]
+            access_log: { destination: "off" }
+            routes:
+              - cluster: c
+                auth: { jwt: { keys: [ { algorithm: ES256, file: "\(pem.path)" } ] } }
+                rate_limits: [ { name: per-user, key: "claim:sub", rate: 2, per: 1m } ]
+            clusters: [ { name: c, hosts: [ { address: "{{origin:o}}" } ] } ]
+            """, origins: [origin])
+        defer { Task { await proxy.shutdown(); await origin.shutdown() } }
+        for user in ["ann", "ben"] {
+            let token = signer.token(["sub": user])
+            let codes = try (0..<3).map { _ in try get(proxy.port(), "/", ["Authorization: Bearer \(token)"]).status }
+            #expect(codes == [200, 200, 429], "\(user): \(codes)")
+        }
+        // Unauthenticated requests are refused by auth, and do not use anyone's budget.
+        #expect(try get(proxy.port(), "/").status == 401)
+        #expect(origin.requestCount == 4)
+    }
+
     @Test func jwtConfigErrors() throws {
         let dir = try Self.tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }

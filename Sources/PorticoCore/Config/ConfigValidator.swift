@@ -286,8 +286,11 @@ public enum ConfigValidator {
                 if l.rate < 1 { fail("\(p).rate", "must be at least 1") }
                 if let b = l.burst, b < 1 { fail("\(p).burst", "must be at least 1") }
                 if let per = l.per, per.nanoseconds < 1_000_000 { fail("\(p).per", "must be at least 1ms") }
+                if case .claim? = RateLimitFilter.Key(parsing: l.key), r.auth == nil {
+                    fail("\(p).key", "a claim key needs the route's auth")
+                }
                 if RateLimitFilter.Key(parsing: l.key) == nil {
-                    fail("\(p).key", "unknown key \"\(l.key ?? "")\" (expected client_ip, route, header:NAME or cookie:NAME)")
+                    fail("\(p).key", "unknown key \"\(l.key ?? "")\" (expected client_ip, route, header:NAME, cookie:NAME or claim:NAME)")
                 }
             }
         }

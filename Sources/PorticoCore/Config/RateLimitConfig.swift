@@ -10,7 +10,8 @@ public struct RateLimitConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
     /// A name for the `RateLimit` fields and logs. Default `limit-N`.
     public var name: String?
     /// What is counted: `client_ip` (default; the forwarded client behind trusted proxies), `route` (every request
-    /// of the route together), `header:NAME` or `cookie:NAME` (requests without it share one key).
+    /// of the route together), `header:NAME` or `cookie:NAME` (requests without it share one key), `claim:NAME` (a
+    /// claim of the token the route's `auth.jwt` verified, or `sub` for its `auth.basic` user).
     public var key: String?
     /// Requests allowed per `per`. Required, at least 1.
     public var rate: Int

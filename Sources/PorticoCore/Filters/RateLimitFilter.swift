@@ -31,6 +31,8 @@ public struct RateLimitFilter: ProxyFilter {
         case route
         case header(String)
         case cookie(String)
+        /// A claim of the client's verified identity (the route's `auth`); clients without one share one key.
+        case claim(String)
 
         public init?(parsing text: String?) {
             guard let text, !text.isEmpty else { self = .clientIP; return }
@@ -38,12 +40,15 @@ public struct RateLimitFilter: ProxyFilter {
             if text == "route" { self = .route; return }
             if text.hasPrefix("header:"), text.count > 7 { self = .header(String(text.dropFirst(7)).lowercased()); return }
             if text.hasPrefix("cookie:"), text.count > 7 { self = .cookie(String(text.dropFirst(7))); return }
+            if text.hasPrefix("claim:"), text.count > 6 { self = .claim(String(text.dropFirst(6))); return }
             return nil
         }
     }
 
     public let limits: [Limit]
     public let trustedProxies: [CIDR]
+    /// Some limit is keyed by a claim: the filter must run after the route's auth.
+    public var needsIdentity: Bool { self.limits.contains { if case .claim = $0.key { true } else { false } } }
     public var phases: FilterPhases { [.requestHead, .responseHead] }
 
     /// The decision of the request's tightest limit, for the fields of an allowed response.
@@ -103,6 +108,7 @@ public struct RateLimitFilter: ProxyFilter {
         case .route: return context.route
         case .clientIP: return IPRulesFilter(rules: IPRules(IPRulesConfig()), trustedProxies: self.trustedProxies).clientAddress(context)
         case .header(let name): return context.requestHeaders.first(name: name) ?? ""
+        case .claim(let name): return context.identity?.claim(name) ?? ""
         case .cookie(let name):
             for value in context.requestHeaders["cookie"] {
                 for pair in value.split(separator: ";") {

@@ -40,6 +40,8 @@ public struct RequestContext: Sendable {
     public var rateLimited: String?
     /// The route's `ip_rules` refused the client.
     public var ipDenied = false
+    /// Who the route's `auth` found the client to be, for later filters (rate limits keyed by a claim) and logs.
+    public var identity: (any AuthIdentity)?
     /// Why the route's `auth` refused the request (`jwt:expired`, `basic:bad_password`), for metrics and logs.
     public var authFailure: String?
     /// What a route's cache did with the request, for metrics and logs (nil: no cache on the route).
@@ -93,6 +95,14 @@ public struct RequestContext: Sendable {
 
 /// A key for a filter's per-request value in `RequestContext` (as swift-service-context's keys): usually the
 /// filter's own nested type, so no other filter can read or overwrite it.
+/// A client an auth filter verified: a user of an htpasswd file, the claims of a token.
+public protocol AuthIdentity: Sendable {
+    /// The user name (Basic) or `sub` claim (JWT).
+    var user: String? { get }
+    /// A claim's value as text (`RateLimitFilter`'s `claim:NAME` keys); Basic users have `sub`.
+    func claim(_ name: String) -> String?
+}
+
 public protocol RequestContextKey {
     associatedtype Value: Sendable
 }
