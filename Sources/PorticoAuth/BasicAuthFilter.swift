@@ -87,7 +87,9 @@ package struct BasicAuthFilter: ProxyFilter {
         // The user is recorded now; it goes upstream only if the check passes (a failed one answers 401).
         context[UserKey.self] = user
         context.identity = BasicUser(user: user)
-        let file = self.file, pending = self.pending, cacheFor = self.cacheFor, refusal = self.unauthorized()
+        let file = self.file, pending = self.pending, cacheFor = self.cacheFor
+        var refusal = self.unauthorized()
+        refusal.updateContext = { $0.authFailure = "basic:bad_password" }
         return .suspend(self.pool.runIfActive(eventLoop: loop) { () -> FilterDecision in
             defer { pending.count.wrappingSubtract(1, ordering: .relaxed) }
             let good = file.users.verify(user: user, password: password)

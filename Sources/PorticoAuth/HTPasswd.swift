@@ -49,7 +49,9 @@ package struct HTPasswd: Sendable, Equatable {
                     errors.append(ParseError(line: i + 1, message: "malformed bcrypt hash for \"\(user)\""))
                     continue
                 }
-                users[user] = .bcrypt(String(hash))
+                // `$2y$` (Apache's and PHP's name) is the same algorithm as `$2b$`, which is the only name the
+                // OpenBSD bcrypt inside HummingbirdBcrypt knows.
+                users[user] = .bcrypt(hash.hasPrefix("$2y$") ? "$2b$" + hash.dropFirst(4) : String(hash))
             } else if hash.hasPrefix("{SHA}") {
                 guard let digest = Data(base64Encoded: String(hash.dropFirst(5))), digest.count == 20 else {
                     errors.append(ParseError(line: i + 1, message: "malformed {SHA} hash for \"\(user)\""))

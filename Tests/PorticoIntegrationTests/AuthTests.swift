@@ -38,7 +38,7 @@ import Testing
         defer { try? FileManager.default.removeItem(at: dir) }
         let file = dir.appendingPathComponent("users.htpasswd")
         let sha = Data(Insecure.SHA1.hash(data: Data("s3cret".utf8))).base64EncodedString()
-        try "# users\nalice:\(Bcrypt.hash("wonderland", cost: 5))\nbob:{SHA}\(sha)\n".write(to: file, atomically: true, encoding: .utf8)
+        try "# users\nalice:\(Bcrypt.hash("wonderland", cost: 5))\nbob:{SHA}\(sha)\ncarol:$2y$\(Bcrypt.hash("pw", cost: 4).dropFirst(4))\n".write(to: file, atomically: true, encoding: .utf8)
         let origin = try await TestOrigin.start(name: "o")
         let yaml = """
             listeners: [ { name: main, address: "127.0.0.1:0" } ]
@@ -64,6 +64,7 @@ import Testing
         #expect(alice.status == 200)
         #expect(alice.body.contains("x-auth-user: alice") && !alice.body.contains("mallory"))
         #expect(try get(port, "/private/a", [Self.basic("bob", "s3cret")]).body.contains("x-auth-user: bob"))
+        #expect(try get(port, "/private/a", [Self.basic("carol", "pw")]).body.contains("x-auth-user: carol"))  // $2y$, as htpasswd -B writes
         // Remembered: the same credentials again (from the cache) still pass; the scheme compared without case.
         #expect(try get(port, "/private/b", ["authorization: basic " + Data("alice:wonderland".utf8).base64EncodedString()]).status == 200)
         // Other routes need nothing, and the client's X-Auth-User is its own business there.

@@ -77,7 +77,7 @@ import Testing
 
     @Test func checkAcceptsTheBundledAndExampleConfigs() throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        for name in ["portico.yaml", "portico.example.yaml"] {
+        for name in ["portico.yaml", "portico.example.yaml", "examples/edge.yaml"] {
             let r = try Self.run(["check", "--config", root.appendingPathComponent(name).path])
             #expect(r.code == 0, "\(name): \(r.err)")
             #expect(r.out.contains(": ok: "))

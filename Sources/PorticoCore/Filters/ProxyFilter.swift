@@ -96,11 +96,17 @@ public struct FilterResponse: Sendable {
     public var status: Int
     public var headers: HTTPHeaders
     public var body: ByteBuffer
+    /// Changes to the request's context that come with this answer, applied before the response phases: how a
+    /// suspended filter, which has no context at hand when its work completes, records why it answered
+    /// (`authFailure`) for logs and metrics.
+    public var updateContext: (@Sendable (inout RequestContext) -> Void)?
 
-    public init(status: Int, headers: HTTPHeaders = [:], body: ByteBuffer = ByteBuffer()) {
+    public init(status: Int, headers: HTTPHeaders = [:], body: ByteBuffer = ByteBuffer(),
+                updateContext: (@Sendable (inout RequestContext) -> Void)? = nil) {
         self.status = status
         self.headers = headers
         self.body = body
+        self.updateContext = updateContext
     }
 
     public init(status: Int, headers: HTTPHeaders = [:], text: String) {

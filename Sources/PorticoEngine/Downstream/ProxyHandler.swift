@@ -628,6 +628,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// A filter answered: its response goes through the response filters like any other.
     private func respondFromFilter(_ ex: Exchange, _ response: FilterResponse) {
+        response.updateContext?(&ex.context)
         self.respondLocally(ex, status: response.status, headers: response.headers, body: response.body, routeFilters: true)
     }
 
