@@ -37,7 +37,7 @@ public actor HealthCheckService {
                     self.logger.error("health checks of cluster \(cluster.name) cannot use its TLS settings: \(error)")
                 }
             }
-            let probe = HealthProbe(active, tls: tls, http2: cluster.http2)
+            let probe = HealthProbe(active, tls: tls, http2: cluster.http2, proxyProtocol: cluster.proxyProtocol)
             for host in cluster.hosts {
                 self.tasks.append(Task { [group, logger] in
                     await Self.probeLoop(cluster: cluster.name, host: host, probe: probe, config: active, group: group, logger: logger)

@@ -29,8 +29,12 @@ struct HealthProbe: Sendable {
     var tls: UpstreamTLS?
     /// The cluster speaks HTTP/2 (`h2` over TLS, `h2c` without).
     var http2: Bool
+    /// The cluster's hosts expect a PROXY protocol header: probes send one that relays no client (v2 `LOCAL`,
+    /// v1 `UNKNOWN`, as the spec asks of a proxy's own health checks).
+    var proxyProtocol: ProxyProtocolVersion?
 
-    init(_ c: ActiveHealthCheckConfig, tls: UpstreamTLS? = nil, http2: Bool = false) {
+    init(_ c: ActiveHealthCheckConfig, tls: UpstreamTLS? = nil, http2: Bool = false, proxyProtocol: ProxyProtocolVersion? = nil) {
+        self.proxyProtocol = proxyProtocol
         self.type = c.type ?? .http
         self.method = c.method ?? "GET"
         self.path = c.path ?? "/"
@@ -61,12 +65,14 @@ struct HealthProbe: Sendable {
         }
         defer { timeout.cancel() }
         let tls = self.tls
+        let proxyHeader = self.proxyProtocol.map { ProxyProtocol.encode($0, source: nil, destination: nil) }
         let http1 = self.type == .http && !self.http2
         let http2 = self.type == .http && self.http2
         let bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(self.timeout)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let proxyHeader { try channel.pipeline.syncOperations.addHandler(ProxyProtocolSender(header: proxyHeader)) }
                     if let tls {
                         try channel.pipeline.syncOperations.addHandler(
                             NIOSSLClientHandler(context: tls.context, serverHostname: tls.serverName(for: address)))

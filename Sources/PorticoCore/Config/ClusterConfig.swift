@@ -36,6 +36,10 @@ public struct ClusterConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
     /// How often hosts given by name are resolved again. The system resolver does not report TTLs, so this
     /// interval stands in for them; a failed resolution keeps the last good addresses. Default `30s`.
     public var dnsRefresh: ConfigDuration?
+    /// Send a PROXY protocol header (`v1` or `v2`) on each connection to the hosts, carrying the client's
+    /// address. Such a connection belongs to one client, so it serves one request and is not pooled (HAProxy's
+    /// connections with `send-proxy` are private too). Default: none.
+    public var proxyProtocol: ProxyProtocolVersion?
 
     public init(name: String, balancer: BalancerKind? = nil, hosts: [HostConfig] = [],
                 timeouts: ClusterTimeoutsConfig? = nil, pool: PoolConfig? = nil, hash: HashKeyConfig? = nil,
@@ -363,4 +367,9 @@ public struct PoolConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
     }
 
     public static var configPlaceholder: PoolConfig { .init() }
+}
+
+public enum ProxyProtocolVersion: String, ConfigEnum {
+    case v1
+    case v2
 }

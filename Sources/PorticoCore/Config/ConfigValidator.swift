@@ -156,6 +156,9 @@ public enum ConfigValidator {
             }
             if cl.protocol == .h2 && cl.tls == nil { fail("\(p).protocol", "h2 needs tls (use h2c for HTTP/2 without TLS)") }
             if cl.protocol == .h2c && cl.tls != nil { fail("\(p).protocol", "h2c is HTTP/2 without TLS (use h2 with tls)") }
+            if cl.proxyProtocol != nil && (cl.protocol == .h2 || cl.protocol == .h2c) {
+                fail("\(p).proxy_protocol", "not with HTTP/2 upstreams: one connection carries many clients' requests")
+            }
             if let t = cl.tls, (t.certFile == nil) != (t.keyFile == nil) {
                 fail("\(p).tls", "cert_file and key_file go together")
             }
@@ -274,6 +277,13 @@ public enum ConfigValidator {
         }
         for (i, l) in c.listeners.enumerated() {
             checkRules(l.ipRules, "listeners[\(i)].ip_rules")
+            if let pp = l.proxyProtocol {
+                if pp.trustedIps.isEmpty { fail("listeners[\(i)].proxy_protocol.trusted_ips", "at least one range is required") }
+                for (j, t) in pp.trustedIps.enumerated() where CIDR(parsing: t) == nil {
+                    fail("listeners[\(i)].proxy_protocol.trusted_ips[\(j)]", "invalid CIDR \"\(t)\" (expected e.g. 10.0.0.0/8 or 192.0.2.7)")
+                }
+                if let t = pp.timeout, t.nanoseconds < 1_000_000 { fail("listeners[\(i)].proxy_protocol.timeout", "must be at least 1ms") }
+            }
             for (key, n) in [("max_connections", l.limits?.maxConnections), ("max_connections_per_ip", l.limits?.maxConnectionsPerIp),
                              ("max_connection_rate_per_ip", l.limits?.maxConnectionRatePerIp)] {
                 if let n, n < 1 { fail("listeners[\(i)].limits.\(key)", "must be at least 1 (leave it out for no limit)") }

@@ -25,6 +25,10 @@ public struct ListenerConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
     /// Which client addresses may connect, checked when a connection is accepted (before TLS); others are
     /// closed at once.
     public var ipRules: IPRulesConfig?
+    /// Connections start with a PROXY protocol header (v1 or v2, told apart by their first bytes) whose source
+    /// address is the client's everywhere (logs, forwarding fields, IP rules, limits). Only peers in
+    /// `trusted_ips` may connect; others are closed.
+    public var proxyProtocol: ListenerProxyProtocolConfig?
 
     public init(name: String, address: String, reusePort: Bool? = nil, backlog: Int? = nil,
                 limits: LimitsConfig? = nil, timeouts: ListenerTimeoutsConfig? = nil, tls: ListenerTLSConfig? = nil,
@@ -41,6 +45,21 @@ public struct ListenerConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
     }
 
     public static var configPlaceholder: ListenerConfig { .init(name: "", address: "") }
+}
+
+/// A listener's `proxy_protocol`.
+public struct ListenerProxyProtocolConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
+    /// The load balancers allowed to connect (CIDRs). Required.
+    public var trustedIps: [String]
+    /// The header must arrive within this. Default `5s`.
+    public var timeout: ConfigDuration?
+
+    public init(trustedIps: [String], timeout: ConfigDuration? = nil) {
+        self.trustedIps = trustedIps
+        self.timeout = timeout
+    }
+
+    public static var configPlaceholder: ListenerProxyProtocolConfig { .init(trustedIps: []) }
 }
 
 /// Limits on what a downstream request may send. Exceeding one gets the status named on each field.

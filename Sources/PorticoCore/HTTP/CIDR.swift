@@ -10,7 +10,15 @@ import Darwin
 #endif
 
 /// The bytes of an IPv4 (4) or IPv6 (16) address literal.
-public struct IPAddressBytes: Sendable, Hashable {
+public struct IPAddressBytes: Sendable, Hashable, CustomStringConvertible {
+    /// Dotted IPv4, or IPv6 as eight hex groups (uncompressed; what `inet_pton` and the PROXY protocol take).
+    public var description: String {
+        if self.bytes.count == 4 { return self.bytes.map(String.init).joined(separator: ".") }
+        return stride(from: 0, to: self.bytes.count - 1, by: 2).map {
+            String(UInt16(self.bytes[$0]) << 8 | UInt16(self.bytes[$0 + 1]), radix: 16)
+        }.joined(separator: ":")
+    }
+
     public var bytes: [UInt8]
 
     public init(bytes: [UInt8]) { self.bytes = bytes }
@@ -72,14 +80,6 @@ public struct CIDR: Sendable, Hashable, CustomStringConvertible {
     }
 
     public var description: String {
-        let text: String
-        if self.network.bytes.count == 4 {
-            text = self.network.bytes.map(String.init).joined(separator: ".")
-        } else {
-            text = stride(from: 0, to: 16, by: 2).map {
-                String(UInt16(self.network.bytes[$0]) << 8 | UInt16(self.network.bytes[$0 + 1]), radix: 16)
-            }.joined(separator: ":")
-        }
-        return "\(text)/\(self.prefixLength)"
+        "\(self.network)/\(self.prefixLength)"
     }
 }

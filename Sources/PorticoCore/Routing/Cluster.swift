@@ -34,6 +34,8 @@ public final class Cluster: Sendable {
     public let dnsRefresh: TimeAmount
     /// HTTP/2 to the hosts (`h2` or `h2c`).
     public let http2: Bool
+    /// A PROXY protocol header starts each connection to the hosts (which then serve one request each).
+    public let proxyProtocol: ProxyProtocolVersion?
     /// Where this cluster counts in the workers' metrics (`MetricSlots`).
     public let metricSlot: Int
 
@@ -74,6 +76,7 @@ public final class Cluster: Sendable {
         self.maxRequests = config.circuitBreaker?.maxRequests
         self.dnsRefresh = .nanoseconds(config.dnsRefresh?.nanoseconds ?? 30_000_000_000)
         self.http2 = config.protocol == .h2 || config.protocol == .h2c
+        self.proxyProtocol = config.proxyProtocol
     }
 
     /// A fresh balancer for one worker (each worker keeps its own cursor: no cross-core atomics). Round robin

@@ -13,17 +13,24 @@ import PorticoCore
 /// Used only on the connection's EventLoop (its stream channels share it).
 final class DownstreamPeer {
     private var cached: (ip: String, trusted: Bool)?
+    /// The address a PROXY protocol header gave, which stands for the socket's.
+    let proxiedAddress: SocketAddress?
+
+    init(proxiedAddress: SocketAddress? = nil) {
+        self.proxiedAddress = proxiedAddress
+    }
 
     func identity(of connection: any Channel, _ forwarding: ForwardingPolicy) -> (ip: String, trusted: Bool) {
         if let cached = self.cached { return cached }
-        let identity = Self.lookUp(connection, forwarding)
+        let identity = Self.lookUp(connection, forwarding, proxiedAddress: self.proxiedAddress)
         self.cached = identity
         return identity
     }
 
-    /// The peer of `connection` (an HTTP/1.1 connection asks once, itself).
-    static func lookUp(_ connection: any Channel, _ forwarding: ForwardingPolicy) -> (ip: String, trusted: Bool) {
-        let ip = connection.remoteAddress?.ipAddress ?? "-"
+    /// The peer of `connection` (an HTTP/1.1 connection asks once, itself): the address its PROXY protocol header
+    /// gave, else the socket's.
+    static func lookUp(_ connection: any Channel, _ forwarding: ForwardingPolicy, proxiedAddress: SocketAddress?) -> (ip: String, trusted: Bool) {
+        let ip = (proxiedAddress ?? connection.remoteAddress)?.ipAddress ?? "-"
         return (ip, forwarding.isTrusted(ip))
     }
 }

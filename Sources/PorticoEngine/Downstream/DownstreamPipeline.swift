@@ -3,6 +3,7 @@
 // SPDX-License-Identifier: Apache-2.0
 //===----------------------------------------------------------------------===//
 
+import Logging
 import NIOCore
 import NIOHTTP1
 import NIOHTTP2
@@ -11,7 +12,7 @@ import PorticoCore
 
 /// Builds a downstream connection's pipeline, on its EventLoop:
 ///
-///     socket ─▶ (NIOSSLServerHandler ─▶ TLSHandshakeTimeoutHandler (until the handshake) ─▶ TLSWriteCoalescingHandler)?
+///     socket ─▶ (ProxyProtocolDecoder, until the header)? ─▶ (NIOSSLServerHandler ─▶ TLSHandshakeTimeoutHandler (until the handshake) ─▶ TLSWriteCoalescingHandler)?
 ///                 ─▶ HTTP/1.1: HTTP1ServerCodecHandler ─▶ ProxyHandler
 ///                 └▶ HTTP/2:   FlushCoalescingHandler ─▶ NIOHTTP2Handler ─▶ per stream: HTTP2ExtendedConnectHandler ─▶
 ///                              HTTP2FramePayloadToHTTP1ServerCodec ─▶ ProxyHandler
@@ -28,23 +29,67 @@ import PorticoCore
 /// `HTTP2ConnectionErrorHandler` then closes it.
 enum DownstreamPipeline {
     static func configure(_ channel: any Channel, worker: WorkerState, listener: ListenerSettings) -> EventLoopFuture<Void> {
-        if let rules = listener.ipRules, !rules.allows(channel.remoteAddress?.ipAddress ?? "-") {
-            // Refused at accept, before any TLS work: closed at once.
+        guard let proxyProtocol = listener.proxyProtocol else {
+            guard self.admit(channel, channel.remoteAddress, worker: worker, listener: listener) else {
+                return channel.eventLoop.makeSucceededVoidFuture()
+            }
+            return self.configureProtocols(channel, worker: worker, listener: listener, proxiedAddress: nil)
+        }
+        // PROXY protocol: only the trusted load balancers may connect; the rest of the pipeline is built once the
+        // header said whose connection this is, and the listener's rules apply to that address.
+        let peer = channel.remoteAddress?.ipAddress.flatMap(IPAddressBytes.init)
+        guard let peer, proxyProtocol.trusted.contains(where: { $0.contains(peer.unmapped) }) else {
             if let m = worker.metrics { m.listeners[m.listener(listener.metricSlot)].deniedConnections += 1 }
             channel.close(promise: nil)
             return channel.eventLoop.makeSucceededVoidFuture()
         }
-        if !listener.connectionLimits.isEmpty, let ip = channel.remoteAddress?.ipAddress.flatMap(IPAddressBytes.init) {
+        let bound = NIOLoopBound(worker, eventLoop: channel.eventLoop)
+        let decoder = ProxyProtocolDecoder(
+            timeout: proxyProtocol.timeout,
+            onHeader: { context, addresses in
+                let channel = context.channel
+                let client = addresses.source ?? channel.remoteAddress
+                guard self.admit(channel, client, worker: bound.value, listener: listener) else { return }
+                self.configureProtocols(channel, worker: bound.value, listener: listener, proxiedAddress: addresses.source)
+                    .whenFailure { _ in channel.close(promise: nil) }
+            },
+            onRefused: { why in
+                bound.value.logger.debug("PROXY protocol header refused", metadata: ["listener": "\(listener.name)", "reason": "\(why)"])
+                if let m = bound.value.metrics { m.listeners[m.listener(listener.metricSlot)].deniedConnections += 1 }
+            })
+        do {
+            try channel.pipeline.syncOperations.addHandler(decoder)
+            return channel.eventLoop.makeSucceededVoidFuture()
+        } catch {
+            return channel.eventLoop.makeFailedFuture(error)
+        }
+    }
+
+    /// The listener's IP rules and connection caps for the client at `address`; a refused connection is closed at
+    /// once, before any TLS work.
+    private static func admit(_ channel: any Channel, _ address: SocketAddress?, worker: WorkerState, listener: ListenerSettings) -> Bool {
+        if let rules = listener.ipRules, !rules.allows(address?.ipAddress ?? "-") {
+            if let m = worker.metrics { m.listeners[m.listener(listener.metricSlot)].deniedConnections += 1 }
+            channel.close(promise: nil)
+            return false
+        }
+        if !listener.connectionLimits.isEmpty, let ip = address?.ipAddress.flatMap(IPAddressBytes.init) {
             let limiter = listener.connectionLimiter
             let limits = listener.connectionLimits
             if limiter.admit(ip, limits: limits, now: Int64(NIODeadline.now().uptimeNanoseconds)) != nil {
-                // Over a cap: closed before any TLS work; logged in aggregate by the worker (`WorkerState.tick`).
+                // Over a cap: logged in aggregate by the worker (`WorkerState.tick`).
                 if let m = worker.metrics { m.listeners[m.listener(listener.metricSlot)].overLimitConnections += 1 }
                 channel.close(promise: nil)
-                return channel.eventLoop.makeSucceededVoidFuture()
+                return false
             }
             channel.closeFuture.whenComplete { _ in limiter.release(ip, limits: limits, now: Int64(NIODeadline.now().uptimeNanoseconds)) }
         }
+        return true
+    }
+
+    /// TLS (and ALPN) if the listener has it, then HTTP/1.1 or HTTP/2.
+    private static func configureProtocols(_ channel: any Channel, worker: WorkerState, listener: ListenerSettings,
+                                           proxiedAddress: SocketAddress?) -> EventLoopFuture<Void> {
         do {
             if let tls = listener.tls {
                 // A failed handshake only closes this connection (NIOSSL sends the alert and closes).
@@ -54,25 +99,25 @@ enum DownstreamPipeline {
                     let bound = NIOLoopBound(worker, eventLoop: channel.eventLoop)
                     return channel.configureHTTP2SecureUpgrade(
                         h2ChannelConfigurator: { ch in
-                            ch.eventLoop.makeCompletedFuture { try configureHTTP2(ch, worker: bound.value, listener: listener) }
+                            ch.eventLoop.makeCompletedFuture { try configureHTTP2(ch, worker: bound.value, listener: listener, proxiedAddress: proxiedAddress) }
                         },
                         http1ChannelConfigurator: { ch in
-                            ch.eventLoop.makeCompletedFuture { try configureHTTP1(ch, worker: bound.value, listener: listener) }
+                            ch.eventLoop.makeCompletedFuture { try configureHTTP1(ch, worker: bound.value, listener: listener, proxiedAddress: proxiedAddress) }
                         }
                     )
                 }
             } else if listener.h2c {
-                try configureHTTP2(channel, worker: worker, listener: listener)
+                try configureHTTP2(channel, worker: worker, listener: listener, proxiedAddress: proxiedAddress)
                 return channel.eventLoop.makeSucceededVoidFuture()
             }
-            try configureHTTP1(channel, worker: worker, listener: listener)
+            try configureHTTP1(channel, worker: worker, listener: listener, proxiedAddress: proxiedAddress)
             return channel.eventLoop.makeSucceededVoidFuture()
         } catch {
             return channel.eventLoop.makeFailedFuture(error)
         }
     }
 
-    static func configureHTTP1(_ channel: any Channel, worker: WorkerState, listener: ListenerSettings) throws {
+    static func configureHTTP1(_ channel: any Channel, worker: WorkerState, listener: ListenerSettings, proxiedAddress: SocketAddress? = nil) throws {
         if listener.tls != nil {
             try channel.pipeline.syncOperations.addHandler(TLSWriteCoalescingHandler())
         }
@@ -84,11 +129,11 @@ enum DownstreamPipeline {
         )
         try channel.pipeline.syncOperations.addHandlers([
             HTTP1ServerCodecHandler(limits: limits),
-            ProxyHandler(worker: worker, listener: listener),
+            ProxyHandler(worker: worker, listener: listener, proxiedAddress: proxiedAddress),
         ])
     }
 
-    static func configureHTTP2(_ channel: any Channel, worker: WorkerState, listener: ListenerSettings) throws {
+    static func configureHTTP2(_ channel: any Channel, worker: WorkerState, listener: ListenerSettings, proxiedAddress: SocketAddress? = nil) throws {
         // HTTP/2 has no half-closed connections: the peer's EOF ends the connection (HTTP/1.1 keeps half-closure
         // to finish the last response).
         try channel.syncOptions?.setOption(.allowRemoteHalfClosure, value: false)
@@ -105,7 +150,7 @@ enum DownstreamPipeline {
         var stream = NIOHTTP2Handler.StreamConfiguration()
         stream.targetWindowSize = 1 << 20
         let bound = NIOLoopBound(worker, eventLoop: channel.eventLoop)
-        let peer = NIOLoopBound(DownstreamPeer(), eventLoop: channel.eventLoop)
+        let peer = NIOLoopBound(DownstreamPeer(proxiedAddress: proxiedAddress), eventLoop: channel.eventLoop)
         // Idle connections and graceful shutdown: GOAWAY first, then close once the open streams are done.
         let manager = NIOHTTP2ServerConnectionManagementHandler(
             eventLoop: channel.eventLoop,

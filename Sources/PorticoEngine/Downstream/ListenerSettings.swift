@@ -43,9 +43,14 @@ public struct ListenerSettings: Sendable {
     /// Connection caps, and the counts behind them (shared by the workers, kept across reloads by the engine).
     public var connectionLimits: ConnectionLimiter.Limits
     public var connectionLimiter = ConnectionLimiter()
+    /// Connections start with a PROXY protocol header, from these peers only.
+    public var proxyProtocol: (trusted: [CIDR], timeout: TimeAmount)?
 
     public init(_ c: ListenerConfig, tls: ListenerTLS? = nil) {
         self.ipRules = c.ipRules.map(IPRules.init).flatMap { $0.isEmpty ? nil : $0 }
+        self.proxyProtocol = c.proxyProtocol.map {
+            ($0.trustedIps.compactMap(CIDR.init(parsing:)), .nanoseconds($0.timeout?.nanoseconds ?? 5_000_000_000))
+        }
         self.connectionLimits = ConnectionLimiter.Limits(
             maxConnections: c.limits?.maxConnections ?? 0, maxPerAddress: c.limits?.maxConnectionsPerIp ?? 0,
             ratePerAddress: c.limits?.maxConnectionRatePerIp ?? 0)

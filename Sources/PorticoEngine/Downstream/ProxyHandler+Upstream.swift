@@ -152,7 +152,7 @@ extension ProxyHandler {
     /// Opens a new connection to the exchange's current host; its slot under `max_connections` is reserved.
     func connect(_ ex: Exchange, pool: UpstreamConnectionPool) {
         ex.state = .connecting
-        pool.connect().assumeIsolated().whenComplete { [self] result in
+        pool.connect(proxyHeader: pool.proxyProtocol.map(self.proxyProtocolHeader)).assumeIsolated().whenComplete { [self] result in
             switch result {
             case .success(let conn):
                 guard self.exchange === ex, ex.state == .connecting, !self.isClosed else {

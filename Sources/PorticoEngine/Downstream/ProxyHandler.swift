@@ -91,11 +91,22 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// For HTTP/2 streams: the connection's peer, shared by its streams.
     private let peer: DownstreamPeer?
 
-    init(worker: WorkerState, listener: ListenerSettings, http2Peer: DownstreamPeer? = nil) {
+    /// The client's address from a PROXY protocol header, standing for the socket's.
+    let proxiedAddress: SocketAddress?
+
+    init(worker: WorkerState, listener: ListenerSettings, http2Peer: DownstreamPeer? = nil, proxiedAddress: SocketAddress? = nil) {
         self.worker = worker
         self.listener = listener
         self.isHTTP2 = http2Peer != nil
         self.peer = http2Peer
+        self.proxiedAddress = proxiedAddress ?? http2Peer?.proxiedAddress
+    }
+
+    /// The PROXY protocol header for a new upstream connection of a cluster that sends one: the client's address
+    /// (a received header's, else the socket's) and the listener's.
+    func proxyProtocolHeader(_ version: ProxyProtocolVersion) -> ByteBuffer {
+        let connection = self.context.channel.parent ?? self.context.channel
+        return ProxyProtocol.encode(version, source: self.proxiedAddress ?? connection.remoteAddress, destination: connection.localAddress)
     }
 
     /// The loop's clock (virtual under `EmbeddedEventLoop`, so timeouts are testable).
@@ -122,7 +133,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             // An HTTP/2 stream: the connection's peer, looked up once for all its streams.
             (self.clientIP, self.clientTrusted) = peer.identity(of: context.channel.parent ?? context.channel, forwarding)
         } else {
-            (self.clientIP, self.clientTrusted) = DownstreamPeer.lookUp(context.channel, forwarding)
+            (self.clientIP, self.clientTrusted) = DownstreamPeer.lookUp(context.channel, forwarding, proxiedAddress: self.proxiedAddress)
         }
         self.idleDeadline = self.now + self.listener.idleTimeout
         self.worker.register(self)

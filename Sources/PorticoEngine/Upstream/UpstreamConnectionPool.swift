@@ -32,6 +32,9 @@ final class UpstreamConnectionPool {
     let tls: UpstreamTLS?
     /// HTTP/2 to this host: one multiplexed connection per worker, a new stream per request (nothing is parked).
     let http2: Bool
+    /// Each connection starts with a PROXY protocol header for one client: it serves one request and is never
+    /// parked (HAProxy keeps `send-proxy` connections private to their client too).
+    let proxyProtocol: ProxyProtocolVersion?
     private var http2Connection: EventLoopFuture<NIOHTTP2Handler.StreamMultiplexer>?
 
     init(address: HostPort, eventLoop: any EventLoop, cluster: Cluster, host: HostState, tls: UpstreamTLS? = nil) {
@@ -39,6 +42,7 @@ final class UpstreamConnectionPool {
         self.host = host
         self.tls = tls
         self.http2 = cluster.http2
+        self.proxyProtocol = cluster.proxyProtocol
         self.eventLoop = eventLoop
         self.resolved = try? SocketAddress(ipAddress: address.host, port: address.port)
         self.machine = UpstreamPoolStateMachine(
@@ -76,7 +80,7 @@ final class UpstreamConnectionPool {
 
     /// A parked connection that is still open, or nil (then `connect()`).
     func lease() -> UpstreamHandler? {
-        if self.http2 { return nil }
+        if self.http2 || self.proxyProtocol != nil { return nil }
         while case .reuse(let id) = self.machine.lease() {
             guard let handler = self.parked.removeValue(forKey: id) else { continue }
             if handler.isClosed { continue }
@@ -86,14 +90,18 @@ final class UpstreamConnectionPool {
     }
 
     /// Opens a new connection on this pool's EventLoop. The caller has reserved its slot (`reserveConnection`);
-    /// it is given back when the connection closes, or here if the connect fails.
-    func connect() -> EventLoopFuture<UpstreamHandler> {
+    /// it is given back when the connection closes, or here if the connect fails. `proxyHeader` goes first on
+    /// the wire (before TLS) when the cluster sends the PROXY protocol.
+    func connect(proxyHeader: ByteBuffer? = nil) -> EventLoopFuture<UpstreamHandler> {
         if self.http2 { return self.openStream() }
         let bootstrap = ClientBootstrap(group: self.eventLoop)
             .connectTimeout(self.connectTimeout)
             // TCP_NODELAY is ClientBootstrap's default; every further option is a syscall per new connection.
             .channelInitializer { [pool = NIOLoopBound(self, eventLoop: self.eventLoop), tls = self.tls, address = self.address] channel in
                 do {
+                    if let proxyHeader {
+                        try channel.pipeline.syncOperations.addHandler(ProxyProtocolSender(header: proxyHeader))
+                    }
                     if let tls {
                         try channel.pipeline.syncOperations.addHandler(
                             NIOSSLClientHandler(context: tls.context, serverHostname: tls.serverName(for: address))
@@ -134,7 +142,7 @@ final class UpstreamConnectionPool {
             if !reusable { handler.close() }
             return
         }
-        if self.isRetired {
+        if self.isRetired || self.proxyProtocol != nil {
             handler.close()
             return
         }
