@@ -105,7 +105,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// The PROXY protocol header for a new upstream connection of a cluster that sends one: the client's address
     /// (a received header's, else the socket's) and the listener's.
     func proxyProtocolHeader(_ version: ProxyProtocolVersion) -> ByteBuffer {
-        let connection = self.context.channel.parent ?? self.context.channel
+        // An HTTP/2 stream's connection is its parent; an HTTP/1.1 connection's parent is the listening socket.
+        let connection = self.isHTTP2 ? (self.context.channel.parent ?? self.context.channel) : self.context.channel
         return ProxyProtocol.encode(version, source: self.proxiedAddress ?? connection.remoteAddress, destination: connection.localAddress)
     }
 
