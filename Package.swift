@@ -31,6 +31,7 @@ let package = Package(
         // Edge authentication: JWT/JWKS verification, and bcrypt for htpasswd files (only HummingbirdBcrypt, a
         // C bcrypt with a Swift face, is built from hummingbird-auth).
         .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
         // OTLP/HTTP trace export only (its default traits pull in all of gRPC).
         .package(url: "https://github.com/swift-otel/swift-otel.git", from: "1.6.0", traits: ["OTLPHTTP"]),
@@ -81,6 +82,19 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Rate limits shared through Redis: a small RESP client on NIO (no Redis client package builds here).
+        .target(
+            name: "PorticoRedis",
+            dependencies: [
+                "PorticoCore",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // Authentication filters at the edge: Basic (htpasswd), JWT (files or JWKS), forward auth.
         .target(
             name: "PorticoAuth",
@@ -103,6 +117,7 @@ let package = Package(
                 "PorticoEngine",
                 "PorticoCompression",
                 "PorticoAuth",
+                "PorticoRedis",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "OTel", package: "swift-otel"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),

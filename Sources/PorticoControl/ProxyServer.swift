@@ -7,6 +7,7 @@ import Foundation
 import Logging
 import NIOCore
 import PorticoCore
+import PorticoRedis
 import PorticoEngine
 import ServiceLifecycle
 import UnixSignals
@@ -136,6 +137,7 @@ public actor ProxyServer: Service {
         await self.healthChecks.stop()
         await self.dns.stop()
         await self.engine.shutdown(grace: .nanoseconds(grace))
+        self.releaseRateLimiters(keeping: [:])
     }
 
     /// The table for `config`, and the cache store its routes use: the running one while `cache_storage` is the
@@ -158,7 +160,7 @@ public actor ProxyServer: Service {
         for r in c.routes {
             guard let limits = r.rateLimits, !limits.isEmpty else { continue }
             let key = RouteFilters.RouteKey(route: r.name ?? "-", limits: limits, trustedProxies: c.forwarding?.trustedProxies ?? [])
-            limiters[key] = self.rateLimiters[key] ?? RateLimitFilter(route: r.name ?? "-", configs: limits, trustedProxies: filters.trustedProxies)
+            limiters[key] = self.rateLimiters[key] ?? self.makeRateLimitFilter(route: r.name ?? "-", limits, trustedProxies: filters.trustedProxies)
         }
         filters.rateLimitFilters = limiters
         filters.auth = auth
@@ -171,6 +173,30 @@ public actor ProxyServer: Service {
         let table = RoutingTable.compile(config, generation: generation, registry: self.hosts, now: Int64(NIODeadline.now().uptimeNanoseconds),
                                          routeFilters: filters.make, files: files)
         return (table, store)
+    }
+
+    /// A route's rate limits; `store: redis` limits get their Redis store (a connection per EventLoop).
+    private func makeRateLimitFilter(route: String, _ limits: [RateLimitConfig], trustedProxies: [CIDR]) -> RateLimitFilter {
+        let loops = Array(self.group.makeIterator())
+        let logger = self.logger
+        return RateLimitFilter(route: route, configs: limits, trustedProxies: trustedProxies) { name, config, limiter in
+            guard let redis = config.redis else { return nil }
+            let password = redis.passwordFile
+                .flatMap { try? String(contentsOfFile: $0, encoding: .utf8) }
+                .map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+            do {
+                return try RedisRateLimitStore(config: redis, limitName: name, route: route, limiter: limiter, eventLoops: loops,
+                                               password: password, logger: logger)
+            } catch {
+                logger.error("Redis address not usable: the limit counts locally", metadata: ["limit": "\(name)", "redis": "\(redis.address)"])
+                return nil
+            }
+        }
+    }
+
+    /// Rate limiters of the previous generation that the new one does not use: their Redis connections close.
+    private func releaseRateLimiters(keeping kept: [RouteFilters.RouteKey: RateLimitFilter]) {
+        for (key, filter) in self.rateLimiters where kept[key] == nil { filter.close() }
     }
 
     /// Re-reads the config file. Errors are logged and leave the running config in force.
@@ -247,6 +273,7 @@ public actor ProxyServer: Service {
         await self.auth.activate()
         self.reloads += 1
         self.cacheStore = store
+        self.releaseRateLimiters(keeping: self.pendingRateLimiters)
         self.rateLimiters = self.pendingRateLimiters
         self.table = table
         self.generation = next

@@ -58,5 +58,19 @@ import Testing
         let yaml = "listeners: [ { name: l, address: \"127.0.0.1:0\" } ]\nroutes: [ { respond: {}, rate_limits: [ { rate: 0, key: \"jwt:sub\", burst: 0 } ] } ]\n"
         guard case .failure(let errors) = ConfigLoader.load(text: yaml, file: nil) else { Issue.record("accepted"); return }
         #expect(Set(errors.all.map(\.path)) == ["routes[0].rate_limits[0].rate", "routes[0].rate_limits[0].key", "routes[0].rate_limits[0].burst"])
+        let redis = """
+            listeners: [ { name: l, address: "127.0.0.1:0" } ]
+            routes:
+              - respond: {}
+                rate_limits:
+                  - { rate: 1, store: redis }
+                  - { rate: 1, store: redis, redis: { address: "nowhere", timeout: 0s, password_file: /nonexistent } }
+                  - { rate: 1, redis: { address: "127.0.0.1:6379" } }
+            """
+        guard case .failure(let redisErrors) = ConfigLoader.load(text: redis, file: nil) else { Issue.record("accepted"); return }
+        #expect(Set(redisErrors.all.map(\.path)) == [
+            "routes[0].rate_limits[0].redis", "routes[0].rate_limits[1].redis.address", "routes[0].rate_limits[1].redis.timeout",
+            "routes[0].rate_limits[1].redis.password_file", "routes[0].rate_limits[2].redis",
+        ], "\(redisErrors)")
     }
 }

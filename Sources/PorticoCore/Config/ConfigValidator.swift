@@ -296,6 +296,17 @@ public enum ConfigValidator {
                 if l.rate < 1 { fail("\(p).rate", "must be at least 1") }
                 if let b = l.burst, b < 1 { fail("\(p).burst", "must be at least 1") }
                 if let per = l.per, per.nanoseconds < 1_000_000 { fail("\(p).per", "must be at least 1ms") }
+                if l.store == .redis {
+                    if let r = l.redis {
+                        if HostPort(parsing: r.address) == nil { fail("\(p).redis.address", "invalid address \"\(r.address)\" (expected host:port, e.g. 127.0.0.1:6379)") }
+                        if let t = r.timeout, t.nanoseconds < 1_000_000 { fail("\(p).redis.timeout", "must be at least 1ms") }
+                        if let f = r.passwordFile, access(f, R_OK) != 0 { fail("\(p).redis.password_file", "cannot read \"\(f)\"") }
+                    } else {
+                        fail("\(p).redis", "store: redis needs redis: { address: host:port }")
+                    }
+                } else if l.redis != nil {
+                    fail("\(p).redis", "only with store: redis")
+                }
                 if case .claim? = RateLimitFilter.Key(parsing: l.key), r.auth == nil {
                     fail("\(p).key", "a claim key needs the route's auth")
                 }

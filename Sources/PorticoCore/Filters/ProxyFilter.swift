@@ -109,7 +109,7 @@ public struct FilterResponse: Sendable {
         self.updateContext = updateContext
     }
 
-    public init(status: Int, headers: HTTPHeaders = [:], text: String) {
-        self.init(status: status, headers: headers, body: ByteBuffer(string: text))
+    public init(status: Int, headers: HTTPHeaders = [:], text: String, updateContext: (@Sendable (inout RequestContext) -> Void)? = nil) {
+        self.init(status: status, headers: headers, body: ByteBuffer(string: text), updateContext: updateContext)
     }
 }

@@ -3,6 +3,7 @@
 // SPDX-License-Identifier: Apache-2.0
 //===----------------------------------------------------------------------===//
 
+public import NIOCore
 public import NIOHTTP1
 
 #if canImport(Glibc)
@@ -24,6 +25,8 @@ public struct RateLimitFilter: ProxyFilter {
         /// For the policy field: quota and window in seconds.
         public var quota: Int
         public var windowSeconds: Int
+        /// Counts kept outside this process (`store: redis`); nil: `limiter` decides.
+        public var shared: (any SharedRateLimitStore)?
     }
 
     public enum Key: Sendable, Hashable {
@@ -53,47 +56,97 @@ public struct RateLimitFilter: ProxyFilter {
 
     /// The decision of the request's tightest limit, for the fields of an allowed response.
     enum StateKey: RequestContextKey { typealias Value = Outcome }
+    /// Where a request that waited for shared limits finds their outcome (filled on its EventLoop).
+    enum SharedStateKey: RequestContextKey { typealias Value = SharedOutcome }
+    final class SharedOutcome: @unchecked Sendable {
+        // @unchecked: written and read only on the request's EventLoop.
+        var outcome: Outcome?
+    }
     struct Outcome: Sendable {
         var limit: Int
         var remaining: Int
         var reset: Int64
     }
 
-    public init(route: String, configs: [RateLimitConfig], trustedProxies: [CIDR]) {
+    /// `shared` makes the store of each `store: redis` limit (by the limit's name, config and local limiter, the
+    /// fallback).
+    public init(route: String, configs: [RateLimitConfig], trustedProxies: [CIDR],
+                shared: (String, RateLimitConfig, RateLimiter) -> (any SharedRateLimitStore)? = { _, _, _ in nil }) {
         self.limits = configs.enumerated().map { i, c in
             let period = c.per?.nanoseconds ?? 1_000_000_000
+            let limiter = RateLimiter(rate: c.rate, periodNanos: period, burst: c.burst ?? c.rate)
+            let name = c.name ?? "limit-\(i)"
             return Limit(
-                name: c.name ?? "limit-\(i)", key: Key(parsing: c.key) ?? .clientIP,
-                limiter: RateLimiter(rate: c.rate, periodNanos: period, burst: c.burst ?? c.rate),
-                quota: c.rate, windowSeconds: max(1, Int(period / 1_000_000_000)))
+                name: name, key: Key(parsing: c.key) ?? .clientIP, limiter: limiter,
+                quota: c.rate, windowSeconds: max(1, Int(period / 1_000_000_000)),
+                shared: c.store == .redis ? shared(name, c, limiter) : nil)
         }
         self.trustedProxies = trustedProxies
+        self.hasShared = self.limits.contains { $0.shared != nil }
     }
+
+    private let hasShared: Bool
 
     public func requestHead(_ head: inout HTTPRequestHead, _ context: inout RequestContext) -> FilterDecision {
         var now = timespec()
         clock_gettime(CLOCK_MONOTONIC, &now)
         let nanos = Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
         var tightest: (Int, RateLimiter.Decision)?
+        var pending: [(Int, EventLoopFuture<SharedRateLimitDecision>)] = []
         for (i, limit) in self.limits.enumerated() {
+            if let shared = limit.shared, let loop = context.eventLoop {
+                pending.append((i, shared.check(self.key(limit.key, context), eventLoop: loop)))
+                continue
+            }
             let decision = limit.limiter.check(self.key(limit.key, context), now: nanos)
             if !decision.allowed {
-                let seconds = max(1, (decision.retryAfter + 999_999_999) / 1_000_000_000)
-                var headers: HTTPHeaders = ["Content-Type": "text/plain; charset=utf-8", "Retry-After": String(seconds)]
-                Self.addFields(&headers, limit, remaining: 0, reset: seconds)
                 context.rateLimited = limit.name
-                return .respond(FilterResponse(status: 429, headers: headers, text: "429 Too Many Requests\n"))
+                return .respond(self.refusal(limit, decision))
             }
             if tightest == nil || decision.remaining < tightest!.1.remaining { tightest = (i, decision) }
         }
-        if let (i, d) = tightest {
-            context[StateKey.self] = Outcome(limit: i, remaining: d.remaining, reset: d.reset)
+        if pending.isEmpty {
+            if let (i, d) = tightest {
+                context[StateKey.self] = Outcome(limit: i, remaining: d.remaining, reset: d.reset)
+            }
+            return .proceed
         }
-        return .proceed
+        // Shared limits answer asynchronously (one Redis call each, in parallel): the request waits for them.
+        let box = SharedOutcome()
+        context[SharedStateKey.self] = box
+        let loop = context.eventLoop!
+        return .suspend(EventLoopFuture.whenAllSucceed(pending.map(\.1), on: loop).map { decisions in
+            var tightest = tightest
+            for ((i, _), shared) in zip(pending, decisions) {
+                let limit = self.limits[i]
+                if !shared.decision.allowed {
+                    return .respond(shared.failedClosed ? self.storeRefusal(limit) : self.refusal(limit, shared.decision))
+                }
+                if tightest == nil || shared.decision.remaining < tightest!.1.remaining { tightest = (i, shared.decision) }
+            }
+            if let (i, d) = tightest { box.outcome = Outcome(limit: i, remaining: d.remaining, reset: d.reset) }
+            return .proceed
+        })
+    }
+
+    /// 429 with `Retry-After` and the limit's fields.
+    func refusal(_ limit: Limit, _ decision: RateLimiter.Decision) -> FilterResponse {
+        let seconds = max(1, (decision.retryAfter + 999_999_999) / 1_000_000_000)
+        var headers: HTTPHeaders = ["Content-Type": "text/plain; charset=utf-8", "Retry-After": String(seconds)]
+        Self.addFields(&headers, limit, remaining: 0, reset: seconds)
+        let name = limit.name
+        return FilterResponse(status: 429, headers: headers, text: "429 Too Many Requests\n", updateContext: { $0.rateLimited = name })
+    }
+
+    /// A shared limit's store is unreachable and the limit fails closed (`on_error: deny`).
+    func storeRefusal(_ limit: Limit) -> FilterResponse {
+        let name = limit.name
+        return FilterResponse(status: 503, headers: ["Content-Type": "text/plain; charset=utf-8", "Retry-After": "1"],
+                              text: "503 Service Unavailable\n", updateContext: { $0.rateLimited = name })
     }
 
     public func responseHead(_ head: inout HTTPResponseHead, _ context: inout RequestContext) {
-        guard let o = context[StateKey.self] else { return }
+        guard let o = context[StateKey.self] ?? (self.hasShared ? context[SharedStateKey.self]?.outcome : nil) else { return }
         Self.addFields(&head.headers, self.limits[o.limit], remaining: o.remaining, reset: max(0, (o.reset + 999_999_999) / 1_000_000_000))
     }
 
@@ -118,5 +171,31 @@ public struct RateLimitFilter: ProxyFilter {
             }
             return ""
         }
+    }
+}
+
+/// A rate limit whose counts live outside this process (Redis; `PorticoRedis`).
+public protocol SharedRateLimitStore: Sendable {
+    /// Decides for one request of `key`, counting it when allowed. Answers on `eventLoop` and never fails: when
+    /// the store cannot answer in time, the implementation falls back as configured.
+    func check(_ key: String, eventLoop: any EventLoop) -> EventLoopFuture<SharedRateLimitDecision>
+    /// Lets go of connections (the limit is gone after a reload).
+    func close()
+}
+
+public struct SharedRateLimitDecision: Sendable {
+    public var decision: RateLimiter.Decision
+    /// The store did not answer and the limit fails closed: the refusal is 503, not 429.
+    public var failedClosed: Bool
+    public init(decision: RateLimiter.Decision, failedClosed: Bool = false) {
+        self.decision = decision
+        self.failedClosed = failedClosed
+    }
+}
+
+extension RateLimitFilter {
+    /// Closes the shared stores' connections (the filter is no longer in any routing table).
+    public func close() {
+        for limit in self.limits { limit.shared?.close() }
     }
 }

@@ -33,6 +33,13 @@ public final class RateLimiter: Sendable {
         public var retryAfter: Int64
         /// Nanoseconds until the full burst is available again.
         public var reset: Int64
+
+        public init(allowed: Bool, remaining: Int, retryAfter: Int64, reset: Int64) {
+            self.allowed = allowed
+            self.remaining = remaining
+            self.retryAfter = retryAfter
+            self.reset = reset
+        }
     }
 
     /// `rate` requests per `periodNanos`, bursts of `burst`.
