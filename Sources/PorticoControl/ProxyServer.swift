@@ -34,6 +34,7 @@ public actor ProxyServer: Service {
     /// Listener certificates: loaded and reloaded off the EventLoops.
     private let certificates: CertificateService
     private let auth: AuthService
+    let overload: OverloadService
     /// The responses routes with `cache` store; kept across reloads while `cache_storage` stays the same.
     public private(set) var cacheStore: CacheStore?
     /// Route rate limiters in force, and those of the table being compiled (kept once it is in force).
@@ -64,6 +65,7 @@ public actor ProxyServer: Service {
         self.certificates = CertificateService(logger: logger)
         self.auth = AuthService(group: group, logger: logger)
         self.engine = ProxyEngine(group: group, logger: logger)
+        self.overload = OverloadService(engine: self.engine, logger: logger)
         self.healthChecks = HealthCheckService(group: group, logger: logger)
         self.dns = DNSRefreshService(logger: logger)
         self.logger = logger
@@ -98,6 +100,7 @@ public actor ProxyServer: Service {
             self.admin = try await AdminServer.start(address: address, group: self.group, api: AdminAPI(server: self, token: token), tls: admin.tls)
             self.logger.info("admin API listening", metadata: ["address": "\(self.admin?.localAddress.map { "\($0)" } ?? admin.address)"])
         }
+        await self.overload.start(self.current.config.overload)
         self.logger.info("portico started", metadata: ["generation": "1"])
         self.onStarted?(await self.engine.boundAddresses)
     }
@@ -127,6 +130,7 @@ public actor ProxyServer: Service {
 
     /// Stops accepting and waits up to the configured grace period for in-flight requests.
     public func stop() async {
+        await self.overload.stop()
         await self.certificates.stop()
         await self.auth.stop()
         await self.tracing?.stop()
@@ -271,6 +275,7 @@ public actor ProxyServer: Service {
             self.logger.warning("tracing settings changed: they take effect on restart")
         }
         await self.auth.activate()
+        if config.config.overload != self.current.config.overload { await self.overload.start(config.config.overload) }
         self.reloads += 1
         self.cacheStore = store
         self.releaseRateLimiters(keeping: self.pendingRateLimiters)

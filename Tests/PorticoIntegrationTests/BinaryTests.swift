@@ -85,10 +85,17 @@ import Testing
     }
 
     /// Starts `portico` with `args` and waits until it logs that a listener is ready; returns the process and port.
-    static func start(_ args: [String]) throws -> (Process, Int, Pipe) {
+    /// With `viaShell`, `args` are `["-c", script, arguments…]` for `/bin/sh`, and the script gets the binary's path
+    /// as `$0` (for a `ulimit` before `exec`).
+    static func start(_ args: [String], viaShell: Bool = false) throws -> (Process, Int, Pipe) {
         let p = Process()
-        p.executableURL = binary
-        p.arguments = args
+        if viaShell {
+            p.executableURL = URL(fileURLWithPath: "/bin/sh")
+            p.arguments = Array(args.prefix(2)) + [binary.path] + Array(args.dropFirst(2))
+        } else {
+            p.executableURL = binary
+            p.arguments = args
+        }
         let err = Pipe()
         p.standardError = err
         p.standardOutput = FileHandle.nullDevice

@@ -341,6 +341,11 @@ public enum ConfigValidator {
                 }
             }
         }
+        if let o = c.overload {
+            if let p = o.openFilesPercent, !(0...100).contains(p) { fail("overload.open_files_percent", "must be from 0 (off) to 100") }
+            if let m = o.maxMemory, m.bytes < 16 << 20 { fail("overload.max_memory", "must be at least 16MiB") }
+            if let i = o.interval, i.nanoseconds < 100_000_000 { fail("overload.interval", "must be at least 100ms") }
+        }
         // Error pages: status codes Portico answers with, and files it can read (a stat, when the config loads).
         func checkPages(_ pages: [String: String]?, _ path: String) {
             for (code, file) in (pages ?? [:]).sorted(by: { $0.key < $1.key }) {

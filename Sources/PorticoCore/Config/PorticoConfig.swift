@@ -31,6 +31,9 @@ public struct PorticoConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
     public var tracing: TracingConfig?
     /// The admin API listener (config, clusters, health, metrics, dashboard). Default: off.
     public var admin: AdminConfig?
+    /// Protection when the process nears its file descriptor or memory limit. Default: on, at 95% of the open
+    /// files limit; no memory limit.
+    public var overload: OverloadConfig?
     /// Memory for the responses routes with `cache` store. Default: 64MiB when any route caches.
     public var cacheStorage: CacheStorageConfig?
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish before Portico exits. Default `30s`.

@@ -206,6 +206,22 @@ public actor ProxyEngine {
         self.accessLog?.stop()
     }
 
+    /// Overload (`OverloadService`): stops or resumes accepting on every listener socket. Connections the kernel
+    /// already queued wait in the backlog until accepting resumes.
+    public func setAccepting(_ accepting: Bool) async {
+        for l in self.listeners.values {
+            for ch in l.channels { try? await ch.setOption(.autoRead, value: accepting).get() }
+        }
+    }
+
+    /// Overload: every worker closes its idle connections now, and the busy ones after their current response
+    /// (HTTP/2: GOAWAY). Nothing in flight fails.
+    public func shedConnections() async {
+        for w in self.startedWorkers {
+            _ = try? await w.submit { $0.shed() }.get()
+        }
+    }
+
     /// Client TLS contexts by cluster name, made here because loading files may block.
     private static func makeUpstreamTLS(_ table: RoutingTable) throws -> [String: UpstreamTLS] {
         var out: [String: UpstreamTLS] = [:]

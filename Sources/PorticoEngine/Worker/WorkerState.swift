@@ -185,6 +185,13 @@ final class WorkerState {
         }
     }
 
+    /// Overload: connections finish what they are doing and close (idle ones at once). Unlike `quiesce`, the worker
+    /// keeps taking new connections once the listeners accept again.
+    func shed() {
+        for h in self.connections { h.quiesce() }
+        for ch in self.http2Connections.values { ch.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent()) }
+    }
+
     /// Stops accepting work: asks every connection to finish its current request and close.
     func quiesce() {
         self.isShuttingDown = true
