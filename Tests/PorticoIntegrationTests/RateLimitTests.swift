@@ -54,6 +54,40 @@ import Testing
         #expect(later.allowed && later.remaining == 1)  // the burst is back
     }
 
+    @Test func queuedRequestsWaitTheirTurn() async throws {
+        // GCRA with a queue: at 10/s with a burst of 1 and 2 queued, the 2nd and 3rd wait 100 and 200 ms.
+        let limiter = RateLimiter(rate: 10, periodNanos: 1_000_000_000, burst: 1, queue: 2)
+        let d = (0..<4).map { _ in limiter.check("k", now: 0) }
+        #expect(d.map(\.allowed) == [true, true, true, false])
+        #expect(d.map(\.delay) == [0, 100_000_000, 200_000_000, 0])
+        #expect(d[3].retryAfter == 100_000_000)
+
+        let proxy = try await ProxyHarness.start(yaml: """
+            listeners: [ { name: main, address: "127.0.0.1:0" } ]
+            access_log: { destination: "off" }
+            routes: [ { respond: { body: "ok" }, rate_limits: [ { key: route, rate: 10, per: 1s, burst: 1, queue: 2 } ] } ]
+            """)
+        defer { Task { await proxy.shutdown() } }
+        let port = proxy.port()
+        let start = ContinuousClock.now
+        // Four at once, on their own connections: one now, two queued, one refused at once.
+        let results = try await withThrowingTaskGroup(of: (Int, Duration).self) { group in
+            for _ in 0..<4 {
+                group.addTask {
+                    try await offThePool {
+                        let c = try RawHTTPClient(port: port)
+                        try c.send("GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                        return (c.readResponses(1).first?.status ?? 0, ContinuousClock.now - start)
+                    }
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(results.map(\.0).sorted() == [200, 200, 200, 429], "\(results)")
+        // The last admitted one waited its turn: at least 200 ms (a lower bound only; slowness cannot fail it).
+        #expect(results.filter { $0.0 == 200 }.map(\.1).max()! >= .milliseconds(190))
+    }
+
     @Test func configErrors() {
         let yaml = "listeners: [ { name: l, address: \"127.0.0.1:0\" } ]\nroutes: [ { respond: {}, rate_limits: [ { rate: 0, key: \"jwt:sub\", burst: 0 } ] } ]\n"
         guard case .failure(let errors) = ConfigLoader.load(text: yaml, file: nil) else { Issue.record("accepted"); return }

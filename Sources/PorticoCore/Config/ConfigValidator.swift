@@ -296,6 +296,8 @@ public enum ConfigValidator {
                 if l.rate < 1 { fail("\(p).rate", "must be at least 1") }
                 if let b = l.burst, b < 1 { fail("\(p).burst", "must be at least 1") }
                 if let per = l.per, per.nanoseconds < 1_000_000 { fail("\(p).per", "must be at least 1ms") }
+                if let q = l.queue, q < 0 { fail("\(p).queue", "must not be negative") }
+                if let q = l.queue, q > 0, l.store == .redis { fail("\(p).queue", "only for local limits (store: local)") }
                 if l.store == .redis {
                     if let r = l.redis {
                         if HostPort(parsing: r.address) == nil { fail("\(p).redis.address", "invalid address \"\(r.address)\" (expected host:port, e.g. 127.0.0.1:6379)") }

@@ -19,6 +19,9 @@ public struct RateLimitConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
     public var per: ConfigDuration?
     /// Requests allowed at once before the rate applies. Default: `rate`.
     public var burst: Int?
+    /// Past the burst, this many more requests per key wait until the rate lets them through, instead of 429
+    /// (nginx `limit_req` without `nodelay`; `burst` is its `delay`). Local limits only. Default `0`.
+    public var queue: Int?
     /// Where the counts live: `local` (default; this process, exact across its workers) or `redis` (shared by
     /// every Portico using the same Redis: one script call per decision).
     public var store: RateLimitStore?

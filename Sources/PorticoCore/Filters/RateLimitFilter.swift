@@ -74,7 +74,7 @@ public struct RateLimitFilter: ProxyFilter {
                 shared: (String, RateLimitConfig, RateLimiter) -> (any SharedRateLimitStore)? = { _, _, _ in nil }) {
         self.limits = configs.enumerated().map { i, c in
             let period = c.per?.nanoseconds ?? 1_000_000_000
-            let limiter = RateLimiter(rate: c.rate, periodNanos: period, burst: c.burst ?? c.rate)
+            let limiter = RateLimiter(rate: c.rate, periodNanos: period, burst: c.burst ?? c.rate, queue: c.queue ?? 0)
             let name = c.name ?? "limit-\(i)"
             return Limit(
                 name: name, key: Key(parsing: c.key) ?? .clientIP, limiter: limiter,
@@ -93,6 +93,7 @@ public struct RateLimitFilter: ProxyFilter {
         let nanos = Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
         var tightest: (Int, RateLimiter.Decision)?
         var pending: [(Int, EventLoopFuture<SharedRateLimitDecision>)] = []
+        var delay: Int64 = 0
         for (i, limit) in self.limits.enumerated() {
             if let shared = limit.shared, let loop = context.eventLoop {
                 pending.append((i, shared.check(self.key(limit.key, context), eventLoop: loop)))
@@ -103,11 +104,18 @@ public struct RateLimitFilter: ProxyFilter {
                 context.rateLimited = limit.name
                 return .respond(self.refusal(limit, decision))
             }
+            delay = max(delay, decision.delay)
             if tightest == nil || decision.remaining < tightest!.1.remaining { tightest = (i, decision) }
         }
         if pending.isEmpty {
             if let (i, d) = tightest {
                 context[StateKey.self] = Outcome(limit: i, remaining: d.remaining, reset: d.reset)
+            }
+            if delay > 0, let loop = context.eventLoop {
+                // Queued past the burst: the request waits (reads held, nothing sent upstream) for its turn.
+                let promise = loop.makePromise(of: FilterDecision.self)
+                loop.scheduleTask(in: .nanoseconds(delay)) { promise.succeed(.proceed) }
+                return .suspend(promise.futureResult)
             }
             return .proceed
         }
@@ -115,7 +123,7 @@ public struct RateLimitFilter: ProxyFilter {
         let box = SharedOutcome()
         context[SharedStateKey.self] = box
         let loop = context.eventLoop!
-        return .suspend(EventLoopFuture.whenAllSucceed(pending.map(\.1), on: loop).map { decisions in
+        return .suspend(EventLoopFuture.whenAllSucceed(pending.map(\.1), on: loop).map { decisions -> FilterDecision in
             var tightest = tightest
             for ((i, _), shared) in zip(pending, decisions) {
                 let limit = self.limits[i]
@@ -126,6 +134,9 @@ public struct RateLimitFilter: ProxyFilter {
             }
             if let (i, d) = tightest { box.outcome = Outcome(limit: i, remaining: d.remaining, reset: d.reset) }
             return .proceed
+        }.flatMap { (decision: FilterDecision) -> EventLoopFuture<FilterDecision> in
+            guard delay > 0, case .proceed = decision else { return loop.makeSucceededFuture(decision) }
+            return loop.scheduleTask(in: .nanoseconds(delay)) { decision }.futureResult
         })
     }
 

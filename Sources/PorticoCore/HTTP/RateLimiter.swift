@@ -33,20 +33,27 @@ public final class RateLimiter: Sendable {
         public var retryAfter: Int64
         /// Nanoseconds until the full burst is available again.
         public var reset: Int64
+        /// Nanoseconds the allowed request must wait first (a queued one, past the burst); 0 for most.
+        public var delay: Int64
 
-        public init(allowed: Bool, remaining: Int, retryAfter: Int64, reset: Int64) {
+        public init(allowed: Bool, remaining: Int, retryAfter: Int64, reset: Int64, delay: Int64 = 0) {
             self.allowed = allowed
             self.remaining = remaining
             self.retryAfter = retryAfter
             self.reset = reset
+            self.delay = delay
         }
     }
 
-    /// `rate` requests per `periodNanos`, bursts of `burst`.
-    public init(rate: Int, periodNanos: Int64, burst: Int, maxKeys: Int = 1 << 20) {
+    /// How much further the arrival time may run for requests that wait (`queue` intervals).
+    public let queueTolerance: Int64
+
+    /// `rate` requests per `periodNanos`, bursts of `burst`; past the burst, `queue` more wait their turn.
+    public init(rate: Int, periodNanos: Int64, burst: Int, queue: Int = 0, maxKeys: Int = 1 << 20) {
         self.interval = max(1, periodNanos / Int64(max(1, rate)))
         self.burst = max(1, burst)
         self.tolerance = self.interval * Int64(self.burst)
+        self.queueTolerance = self.interval * Int64(max(0, queue))
         self.maxKeysPerShard = max(64, maxKeys / 64)
     }
 
@@ -56,13 +63,17 @@ public final class RateLimiter: Sendable {
         return shard.tats.withLock { tats in
             let tat = max(tats[key] ?? now, now)
             let next = tat + self.interval
-            if next - now > self.tolerance {
-                let retry = next - self.tolerance - now
-                return Decision(allowed: false, remaining: 0, retryAfter: retry, reset: tat - now)
+            let excess = next - now - self.tolerance
+            if excess > self.queueTolerance {
+                return Decision(allowed: false, remaining: 0, retryAfter: excess - self.queueTolerance, reset: tat - now)
             }
             tats[key] = next
             if tats.count > self.maxKeysPerShard {
                 tats = tats.filter { $0.value > now }  // the rest are as if never seen
+            }
+            if excess > 0 {
+                // Queued (nginx limit_req without nodelay): its turn comes `excess` from now.
+                return Decision(allowed: true, remaining: 0, retryAfter: 0, reset: next - now, delay: excess)
             }
             let remaining = Int((self.tolerance - (next - now)) / self.interval)
             return Decision(allowed: true, remaining: remaining, retryAfter: 0, reset: next - now)
