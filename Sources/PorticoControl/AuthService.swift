@@ -71,6 +71,8 @@ actor AuthService {
                 let file = try await self.file(basic.htpasswd, path: "routes[\(i)].auth.basic.htpasswd")
                 self.startPool()
                 filters[auth] = BasicAuthFilter(file: file, config: basic, pool: self.pool, pending: BasicAuthFilter.Pending())
+            } else if let forward = auth.forward {
+                filters[auth] = ForwardAuthFilter(forward)
             } else if let jwt = auth.jwt {
                 let source = try await self.keySource(jwt, path: "routes[\(i)].auth.jwt")
                 var onUnknownKey: (@Sendable () -> Void)?

@@ -3,16 +3,18 @@
 // SPDX-License-Identifier: Apache-2.0
 //===----------------------------------------------------------------------===//
 
-/// A route's `auth`: who may use it, checked before the cache and the upstream. Exactly one of `basic` or `jwt`.
-/// A refused request never reaches the upstream; the fields the check sets upstream (`user_header`,
-/// `forward_claims`) are always removed from what the client sent first.
+/// A route's `auth`: who may use it, checked before the cache and the upstream. Exactly one of `basic`, `jwt` or
+/// `forward`. A refused request never reaches the upstream; the fields the check sets upstream (`user_header`,
+/// `forward_claims`, a forward auth's `response_headers`) are always removed from what the client sent first.
 public struct AuthConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
     public var basic: BasicAuthConfig?
     public var jwt: JWTAuthConfig?
+    public var forward: ForwardAuthConfig?
 
-    public init(basic: BasicAuthConfig? = nil, jwt: JWTAuthConfig? = nil) {
+    public init(basic: BasicAuthConfig? = nil, jwt: JWTAuthConfig? = nil, forward: ForwardAuthConfig? = nil) {
         self.basic = basic
         self.jwt = jwt
+        self.forward = forward
     }
 
     public static var configPlaceholder: AuthConfig { .init() }
@@ -102,4 +104,36 @@ public struct JWTKeyConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
     }
 
     public static var configPlaceholder: JWTKeyConfig { .init(algorithm: "", file: "") }
+}
+
+/// Forward authentication (nginx `auth_request`, Traefik ForwardAuth): each request is first asked of an auth
+/// service; a 2xx lets it through, any other answer goes back to the client as it came.
+public struct ForwardAuthConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
+    /// The auth service's cluster (one of `clusters`), reached through Portico's own pools. Required.
+    public var cluster: String
+    /// The path asked, with the original method; the original request is described in `X-Forwarded-Method`,
+    /// `X-Forwarded-Uri`, `X-Forwarded-Host`, `X-Forwarded-Proto`, `X-Forwarded-For` (and nginx's
+    /// `X-Original-URI`, `X-Original-Method`). Default `/`.
+    public var path: String?
+    /// Request fields sent along. Default `[Authorization, Cookie]`.
+    public var requestHeaders: [String]?
+    /// Fields of a 2xx answer copied into the upstream request (removed from the client's first).
+    public var responseHeaders: [String]?
+    /// No answer within this is 503 (never a pass). Default `5s`.
+    public var timeout: ConfigDuration?
+    /// Remember each answer per credential (the method and the sent fields) this long, so a busy client does not
+    /// cost a subrequest per request. Default: off.
+    public var cacheFor: ConfigDuration?
+
+    public init(cluster: String, path: String? = nil, requestHeaders: [String]? = nil, responseHeaders: [String]? = nil,
+                timeout: ConfigDuration? = nil, cacheFor: ConfigDuration? = nil) {
+        self.cluster = cluster
+        self.path = path
+        self.requestHeaders = requestHeaders
+        self.responseHeaders = responseHeaders
+        self.timeout = timeout
+        self.cacheFor = cacheFor
+    }
+
+    public static var configPlaceholder: ForwardAuthConfig { .init(cluster: "") }
 }

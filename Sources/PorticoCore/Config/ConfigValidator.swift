@@ -320,7 +320,17 @@ public enum ConfigValidator {
         for (i, r) in c.routes.enumerated() {
             guard let auth = r.auth else { continue }
             let p = "routes[\(i)].auth"
-            if (auth.basic != nil ? 1 : 0) + (auth.jwt != nil ? 1 : 0) != 1 { fail(p, "needs exactly one of basic or jwt") }
+            if (auth.basic != nil ? 1 : 0) + (auth.jwt != nil ? 1 : 0) + (auth.forward != nil ? 1 : 0) != 1 {
+                fail(p, "needs exactly one of basic, jwt or forward")
+            }
+            if let f = auth.forward {
+                if !(c.clusters ?? []).contains(where: { $0.name == f.cluster }) { fail("\(p).forward.cluster", "unknown cluster \"\(f.cluster)\"") }
+                if let path = f.path, !path.hasPrefix("/") { fail("\(p).forward.path", "must start with /") }
+                for (key, names) in [("request_headers", f.requestHeaders ?? []), ("response_headers", f.responseHeaders ?? [])] {
+                    for (j, name) in names.enumerated() where !isToken(name) { fail("\(p).forward.\(key)[\(j)]", "invalid header name \"\(name)\"") }
+                }
+                if let t = f.timeout, t.nanoseconds < 1_000_000 { fail("\(p).forward.timeout", "must be at least 1ms") }
+            }
             if let b = auth.basic {
                 if b.htpasswd.isEmpty { fail("\(p).basic.htpasswd", "must not be empty") }
                 if let h = b.userHeader, !isToken(h) { fail("\(p).basic.user_header", "invalid header name \"\(h)\"") }

@@ -48,6 +48,8 @@ public struct RequestContext: Sendable {
     public var cacheOutcome: CacheOutcome?
     /// The request's EventLoop (the connection's): where a filter makes the promise it suspends on.
     public var eventLoop: (any EventLoop)?
+    /// Requests a filter may make of a cluster (forward auth), through the worker's pools.
+    public var subrequests: (any SubrequestClient)?
 
     public struct ClientIdentity: Sendable, Hashable {
         public var subject: String

@@ -548,6 +548,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             method: head.method
         )
         context.eventLoop = self.context.eventLoop
+        context.subrequests = self.worker.subrequests
         context.requestHeaders = head.headers
         if self.listener.tls?.clientSubjectHeader != nil, let info = self.verifiedClientCertificate() {
             context.clientCertificate = RequestContext.ClientIdentity(subject: info.subject, sha256: info.sha256)
@@ -1413,3 +1414,5 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         log.append(entry)
     }
 }
+
+extension ProxyHandler: UpstreamOwner {}

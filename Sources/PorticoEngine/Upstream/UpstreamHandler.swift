@@ -18,6 +18,17 @@ import PorticoCore
 ///
 /// Backpressure (swift-nio-examples `GlueHandler`): the outbound `read()` is held while the downstream channel is
 /// not writable and replayed when it becomes writable again.
+/// Who a leased upstream connection reports to: a downstream `ProxyHandler`, or a `Subrequest` (an auth check).
+/// Called on the connection's EventLoop.
+protocol UpstreamOwner: AnyObject {
+    func upstreamRead(_ part: HTTPClientResponsePart, from conn: UpstreamHandler)
+    func upstreamReadComplete()
+    func upstreamClosed(_ conn: UpstreamHandler, error: (any Error)?)
+    func upstreamWritabilityChanged(isWritable: Bool)
+    /// Whether the side the response goes to can take more (else the upstream read is held).
+    var downstreamIsWritable: Bool { get }
+}
+
 final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPClientResponsePart
     typealias OutboundIn = HTTPClientRequestPart
@@ -27,7 +38,7 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Strong: a connection leased across a reload may outlive its pool's place in the worker (the pool is then
     /// retired and closes it on release). Parked connections form a cycle with the pool until evicted or closed.
     let pool: UpstreamConnectionPool
-    var owner: ProxyHandler?
+    var owner: (any UpstreamOwner)?
     var requestsServed = 0
     private var pendingRead = false
     private(set) var isClosed = false

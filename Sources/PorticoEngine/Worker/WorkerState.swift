@@ -33,6 +33,8 @@ final class WorkerState {
     var isShuttingDown = false
     /// Randomness for balancers (p2c, random, jitter): cheap, and never a syscall per pick.
     var rng = SplitMix64(seed: UInt64.random(in: 0...UInt64.max))
+    /// Filters' own requests (forward auth), through this worker's pools. Set once, in `init`.
+    private(set) var subrequests: WorkerSubrequests!
     /// Current settings of each listener socket, by `ListenerSettings.socketIdentity`.
     var listenerSettings: [String: ListenerSettings] = [:]
 
@@ -52,6 +54,7 @@ final class WorkerState {
         self.accessLog = accessLog.map(AccessLogBuffer.init(sink:))
         self.metrics = table.config.admin != nil ? WorkerMetrics() : nil
         self.rebuildClusterStates()
+        self.subrequests = WorkerSubrequests(worker: self)
     }
 
     func start() {

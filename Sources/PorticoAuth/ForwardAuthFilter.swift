@@ -1,0 +1,147 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Portico open source project
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+import Crypto
+package import NIOCore
+package import NIOHTTP1
+package import PorticoCore
+
+/// A route's `auth.forward` (nginx `auth_request`, Traefik ForwardAuth): the request waits while an auth service
+/// is asked, through Portico's own pools (`RequestContext.subrequests`), with the original method, the chosen
+/// request fields and a description of the original request. A 2xx lets it through, with the chosen fields of
+/// that answer added upstream; any other answer goes to the client as it came (a 401 with its
+/// `WWW-Authenticate`, a 302 to a login page); no answer in time, or none at all, is 503, never a pass.
+///
+/// Runs on the request's EventLoop; the subrequest is asynchronous. With `cache_for`, each answer is remembered
+/// per credential (the method and the sent fields, as a digest), so a busy client costs a lookup.
+package struct ForwardAuthFilter: ProxyFilter {
+    let cluster: String
+    let path: String
+    let requestFields: [String]
+    let responseFields: [String]
+    let timeout: TimeAmount
+    let cacheFor: Int64?
+    let remembered = AuthCache<Answer>()
+
+    /// What the auth service said: the fields to add upstream, or the response to give.
+    enum Answer: Sendable {
+        case allow([(String, String)])
+        case deny(FilterResponse)
+    }
+
+    /// The fields a 2xx gave, for `upstreamRequestHead` (filled on the request's EventLoop when the answer comes).
+    final class Granted: @unchecked Sendable {
+        // @unchecked: written and read on the request's EventLoop only.
+        var fields: [(String, String)] = []
+    }
+    enum GrantedKey: RequestContextKey { typealias Value = Granted }
+
+    package var phases: FilterPhases { [.requestHead, .upstreamRequestHead] }
+
+    package init(_ config: ForwardAuthConfig) {
+        self.cluster = config.cluster
+        self.path = config.path ?? "/"
+        self.requestFields = (config.requestHeaders ?? ["Authorization", "Cookie"]).map { $0.lowercased() }
+        self.responseFields = (config.responseHeaders ?? []).map { $0.lowercased() }
+        self.timeout = .nanoseconds(config.timeout?.nanoseconds ?? 5_000_000_000)
+        self.cacheFor = config.cacheFor?.nanoseconds
+    }
+
+    package func requestHead(_ head: inout HTTPRequestHead, _ context: inout RequestContext) -> FilterDecision {
+        for name in self.responseFields { head.headers.remove(name: name) }
+        let granted = Granted()
+        context[GrantedKey.self] = granted
+        var key: String?
+        if let cacheFor = self.cacheFor, cacheFor > 0 {
+            let k = self.credentialKey(head)
+            key = k
+            switch self.remembered.get(k, now: monotonicNanos()) {
+            case .allow(let fields)?:
+                granted.fields = fields
+                return .proceed
+            case .deny(let response)?:
+                context.authFailure = "forward:\(response.status)"
+                return .respond(response)
+            case nil:
+                break
+            }
+        }
+        guard let client = context.subrequests, let loop = context.eventLoop else {
+            return .respond(Self.unavailable)
+        }
+        var ask = HTTPRequestHead(version: .http1_1, method: head.method, uri: self.path)
+        for name in self.requestFields {
+            for value in head.headers[name] { ask.headers.add(name: name, value: value) }
+        }
+        ask.headers.add(name: "X-Forwarded-Method", value: head.method.rawValue)
+        ask.headers.add(name: "X-Forwarded-Proto", value: context.scheme)
+        if let host = context.host { ask.headers.add(name: "X-Forwarded-Host", value: host) }
+        ask.headers.add(name: "X-Forwarded-Uri", value: context.uri)
+        ask.headers.add(name: "X-Forwarded-For", value: context.clientIP)
+        ask.headers.add(name: "X-Original-URI", value: context.uri)
+        ask.headers.add(name: "X-Original-Method", value: head.method.rawValue)
+        if head.method != .GET && head.method != .HEAD { ask.headers.add(name: "Content-Length", value: "0") }
+        let responseFields = self.responseFields, remembered = self.remembered, cacheFor = self.cacheFor ?? 0
+        return .suspend(client.send(cluster: self.cluster, head: ask, body: nil, timeout: self.timeout, maxBodyBytes: 64 * 1024, eventLoop: loop)
+            .map { answer -> FilterDecision in
+                let decided: Answer
+                if (200..<300).contains(answer.head.status.code) {
+                    var fields: [(String, String)] = []
+                    for name in responseFields {
+                        for value in answer.head.headers[name] { fields.append((name, value)) }
+                    }
+                    decided = .allow(fields)
+                } else {
+                    decided = .deny(Self.passOn(answer))
+                }
+                if let key, cacheFor > 0 {
+                    let now = monotonicNanos()
+                    remembered.set(key, decided, until: now + cacheFor, now: now)
+                }
+                switch decided {
+                case .allow(let fields):
+                    granted.fields = fields
+                    return .proceed
+                case .deny(let response):
+                    return .respond(response)
+                }
+            }
+            .recover { _ in .respond(Self.unavailable) })
+    }
+
+    package func upstreamRequestHead(_ head: inout HTTPRequestHead, _ context: inout RequestContext) {
+        guard let granted = context[GrantedKey.self] else { return }
+        for (name, value) in granted.fields { head.headers.add(name: name, value: value) }
+    }
+
+    /// The auth service's refusal as the client gets it: its status, fields (but the connection's own and the
+    /// framing, which Portico sets) and body.
+    static func passOn(_ answer: SubrequestResponse) -> FilterResponse {
+        var headers = HTTPHeaders()
+        let skip: Set<String> = ["connection", "keep-alive", "transfer-encoding", "content-length", "te", "trailer", "upgrade", "proxy-connection"]
+        for (name, value) in answer.head.headers where !skip.contains(name.lowercased()) { headers.add(name: name, value: value) }
+        let status = Int(answer.head.status.code)
+        return FilterResponse(status: status, headers: headers, body: answer.body, updateContext: { $0.authFailure = "forward:\(status)" })
+    }
+
+    static let unavailable = FilterResponse(
+        status: 503, headers: ["Content-Type": "text/plain; charset=utf-8", "Retry-After": "1"], text: "503 Service Unavailable\n",
+        updateContext: { $0.authFailure = "forward:unavailable" })
+
+    /// The method and the sent fields, as a digest (no credential is kept as a key).
+    func credentialKey(_ head: HTTPRequestHead) -> String {
+        var hasher = SHA256()
+        hasher.update(data: Array(head.method.rawValue.utf8))
+        for name in self.requestFields {
+            for value in head.headers[name] {
+                hasher.update(data: [0])
+                hasher.update(data: Array(name.utf8))
+                hasher.update(data: [1])
+                hasher.update(data: Array(value.utf8))
+            }
+        }
+        return hasher.finalize().map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+    }
+}
