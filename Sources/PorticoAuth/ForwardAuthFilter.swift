@@ -23,6 +23,7 @@ package struct ForwardAuthFilter: ProxyFilter {
     let responseFields: [String]
     let timeout: TimeAmount
     let cacheFor: Int64?
+    let maxBody: Int?
     let remembered = AuthCache<Answer>()
 
     /// What the auth service said: the fields to add upstream, or the response to give.
@@ -47,6 +48,7 @@ package struct ForwardAuthFilter: ProxyFilter {
         self.responseFields = (config.responseHeaders ?? []).map { $0.lowercased() }
         self.timeout = .nanoseconds(config.timeout?.nanoseconds ?? 5_000_000_000)
         self.cacheFor = config.cacheFor?.nanoseconds
+        self.maxBody = config.maxBody?.bytes
     }
 
     package func requestHead(_ head: inout HTTPRequestHead, _ context: inout RequestContext) -> FilterDecision {
@@ -82,9 +84,23 @@ package struct ForwardAuthFilter: ProxyFilter {
         ask.headers.add(name: "X-Forwarded-For", value: context.clientIP)
         ask.headers.add(name: "X-Original-URI", value: context.uri)
         ask.headers.add(name: "X-Original-Method", value: head.method.rawValue)
+        if let maxBody = self.maxBody {
+            // The body goes along: read it first (bounded), then ask.
+            if let type = head.headers.first(name: "content-type") { ask.headers.add(name: "Content-Type", value: type) }
+            let withBody = ask
+            return .needBody(maxBytes: maxBody) { [self] body in
+                self.ask(withBody, body: body, client: client, loop: loop, granted: granted, key: nil)
+            }
+        }
         if head.method != .GET && head.method != .HEAD { ask.headers.add(name: "Content-Length", value: "0") }
+        return self.ask(ask, body: nil, client: client, loop: loop, granted: granted, key: key)
+    }
+
+    /// Sends the subrequest; the request waits for its answer.
+    func ask(_ ask: HTTPRequestHead, body: ByteBuffer?, client: any SubrequestClient, loop: any EventLoop, granted: Granted,
+             key: String?) -> FilterDecision {
         let responseFields = self.responseFields, remembered = self.remembered, cacheFor = self.cacheFor ?? 0
-        return .suspend(client.send(cluster: self.cluster, head: ask, body: nil, timeout: self.timeout, maxBodyBytes: 64 * 1024, eventLoop: loop)
+        return .suspend(client.send(cluster: self.cluster, head: ask, body: body, timeout: self.timeout, maxBodyBytes: 64 * 1024, eventLoop: loop)
             .map { answer -> FilterDecision in
                 let decided: Answer
                 if (200..<300).contains(answer.head.status.code) {

@@ -84,4 +84,45 @@ import Testing
         #expect(try await get("/slow/x", ["Authorization: Bearer good"]).status == 503)
         #expect(origin.requestCount == 6)
     }
+
+    @Test func theBodyGoesAlongWhenAsked() async throws {
+        let origin = try await TestOrigin.start(name: "app")
+        // The auth service takes at most 5 bytes of body: what it answers shows what it was sent.
+        let auth = try await ProxyHarness.start(yaml: """
+            listeners: [ { name: main, address: "127.0.0.1:0" } ]
+            access_log: { destination: "off" }
+            routes: [ { respond: { status: 204 }, max_body_bytes: 5 } ]
+            """)
+        let proxy = try await ProxyHarness.start(yaml: """
+            listeners: [ { name: main, address: "127.0.0.1:0" } ]
+            access_log: { destination: "off" }
+            routes:
+              - cluster: app
+                auth: { forward: { cluster: authsvc, path: /check, max_body: 1KiB } }
+            clusters:
+              - { name: app, hosts: [ { address: "{{origin:app}}" } ] }
+              - { name: authsvc, hosts: [ { address: "127.0.0.1:\(auth.port())" } ] }
+            """, origins: [origin])
+        defer { Task { await proxy.shutdown(); await auth.shutdown(); await origin.shutdown() } }
+        func post(_ body: String, chunked: Bool = false) async throws -> RawResponse {
+            let port = proxy.port()
+            return try await offThePool {
+                let c = try RawHTTPClient(port: port)
+                let framing = chunked
+                    ? "Transfer-Encoding: chunked\r\n\r\n\(String(body.utf8.count, radix: 16))\r\n\(body)\r\n0\r\n\r\n"
+                    : "Content-Length: \(body.utf8.count)\r\n\r\n\(body)"
+                try c.send("POST /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\n" + framing)
+                return try #require(c.readResponses(1).first)
+            }
+        }
+        // Small enough for the auth service: it passes, and the body still reaches the app (which echoes it).
+        let ok = try await post("abc")
+        #expect(ok.status == 200 && ok.body == "abc")
+        #expect(try await post("abcd", chunked: true).body == "abcd")
+        // Too big for the auth service (it got the body, and refused it): its 413 goes back as it came.
+        #expect(try await post("0123456789").status == 413)
+        // Over max_body: Portico answers 413 itself, and neither is asked.
+        #expect(try await post(String(repeating: "x", count: 2000)).status == 413)
+        #expect(origin.requestCount == 2)
+    }
 }

@@ -119,14 +119,18 @@ public struct ForwardAuthConfig: Codable, Sendable, Hashable, ConfigPlaceholder 
     public var requestHeaders: [String]?
     /// Fields of a 2xx answer copied into the upstream request (removed from the client's first).
     public var responseHeaders: [String]?
+    /// Send the request body along, up to this size (the request waits for it; a larger body is 413). The body
+    /// still goes upstream after a 2xx. Default: none (the auth service gets no body).
+    public var maxBody: ByteSize?
     /// No answer within this is 503 (never a pass). Default `5s`.
     public var timeout: ConfigDuration?
     /// Remember each answer per credential (the method and the sent fields) this long, so a busy client does not
-    /// cost a subrequest per request. Default: off.
+    /// cost a subrequest per request. Not with `max_body` (the answer may depend on the body). Default: off.
     public var cacheFor: ConfigDuration?
 
     public init(cluster: String, path: String? = nil, requestHeaders: [String]? = nil, responseHeaders: [String]? = nil,
-                timeout: ConfigDuration? = nil, cacheFor: ConfigDuration? = nil) {
+                maxBody: ByteSize? = nil, timeout: ConfigDuration? = nil, cacheFor: ConfigDuration? = nil) {
+        self.maxBody = maxBody
         self.cluster = cluster
         self.path = path
         self.requestHeaders = requestHeaders

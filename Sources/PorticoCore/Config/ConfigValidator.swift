@@ -330,6 +330,8 @@ public enum ConfigValidator {
                     for (j, name) in names.enumerated() where !isToken(name) { fail("\(p).forward.\(key)[\(j)]", "invalid header name \"\(name)\"") }
                 }
                 if let t = f.timeout, t.nanoseconds < 1_000_000 { fail("\(p).forward.timeout", "must be at least 1ms") }
+                if f.maxBody != nil && f.cacheFor != nil { fail("\(p).forward.cache_for", "not with max_body: the answer may depend on the body") }
+                if let m = f.maxBody, m.bytes > 16 << 20 { fail("\(p).forward.max_body", "at most 16MiB (the body is held in memory)") }
             }
             if let b = auth.basic {
                 if b.htpasswd.isEmpty { fail("\(p).basic.htpasswd", "must not be empty") }

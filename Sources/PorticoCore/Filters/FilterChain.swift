@@ -49,7 +49,7 @@ public struct FilterChain: Sendable {
             i += 1
             switch decision {
             case .proceed: continue
-            case .respond, .suspend: return (decision, i)
+            case .respond, .suspend, .needBody: return (decision, i)
             }
         }
         return (.proceed, i)

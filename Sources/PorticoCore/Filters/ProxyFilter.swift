@@ -14,7 +14,8 @@ public import NIOHTTP1
 /// completes, on the same EventLoop.
 ///
 /// Phases, in the order a request meets them (each runs the chain's filters in chain order; see `FilterChain`):
-/// 1. `requestHead`: the client's request, after routing. Go on, answer (`.respond`), or `.suspend`.
+/// 1. `requestHead`: the client's request, after routing. Go on, answer (`.respond`), `.suspend`, or read the
+///    body first (`.needBody`).
 /// 2. `upstreamRequestHead`: the head about to go upstream, after Portico removed hop-by-hop fields and framed
 ///    the body. Not run when a filter or the route answered itself.
 /// 3. `responseHead`: every response head going downstream: the upstream's (after Portico removed its
@@ -89,6 +90,9 @@ public enum FilterDecision: Sendable {
     /// Wait for asynchronous work, then continue with its decision. The future must complete on the
     /// connection's EventLoop (Envoy's StopIteration / continueDecoding).
     case suspend(EventLoopFuture<FilterDecision>)
+    /// Read the request body first (at most `maxBytes`; a larger one is answered 413), then continue with what
+    /// `then` decides about it. The body still goes upstream afterwards. Runs on the connection's EventLoop.
+    case needBody(maxBytes: Int, then: @Sendable (ByteBuffer) -> FilterDecision)
 }
 
 /// A response a filter answers with. `Content-Length` is set by Portico.

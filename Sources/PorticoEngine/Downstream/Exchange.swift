@@ -26,6 +26,8 @@ final class Exchange {
     var context = RequestContext(clientIP: "-", clientTrusted: false, scheme: "http", host: nil, listener: "", route: "", uri: "")
     /// A request filter is waiting for asynchronous work: nothing goes upstream, reads are held.
     var suspended = false
+    /// A request filter waits for the whole body (`FilterDecision.needBody`): reads go on, parts are kept.
+    var bodyWait: (maxBytes: Int, resume: () -> Void)?
     var clusterState: ClusterState?
     /// The head sent upstream, kept so a retry can send it again.
     var upstreamHead: HTTPRequestHead?

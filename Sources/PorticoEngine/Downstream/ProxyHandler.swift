@@ -391,7 +391,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         switch ex.state {
         case .proxying: return ex.upstream?.isWritable ?? false
         case .respondedLocally, .done: return true  // discarding the body
-        case .routing, .connecting: return !ex.suspended && ex.pendingBody.count < Self.maxQueuedParts
+        case .routing, .connecting: return !ex.suspended && (ex.bodyWait != nil || ex.pendingBody.count < Self.maxQueuedParts)
         }
     }
 
@@ -613,6 +613,33 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             self.respondFromFilter(ex, response)
         case .suspend(let future):
             self.suspend(ex, head, plan, until: future, resumeAt: next)
+        case .needBody(let maxBytes, let then):
+            self.awaitBody(ex, head, plan, maxBytes: maxBytes, then: then, resumeAt: next)
+        }
+    }
+
+    /// A filter wants the request body before it decides: reads go on (bounded by `maxBytes`, 413 beyond), the
+    /// parts are kept for the upstream, and at the end the filter gets them as one buffer.
+    private func awaitBody(_ ex: Exchange, _ head: HTTPRequestHead, _ plan: ForwardPlan, maxBytes: Int,
+                           then: @escaping @Sendable (ByteBuffer) -> FilterDecision, resumeAt next: Int) {
+        if ex.requestBodyBytes > maxBytes {
+            return self.respondWithError(ProxyError(.bodyTooLarge, source: .downstream), exchange: ex)
+        }
+        let resume = { [self] in
+            var body = ByteBuffer()
+            for case .body(var part) in ex.pendingBody { body.writeBuffer(&part) }
+            switch then(body) {
+            case .proceed: self.runRequestFilters(ex, head, plan, from: next)
+            case .respond(let response): self.respondFromFilter(ex, response)
+            case .suspend(let future): self.suspend(ex, head, plan, until: future, resumeAt: next)
+            case .needBody: self.respondWithError(ProxyError(.filterFailed, source: .internal, context: "asked for the body twice"), exchange: ex)
+            }
+        }
+        if ex.requestEnded || !ex.requestHasBody {
+            resume()
+        } else {
+            ex.bodyWait = (maxBytes, resume)
+            self.resumeDownstreamReadIfPossible()
         }
     }
 
@@ -629,6 +656,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 self.respondFromFilter(ex, response)
             case .success(.suspend(let again)):
                 return self.suspend(ex, head, plan, until: again, resumeAt: next)
+            case .success(.needBody(let maxBytes, let then)):
+                self.awaitBody(ex, head, plan, maxBytes: maxBytes, then: then, resumeAt: next)
             case .failure(let error):
                 self.worker.logger.warning("request filter failed", metadata: ["route": "\(ex.routeName ?? "-")", "error": "\(error)"])
                 self.respondWithError(ProxyError(.filterFailed, source: .internal, context: "\(error)"), exchange: ex)
@@ -798,6 +827,16 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         switch ex.state {
         case .routing, .connecting:
             if case .body = part { ex.pendingBody.append(part) }
+            if let wait = ex.bodyWait {
+                if ex.requestBodyBytes > wait.maxBytes {
+                    ex.bodyWait = nil
+                    return self.respondWithError(ProxyError(.bodyTooLarge, source: .downstream), exchange: ex)
+                }
+                if ex.requestEnded {
+                    ex.bodyWait = nil
+                    wait.resume()
+                }
+            }
         case .proxying:
             guard let conn = ex.upstream else { return }
             if case .end = part {
