@@ -211,7 +211,8 @@ let package = Package(
             name: "PorticoIntegrationTests",
             dependencies: [
                 "PorticoCore", "PorticoEngine", "PorticoControl", "PorticoTestSupport", "PorticoCompression", "PorticoAuth",
-                .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"), .product(name: "Crypto", package: "swift-crypto"), "PorticoDemoOrigin", "CZlib", "CBrotli", "CZstd",
+                .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"), .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"), "PorticoDemoOrigin", "CZlib", "CBrotli", "CZstd",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),

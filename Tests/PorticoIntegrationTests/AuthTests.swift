@@ -4,6 +4,7 @@
 //===----------------------------------------------------------------------===//
 
 import Crypto
+import _CryptoExtras
 import Foundation
 import HummingbirdBcrypt
 import PorticoAuth
@@ -229,6 +230,48 @@ import Testing
         #expect(try get(port, "/hs/x", ["Authorization: Bearer \(signer.token(alg: "HS256", ["sub": "h"]))"]).status == 401)
         #expect(try get(port, "/hs/x", ["Authorization: Bearer \(signer.token(good))"]).status == 401)
         #expect(origin.requestCount == 6)
+    }
+
+    /// Every family of key from a PEM file: RSA (PKCS #1 v1.5 and PSS), EC on P-384, Ed25519.
+    @Test func jwtAlgorithmsFromPEMFiles() async throws {
+        let dir = try Self.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let rsa = try _RSA.Signing.PrivateKey(keySize: .bits2048)
+        let p384 = P384.Signing.PrivateKey()
+        let ed = Curve25519.Signing.PrivateKey()
+        // Ed25519's SubjectPublicKeyInfo (RFC 8410): a fixed prefix, then the 32 key bytes.
+        let edDER = Data([0x30, 0x2A, 0x30, 0x05, 0x06, 0x03, 0x2B, 0x65, 0x70, 0x03, 0x21, 0x00]) + ed.publicKey.rawRepresentation
+        let edPEM = "-----BEGIN PUBLIC KEY-----\n\(edDER.base64EncodedString())\n-----END PUBLIC KEY-----\n"
+        let cases: [(alg: String, pem: String, sign: (Data) throws -> Data)] = [
+            ("RS256", rsa.publicKey.pemRepresentation, { try rsa.signature(for: $0, padding: .insecurePKCS1v1_5).rawRepresentation }),
+            ("PS256", rsa.publicKey.pemRepresentation, { try rsa.signature(for: $0, padding: .PSS).rawRepresentation }),
+            ("ES384", p384.publicKey.pemRepresentation, { try p384.signature(for: $0).rawRepresentation }),
+            ("EdDSA", edPEM, { try ed.signature(for: $0) }),
+        ]
+        var routes = ""
+        for (i, c) in cases.enumerated() {
+            let file = dir.appendingPathComponent("k\(i).pem")
+            try c.pem.write(to: file, atomically: true, encoding: .utf8)
+            routes += "  - { match: { path_prefix: /\(c.alg)/ }, cluster: c, auth: { jwt: { keys: [ { algorithm: \(c.alg), file: \"\(file.path)\" } ], forward_claims: { sub: X-User } } } }\n"
+        }
+        let origin = try await TestOrigin.start(name: "o")
+        let proxy = try await ProxyHarness.start(yaml: """
+            listeners: [ { name: main, address: "127.0.0.1:0" } ]
+            access_log: { destination: "off" }
+            routes:
+            \(routes)clusters: [ { name: c, hosts: [ { address: "{{origin:o}}" } ] } ]
+            """, origins: [origin])
+        defer { Task { await proxy.shutdown(); await origin.shutdown() } }
+        for c in cases {
+            let input = Signer.b64(Signer.json(["alg": c.alg, "typ": "JWT"])) + "." + Signer.b64(Signer.json(["sub": "via-\(c.alg)"]))
+            let token = input + "." + Signer.b64(try c.sign(Data(input.utf8)))
+            let r = try get(proxy.port(), "/\(c.alg)/x", ["Authorization: Bearer \(token)"])
+            #expect(r.status == 200 && r.body.contains("x-user: via-\(c.alg)"), "\(c.alg): \(r.status)")
+            // Another family's token is refused on this route.
+            let other = cases.first { $0.alg != c.alg && $0.pem != c.pem }!
+            let wrong = Signer.b64(Signer.json(["alg": other.alg])) + "." + Signer.b64(Signer.json(["sub": "x"]))
+            #expect(try get(proxy.port(), "/\(c.alg)/x", ["Authorization: Bearer \(wrong).\(Signer.b64(try other.sign(Data(wrong.utf8))))"]).status == 401)
+        }
     }
 
     @Test func jwtKeysFromAJWKSURL() async throws {
