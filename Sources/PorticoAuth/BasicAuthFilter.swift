@@ -116,14 +116,7 @@ package struct BasicAuthFilter: ProxyFilter {
 
     /// What the remembered checks are keyed by: a digest, so no password is kept in memory as a key.
     static func digest(_ credential: Substring) -> String {
-        let hex = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity(64)
-        for byte in SHA256.hash(data: Array(credential.utf8)) {
-            out.append(hex[Int(byte >> 4)])
-            out.append(hex[Int(byte & 0x0F)])
-        }
-        return String(decoding: out, as: UTF8.self)
+        hex(SHA256.hash(data: Array(credential.utf8)))
     }
 
     func unauthorized() -> FilterResponse {

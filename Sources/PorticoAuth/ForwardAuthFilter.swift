@@ -158,6 +158,6 @@ package struct ForwardAuthFilter: ProxyFilter {
                 hasher.update(data: Array(value.utf8))
             }
         }
-        return hasher.finalize().map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+        return hex(hasher.finalize())
     }
 }
