@@ -67,8 +67,8 @@ package struct BasicAuthFilter: ProxyFilter {
         let password = String(decoding: decoded[decoded.index(after: colon)...], as: UTF8.self)
         let key = Self.digest(credential)
         let now = monotonicNanos()
-        if let remembered = self.file.remembered.get(key, now: now) {
-            guard remembered != nil else {
+        if let remembered = self.file.remembered.get(key, now: now), remembered.generation == self.file.generation {
+            guard remembered.user != nil else {
                 context.authFailure = "basic:bad_password"
                 return .respond(self.unauthorized())
             }
@@ -92,9 +92,11 @@ package struct BasicAuthFilter: ProxyFilter {
         refusal.updateContext = { $0.authFailure = "basic:bad_password" }
         return .suspend(self.pool.runIfActive(eventLoop: loop) { () -> FilterDecision in
             defer { pending.count.wrappingSubtract(1, ordering: .relaxed) }
-            let good = file.users.verify(user: user, password: password)
+            let (users, generation) = file.snapshot
+            let good = users.verify(user: user, password: password)
             let now = monotonicNanos()
-            file.remembered.set(key, good ? user : nil, until: now + (good ? cacheFor : Self.rememberFailureFor), now: now)
+            file.remembered.set(key, .init(user: good ? user : nil, generation: generation),
+                                until: now + (good ? cacheFor : Self.rememberFailureFor), now: now)
             return good ? .proceed : .respond(refusal)
         })
     }

@@ -15,7 +15,8 @@ package import PorticoCore
 /// `WWW-Authenticate`, a 302 to a login page); no answer in time, or none at all, is 503, never a pass.
 ///
 /// Runs on the request's EventLoop; the subrequest is asynchronous. With `cache_for`, each answer is remembered
-/// per credential (the method and the sent fields, as a digest), so a busy client costs a lookup.
+/// per credential and request (a digest of what the auth service was told), so a busy client costs a lookup; an
+/// answer that sets a cookie is never remembered.
 package struct ForwardAuthFilter: ProxyFilter {
     let cluster: String
     let path: String
@@ -57,7 +58,7 @@ package struct ForwardAuthFilter: ProxyFilter {
         context[GrantedKey.self] = granted
         var key: String?
         if let cacheFor = self.cacheFor, cacheFor > 0 {
-            let k = self.credentialKey(head)
+            let k = self.credentialKey(head, context)
             key = k
             switch self.remembered.get(k, now: monotonicNanos()) {
             case .allow(let fields)?:
@@ -112,7 +113,8 @@ package struct ForwardAuthFilter: ProxyFilter {
                 } else {
                     decided = .deny(Self.passOn(answer))
                 }
-                if let key, cacheFor > 0 {
+                // An answer that sets a cookie (a session, a login redirect's state) belongs to its client alone.
+                if let key, cacheFor > 0, !answer.head.headers.contains(name: "set-cookie") {
                     let now = monotonicNanos()
                     remembered.set(key, decided, until: now + cacheFor, now: now)
                 }
@@ -146,18 +148,24 @@ package struct ForwardAuthFilter: ProxyFilter {
         status: 503, headers: ["Content-Type": "text/plain; charset=utf-8", "Retry-After": "1"], text: "503 Service Unavailable\n",
         updateContext: { $0.authFailure = "forward:unavailable" })
 
-    /// The method and the sent fields, as a digest (no credential is kept as a key).
-    func credentialKey(_ head: HTTPRequestHead) -> String {
+    /// What an answer is remembered by: everything the auth service was told (method, host, target, client
+    /// address, the sent fields), as a digest, so no credential is kept as a key and no answer about one path,
+    /// host or client stands for another.
+    func credentialKey(_ head: HTTPRequestHead, _ context: RequestContext) -> String {
         var hasher = SHA256()
-        hasher.update(data: Array(head.method.rawValue.utf8))
+        for part in [head.method.rawValue, context.scheme, context.host ?? "", context.uri, context.clientIP] {
+            hasher.update(data: Array(part.utf8))
+            hasher.update(data: [0])
+        }
         for name in self.requestFields {
             for value in head.headers[name] {
-                hasher.update(data: [0])
                 hasher.update(data: Array(name.utf8))
                 hasher.update(data: [1])
                 hasher.update(data: Array(value.utf8))
+                hasher.update(data: [0])
             }
         }
         return hex(hasher.finalize())
     }
+
 }

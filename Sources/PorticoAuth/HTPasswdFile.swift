@@ -21,8 +21,17 @@ import Darwin
 package final class HTPasswdFile: Sendable {
     package let path: String
     private let state: Mutex<(users: HTPasswd, stamp: Stamp)>
-    /// Base64 credential's digest → user name (a good check) or nil (a bad one).
-    let remembered = AuthCache<String?>()
+    /// Bumped after each reload swapped the users in (an atomic: read on every remembered check, by every worker).
+    private let currentGeneration = Atomic<UInt64>(0)
+    /// Base64 credential's digest → the check's outcome, and the file's generation it was made against: an outcome
+    /// from before a reload never counts, even if a slow check stored it after the reload cleared the rest.
+    let remembered = AuthCache<Remembered>()
+
+    struct Remembered: Sendable {
+        /// The user (a good check) or nil (a bad one).
+        var user: String?
+        var generation: UInt64
+    }
 
     struct Stamp: Equatable {
         var inode: UInt64
@@ -50,6 +59,15 @@ package final class HTPasswdFile: Sendable {
 
     package var users: HTPasswd { self.state.withLock { $0.users } }
 
+    /// The users, and a generation they are at least as new as (read first: an outcome checked against newer users
+    /// than its generation says is only ignored, never trusted wrongly).
+    var snapshot: (users: HTPasswd, generation: UInt64) {
+        let generation = self.generation
+        return (self.users, generation)
+    }
+
+    var generation: UInt64 { self.currentGeneration.load(ordering: .acquiring) }
+
     package enum ReloadResult: Equatable {
         case unchanged
         case reloaded(users: Int)
@@ -62,6 +80,7 @@ package final class HTPasswdFile: Sendable {
         if self.state.withLock({ $0.stamp }) == stamp { return .unchanged }
         let (users, newStamp) = try Self.read(self.path)
         self.state.withLock { $0 = (users, newStamp) }
+        self.currentGeneration.wrappingAdd(1, ordering: .releasing)
         self.remembered.removeAll()
         return .reloaded(users: users.users.count)
     }

@@ -24,30 +24,45 @@ package final class JWTKeySet: Sendable {
         package var count: Int { self.byKid.count + self.unnamed.count }
     }
 
-    private let fileKeys: Keys
-    private let current: Mutex<Keys>
+    /// The keys from files, the keys from the JWK Set URL, and the two merged (what tokens are checked with).
+    private let state: Mutex<(files: Keys, jwks: Keys, merged: Keys)>
 
     package init(fileKeys: Keys) {
-        self.fileKeys = fileKeys
-        self.current = Mutex(fileKeys)
+        self.state = Mutex((fileKeys, Keys(), fileKeys))
     }
 
-    package var count: Int { self.current.withLock { $0.count } }
+    package var count: Int { self.state.withLock { $0.merged.count } }
 
-    /// The key for a token's `kid` (or, without one, the first key without a `kid` for its `alg`).
-    func key(kid: String?, alg: String) -> (any JWTAlgorithm)? {
-        self.current.withLock { keys in
-            if let kid { return keys.byKid[kid] }
-            return keys.unnamed.first { $0.name == alg }
+    /// The keys for a token's `kid`, or, without one, every key without a `kid` for its `alg` (more than one while
+    /// keys rotate).
+    func keys(kid: String?, alg: String) -> [any JWTAlgorithm] {
+        self.state.withLock { state in
+            if let kid { return state.merged.byKid[kid].map { [$0] } ?? [] }
+            return state.merged.unnamed.filter { $0.name == alg }
         }
     }
 
-    /// Replaces the JWK Set's keys (the files' keys stay). Control plane.
+    /// Replaces the JWK Set URL's keys (the files' keys stay). Control plane.
     package func replaceJWKS(_ jwks: Keys) {
-        var merged = self.fileKeys
+        self.state.withLock { state in
+            state.jwks = jwks
+            state.merged = Self.merge(state.files, jwks)
+        }
+    }
+
+    /// Replaces the files' keys (read again on a reload: a key rotated in place takes effect). Control plane.
+    package func replaceFileKeys(_ files: Keys) {
+        self.state.withLock { state in
+            state.files = files
+            state.merged = Self.merge(files, state.jwks)
+        }
+    }
+
+    private static func merge(_ files: Keys, _ jwks: Keys) -> Keys {
+        var merged = files
         merged.byKid.merge(jwks.byKid) { file, _ in file }
         merged.unnamed += jwks.unnamed
-        self.current.withLock { $0 = merged }
+        return merged
     }
 
     /// Reads `config.keys` (files). Throws `JWTKeyError` naming the key's index.

@@ -70,10 +70,13 @@ package struct JWTVerifier: Sendable {
         else { return .failure(.malformed) }
         // RFC 7515 §4.1.11: a header that names extensions we do not understand must be refused.
         guard header.crit == nil, header.alg != "none" else { return .failure(.unsupportedAlgorithm) }
-        guard let key = self.keys.key(kid: header.kid, alg: header.alg) else { return .failure(.unknownKey) }
-        guard key.name == header.alg else { return .failure(.unsupportedAlgorithm) }
-        let signingInput = token.utf8[parts[0].startIndex..<parts[1].endIndex]
-        guard (try? key.verify(signature, signs: Array(signingInput))) == true else { return .failure(.badSignature) }
+        let candidates = self.keys.keys(kid: header.kid, alg: header.alg)
+        guard !candidates.isEmpty else { return .failure(.unknownKey) }
+        // Only with the key's own algorithm: never an HMAC check with an RSA or EC key's bytes.
+        let matching = candidates.filter { $0.name == header.alg }
+        guard !matching.isEmpty else { return .failure(.unsupportedAlgorithm) }
+        let signingInput = Array(token.utf8[parts[0].startIndex..<parts[1].endIndex])
+        guard matching.contains(where: { (try? $0.verify(signature, signs: signingInput)) == true }) else { return .failure(.badSignature) }
         guard let payloadBytes = Base64URL.decode(parts[1]),
               let claims = try? JSONDecoder().decode([String: Claim].self, from: Data(payloadBytes))
         else { return .failure(.malformed) }
@@ -105,7 +108,14 @@ package struct JWTVerifier: Sendable {
             guard aud.contains(where: audiences.contains) else { return .failure(.wrongAudience) }
         }
         for (name, value) in self.requireClaims {
-            guard claims[name]?.headerValue == value else { return .failure(.missingClaim) }
+            // Exactly: a string equal to it, or a number or boolean written as it.
+            let matches: Bool
+            switch claims[name] {
+            case .string(let s)?: matches = s == value
+            case .number?, .bool?: matches = claims[name]?.headerValue == value
+            default: matches = false
+            }
+            guard matches else { return .failure(.missingClaim) }
         }
         return .success(Verified(claims: claims, validUntil: validUntil))
     }

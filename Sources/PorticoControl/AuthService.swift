@@ -177,15 +177,18 @@ actor AuthService {
     // MARK: JWT keys
 
     private func keySource(_ config: JWTAuthConfig, path: String) async throws -> JWKSource {
-        if let running = self.keySets[config] ?? self.pendingKeySets[config] {
-            self.pendingKeySets[config] = running
-            return running
-        }
         let fileKeys: JWTKeySet.Keys
         do {
+            // Read on every load, so a key file replaced in place takes effect with the reload.
             fileKeys = try await JWTKeySet.loadFiles(config)
         } catch let e as JWTKeyError {
             throw ConfigErrors([ConfigError(path: "\(path).\(e.field)", message: e.message)])
+        }
+        if let running = self.keySets[config] ?? self.pendingKeySets[config] {
+            // The JWK Set URL's keys and its refresh go on; the files' keys are the ones just read.
+            running.keys.replaceFileKeys(fileKeys)
+            self.pendingKeySets[config] = running
+            return running
         }
         let source = JWKSource(keys: JWTKeySet(fileKeys: fileKeys))
         if let url = config.jwksUrl, await !self.fetchJWKS(url, into: source.keys), fileKeys.count == 0 {

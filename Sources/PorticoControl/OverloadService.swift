@@ -29,8 +29,13 @@ actor OverloadService {
         self.logger = logger
     }
 
-    func start(_ config: OverloadConfig?) {
+    func start(_ config: OverloadConfig?) async {
         self.task?.cancel()
+        if self.overloaded {
+            // New settings start from a clean state: accept again; the new policy measures anew.
+            self.overloaded = false
+            await self.engine.setAccepting(true)
+        }
         var policy = OverloadPolicy(config)
         guard policy.isEnabled else { return }
         let interval = UInt64(config?.interval?.nanoseconds ?? 1_000_000_000)

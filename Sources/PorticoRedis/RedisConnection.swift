@@ -95,7 +95,14 @@ final class RedisClient: @unchecked Sendable {
     func send(_ arguments: [String], timeout: TimeAmount) -> EventLoopFuture<RESPValue> {
         self.eventLoop.preconditionInEventLoop()
         let promise = self.eventLoop.makePromise(of: RESPValue.self)
-        let timer = self.eventLoop.scheduleTask(in: timeout) { promise.fail(RedisError.timedOut) }
+        let bound = NIOLoopBound(self, eventLoop: self.eventLoop)
+        let timer = self.eventLoop.scheduleTask(in: timeout) {
+            // A Redis that does not answer in time may never answer on this connection (a partition without a
+            // reset): close it, failing what waits on it; the next command connects again.
+            promise.fail(RedisError.timedOut)
+            bound.value.connection?.whenSuccess { $0.close() }
+            bound.value.connection = nil
+        }
         promise.futureResult.whenComplete { _ in timer.cancel() }
         var command = ByteBuffer()
         RESPValue.writeCommand(arguments, into: &command)
@@ -129,7 +136,10 @@ final class RedisClient: @unchecked Sendable {
                         RESPValue.writeCommand(["AUTH", password], into: &auth)
                         handler.send(auth, promise: promise)
                         return promise.futureResult.flatMapThrowing { answer in
-                            if case .error(let message) = answer { throw RedisError.refused(message) }
+                            if case .error(let message) = answer {
+                                channel.close(promise: nil)  // refused: never keep (or leak) the connection
+                                throw RedisError.refused(message)
+                            }
                             return handler
                         }
                     }

@@ -274,6 +274,31 @@ import Testing
         }
     }
 
+    /// A key file replaced in place takes effect with a reload (SIGHUP), as a compromised key must.
+    @Test func aReloadReadsJWTKeyFilesAgain() async throws {
+        let dir = try Self.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let (old, new) = (Signer(), Signer())
+        let pem = dir.appendingPathComponent("k.pem")
+        try old.es256.publicKey.pemRepresentation.write(to: pem, atomically: true, encoding: .utf8)
+        let origin = try await TestOrigin.start(name: "o")
+        let yaml = """
+            listeners: [ { name: main, address: "127.0.0.1:0" } ]
+            access_log: { destination: "off" }
+            routes: [ { cluster: c, auth: { jwt: { keys: [ { algorithm: ES256, file: "\(pem.path)" } ] } } } ]
+            clusters: [ { name: c, hosts: [ { address: "\(origin.address)" } ] } ]
+            """
+        let configPath = dir.appendingPathComponent("portico.yaml").path
+        try yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
+        let proxy = try await ProxyHarness.start(yaml: yaml, origins: [origin], configPath: configPath)
+        defer { Task { await proxy.shutdown(); await origin.shutdown() } }
+        #expect(try get(proxy.port(), "/", ["Authorization: Bearer \(old.token(["sub": "a"]))"]).status == 200)
+        try new.es256.publicKey.pemRepresentation.write(to: pem, atomically: true, encoding: .utf8)
+        guard case .success = await proxy.server.reloadFromFile() else { Issue.record("reload failed"); return }
+        #expect(try get(proxy.port(), "/", ["Authorization: Bearer \(new.token(["sub": "b"]))"]).status == 200)
+        #expect(try get(proxy.port(), "/", ["Authorization: Bearer \(old.token(["sub": "c"]))"]).status == 401)
+    }
+
     @Test func jwtKeysFromAJWKSURL() async throws {
         let signer = Signer()
         // The JWK Set is served by another Portico (a fixed response), over real HTTP.

@@ -76,13 +76,16 @@ import Testing
         // Remembered per credential: three requests, one subrequest; another credential asks again.
         for _ in 0..<3 { #expect(try await get("/cached/a", ["Authorization: Bearer counted"]).status == 200) }
         #expect(counted.requestCount == 1)
+        // Remembered per request too: the same credential on another path is asked again.
+        #expect(try await get("/cached/b", ["Authorization: Bearer counted"]).status == 200)
+        #expect(counted.requestCount == 2)
         #expect(try await get("/cached/a", ["Authorization: Bearer good"]).body.contains("x-auth-user: alice"))
-        #expect(counted.requestCount == 1)
+        #expect(counted.requestCount == 2)
 
         // An unreachable or slow auth service is 503, never a pass.
         #expect(try await get("/down/x", ["Authorization: Bearer good"]).status == 503)
         #expect(try await get("/slow/x", ["Authorization: Bearer good"]).status == 503)
-        #expect(origin.requestCount == 6)
+        #expect(origin.requestCount == 7)
     }
 
     @Test func theBodyGoesAlongWhenAsked() async throws {

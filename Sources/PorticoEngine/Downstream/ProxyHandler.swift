@@ -625,7 +625,17 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if ex.requestBodyBytes > maxBytes {
             return self.respondWithError(ProxyError(.bodyTooLarge, source: .downstream), exchange: ex)
         }
-        let resume = { [self] in
+        var head = head
+        if !ex.requestEnded, head.version == .http1_1, head.headers.first(name: "expect")?.caseInsensitiveASCIIEqual("100-continue") == true {
+            // The client waits for a go-ahead before the body, and no upstream is there yet to give it: Portico
+            // does (RFC 9110 §10.1.1), and the upstream is not asked again.
+            head.headers.remove(name: "expect")
+            self.context.writeAndFlush(self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .continue))), promise: nil)
+        }
+        // Weak: the exchange holds this closure until the body ends; an exchange that ends otherwise (the client
+        // goes, a limit or timeout answers) must not be kept alive by it.
+        let resume = { [weak self, weak ex, head] in
+            guard let self, let ex, self.exchange === ex, ex.state == .routing else { return }
             var body = ByteBuffer()
             for case .body(var part) in ex.pendingBody { body.writeBuffer(&part) }
             switch then(body) {
@@ -635,7 +645,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             case .needBody: self.respondWithError(ProxyError(.filterFailed, source: .internal, context: "asked for the body twice"), exchange: ex)
             }
         }
-        if ex.requestEnded || !ex.requestHasBody {
+        // Waits for the end of the request, not for a declared body: an HTTP/2 stream may carry DATA without a
+        // content-length, and a bodiless request's end follows its head at once.
+        if ex.requestEnded {
             resume()
         } else {
             ex.bodyWait = (maxBytes, resume)

@@ -48,6 +48,8 @@ final class Subrequest: UpstreamOwner {
     private var responseBody = ByteBuffer()
     private var timer: Scheduled<Void>?
     private var done = false
+    /// The connection came from the pool (it may have been closed by the server meanwhile: tried again once).
+    private var reused = false
 
     init(worker: WorkerState, cluster: ClusterState, head: HTTPRequestHead, body: ByteBuffer?, maxBodyBytes: Int) {
         self.worker = worker
@@ -74,10 +76,18 @@ final class Subrequest: UpstreamOwner {
         self.host = host.state
         let pool = self.cs.pools[index]
         self.pool = pool
-        if let conn = pool.lease() {
+        self.acquire(pool, mayReuse: true)
+    }
+
+    /// A parked connection (when `mayReuse`), or a new one under the cluster's limits.
+    private func acquire(_ pool: UpstreamConnectionPool, mayReuse: Bool) {
+        if mayReuse, let conn = pool.lease() {
+            self.reused = true
             self.attach(conn)
         } else if pool.reserveConnection() {
-            pool.connect().assumeIsolated().whenComplete { [self] result in
+            self.reused = false
+            let header = pool.proxyProtocol.map { ProxyProtocol.encode($0, source: nil, destination: nil) }  // relays no client
+            pool.connect(proxyHeader: header).assumeIsolated().whenComplete { [self] result in
                 switch result {
                 case .success(let conn):
                     if self.done {
@@ -138,6 +148,10 @@ final class Subrequest: UpstreamOwner {
 
     func upstreamClosed(_ conn: UpstreamHandler, error: (any Error)?) {
         self.conn = nil
+        if self.reused, self.responseHead == nil, !self.done, let pool = self.pool {
+            // A kept-alive connection the server had closed: once more, on a new one.
+            return self.acquire(pool, mayReuse: false)
+        }
         self.finish(.failure(SubrequestError.failed(error.map { "\($0)" } ?? "the connection closed before the answer")))
     }
 
