@@ -53,7 +53,7 @@ struct RouteFilters {
         }
         if let limits, limits.needsIdentity { filters.append(limits) }
         if let cache = route.cache, let store = self.cacheStore {
-            filters.append(CacheFilter(store: store, config: cache))
+            filters.append(CacheFilter(store: store, config: cache, cluster: route.cluster))
         }
         if let compression = route.compression {
             filters.append(CompressionFilter(policy: CompressionPolicy(compression)))

@@ -245,10 +245,38 @@ import Testing
         _ = try s.forwarded(strictOK)
         let (passed, _) = try s.forwarded(strictFailing)
         #expect(passed.status == 503)
-        let swr = Self.target("swr", ["Cache-Control: max-age=1, stale-while-revalidate=600", "Age: 5"])
+        // stale-while-revalidate: answered from the store at once, then refreshed in the background, with the
+        // stored validator, through the route's cluster (RFC 5861 §3).
+        let swr = Self.target("swr", ["Cache-Control: max-age=1, stale-while-revalidate=600", "Age: 5", "ETag: \"w\""])
         _ = try s.forwarded(swr)
-        let (stale, fs) = try s.forwarded(swr)
-        #expect(!fs && stale.status == 200 && stale.header("cache-status")?.contains("hit") == true)
+        let before = s.origin.requestCount
+        let stale = try s.send(swr)
+        #expect(stale.status == 200 && stale.header("cache-status")?.contains("hit; ttl=-4; detail=stale-while-revalidate") == true,
+                "\(stale.header("cache-status") ?? "-")")
+        try await waitUntil("the background refresh reaches the origin") { s.origin.requestCount == before + 1 }
+        // The refreshed response (the origin's 200 again, stored anew) answers the next request from the store.
+        let again = try s.send(swr)
+        #expect(again.status == 200 && again.header("cache-status")?.hasPrefix("Portico; hit") == true)
+    }
+
+    /// RFC 5861 §3 with a response that becomes fresh again: the refresh replaces the stale one, so the request
+    /// after it is a plain fresh hit and the origin is not asked again.
+    @Test func staleWhileRevalidateRefreshesTheStore() async throws {
+        let s = try await Setup.start()
+        defer { Task { await s.stop() } }
+        // Fresh for one second (Age 99 of 100), then stale within stale-while-revalidate.
+        let target = Self.target("swr-fresh", ["Cache-Control: max-age=100, stale-while-revalidate=600", "Age: 99"])
+        _ = try s.forwarded(target)
+        #expect(s.origin.requestCount == 1)
+        // Hits (no origin traffic) until the stored response turns stale: that hit is served stale and refreshes.
+        try await waitUntil("a hit served stale", timeout: .seconds(5)) {
+            try s.send(target).header("cache-status")?.contains("detail=stale-while-revalidate") == true
+        }
+        try await waitUntil("the refresh reaches the origin") { s.origin.requestCount == 2 }
+        let fresh = try s.send(target)
+        #expect(fresh.header("cache-status")?.contains("hit; ttl=1") == true && fresh.header("cache-status")?.contains("detail=stale-while-revalidate") == false,
+                "\(fresh.header("cache-status") ?? "-")")
+        #expect(s.origin.requestCount == 2)
     }
 
     /// RFC 5861 §4 when the origin cannot be reached at all: the stale response answers instead of a 502, with

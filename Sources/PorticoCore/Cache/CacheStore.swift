@@ -107,6 +107,16 @@ public final class CacheStore: Sendable {
         }
     }
 
+    /// Starts a background refresh of `key` (RFC 5861 `stale-while-revalidate`) unless a fetch of it is already in
+    /// progress; the refresh calls `finishFill` when done. Misses of the key meanwhile wait for it, as for any fetch.
+    public func beginRefresh(_ key: String) -> Bool {
+        self.shard(key).mutex.withLock { s in
+            guard s.fills[key] == nil else { return false }
+            s.fills[key] = []
+            return true
+        }
+    }
+
     /// The leader of `key`'s fetch is done (stored, not storable, or failed): its waiters go on.
     public func finishFill(_ key: String) {
         let waiters = self.shard(key).mutex.withLock { $0.fills.removeValue(forKey: key) } ?? []

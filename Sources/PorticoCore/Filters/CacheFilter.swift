@@ -33,10 +33,13 @@ public struct CacheFilter: ProxyFilter {
     let statusKey: Bool
     /// Seconds since the epoch (a parameter so tests can move time).
     let clock: @Sendable () -> Int64
+    /// The route's cluster, where `stale-while-revalidate` refreshes go (nil: none are made).
+    let cluster: String?
 
     public var phases: FilterPhases { [.requestHead, .upstreamRequestHead, .responseHead, .responseBody, .upstreamFailure, .log] }
 
-    public init(store: CacheStore, config: CacheConfig, clock: @escaping @Sendable () -> Int64 = CacheFilter.wallClock) {
+    public init(store: CacheStore, config: CacheConfig, cluster: String? = nil, clock: @escaping @Sendable () -> Int64 = CacheFilter.wallClock) {
+        self.cluster = cluster
         self.store = store
         self.policy = CachePolicy(
             heuristicMax: (config.heuristicMax?.nanoseconds).map { $0 / 1_000_000_000 } ?? 86400,
@@ -84,7 +87,12 @@ public struct CacheFilter: ProxyFilter {
         }
         context[StateKey.self] = state
         guard state.mode != .invalidate else { return .proceed }
-        return self.lookup(state, eventLoop: context.eventLoop, mayWait: head.method == .GET && self.lockTimeout.nanoseconds > 0)
+        let decision = self.lookup(state, eventLoop: context.eventLoop, mayWait: head.method == .GET && self.lockTimeout.nanoseconds > 0)
+        if let stale = state.refresh {
+            state.refresh = nil
+            self.refreshInBackground(stale, head: head, context)
+        }
+        return decision
     }
 
     /// Answers from the store when a stored response may be used; otherwise marks the request a miss or a
@@ -99,6 +107,11 @@ public struct CacheFilter: ProxyFilter {
                 state.mode = .local
                 state.outcome = .hit
                 state.status = "hit; ttl=\(stored.freshnessLifetime - age)"
+                if case .staleWhileRevalidate = self.policy.use(stored, request: state.requestControl, now: now) {
+                    // RFC 5861 §3: served stale now, refreshed in the background (once, whoever else asks).
+                    state.status += "; detail=stale-while-revalidate"
+                    if state.method == .GET { state.refresh = stored }
+                }
                 return .respond(self.answer(stored, state, age: age))
             case .validate:
                 if state.requestControl.onlyIfCached { return self.onlyIfCachedMiss(state) }
@@ -133,6 +146,71 @@ public struct CacheFilter: ProxyFilter {
             state.timeout = loop.scheduleTask(in: self.lockTimeout) { state.wake(.proceed, collapsed: false) }
             return .suspend(promise.futureResult)
         }
+    }
+
+    /// Asks the route's cluster for `stale` again, with its validators, through the worker's pools
+    /// (`RequestContext.subrequests`), with no client waiting; a 304 freshens it and a storable answer replaces
+    /// it. At most one refresh of a key runs at a time (the store's fill lock); misses of the key wait for it.
+    private func refreshInBackground(_ stale: CachedResponse, head: HTTPRequestHead, _ context: RequestContext) {
+        guard let cluster = self.cluster, let client = context.subrequests, let loop = context.eventLoop,
+              self.store.beginRefresh(self.primaryKey(head.uri, context))
+        else { return }
+        let key = self.primaryKey(head.uri, context)
+        var ask = HTTPRequestHead(version: .http1_1, method: .GET, uri: head.uri)
+        for (name, value) in context.requestHeaders {
+            let lower = name.lowercased()
+            if ["if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "if-range", "range", "connection",
+                "keep-alive", "te", "upgrade", "transfer-encoding", "content-length", "expect", "proxy-connection"].contains(lower) { continue }
+            ask.headers.add(name: name, value: value)
+        }
+        if let etag = stale.etag { ask.headers.add(name: "If-None-Match", value: etag) }
+        if let lm = stale.lastModified { ask.headers.add(name: "If-Modified-Since", value: lm) }
+        let requestTime = self.clock()
+        let state = CacheExchange(key: key, extraKey: self.extraKey(head.headers), head: head)
+        client.send(cluster: cluster, head: ask, body: nil, timeout: .seconds(30), maxBodyBytes: self.store.maxObjectBytes + 1, eventLoop: loop)
+            .whenComplete { result in
+                defer { self.store.finishFill(key) }
+                guard case .success(let answer) = result else { return }
+                let now = self.clock()
+                let status = Int(answer.head.status.code)
+                if status == 304 {
+                    self.store.insert(key, self.policy.freshen(stale, with: answer.head.headers, requestTime: requestTime, responseTime: now))
+                } else if answer.body.readableBytes <= self.store.maxObjectBytes,
+                          let fresh = self.storable(status: status, headers: answer.head.headers, body: answer.body, state, requestTime: requestTime, now: now)
+                {
+                    self.store.insert(key, fresh)
+                }
+            }
+    }
+
+    /// A complete response as the store keeps it, if RFC 9111 lets it be stored (the background refresh's path;
+    /// a response to a client is stored as it streams, in `responseHead` and `responseBody`).
+    private func storable(status: Int, headers: HTTPHeaders, body: ByteBuffer, _ state: CacheExchange, requestTime: Int64, now: Int64) -> CachedResponse? {
+        var headers = headers
+        HopByHopHeaders.strip(&headers)
+        headers.remove(name: "content-length")
+        headers.remove(name: "transfer-encoding")
+        var targeted = HTTPHeaders()
+        for name in CachePolicy.targetedFields where headers.contains(name: name) {
+            for value in headers[name] { targeted.add(name: name, value: value) }
+            headers.remove(name: name)
+        }
+        let tags = Self.tags(headers)
+        for name in Self.tagFields { headers.remove(name: name) }
+        var all = headers
+        all.add(contentsOf: targeted)
+        guard case .store(let lifetime, let control) = self.policy.storability(request: state.requestHeaders, status: status, response: all, responseTime: now)
+        else { return nil }
+        headers.add(name: "Content-Length", value: String(body.readableBytes))
+        let varyFields = CachePolicy.varyFields(headers)
+        var fields = varyFields, values = CachePolicy.varyValues(varyFields, request: state.requestHeaders)
+        if !state.extraKey.isEmpty {
+            fields.insert(Self.keyField, at: 0)
+            values.insert(state.extraKey, at: 0)
+        }
+        return CachedResponse(
+            status: status, headers: headers, targetedFields: targeted, body: body, requestTime: requestTime, responseTime: now,
+            freshnessLifetime: lifetime, control: control, varyFields: fields, varyValues: values, tags: tags)
     }
 
     private func onlyIfCachedMiss(_ state: CacheExchange) -> FilterDecision {
@@ -463,6 +541,9 @@ final class CacheExchange: @unchecked Sendable {
     var timeout: Scheduled<Void>?
     private var woken = false
     var isWaiting: Bool { !self.woken && self.promise != nil }
+
+    /// A stale response served under `stale-while-revalidate`, to refresh after the answer (set by `lookup`).
+    var refresh: CachedResponse?
 
     init(key: String, extraKey: String, head: HTTPRequestHead) {
         self.key = key
