@@ -42,6 +42,9 @@ public struct CacheConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
     public var purgeAllow: [String]?
     /// Add `key=` to `Cache-Status` (for debugging). Default `false`.
     public var statusKey: Bool?
+    /// Cache POST requests too (queries sent as POST: GraphQL, search): keyed by their body as well, stored only
+    /// with explicit freshness. Off by default.
+    public var post: CachePostConfig?
 
     public init(key: CacheKeyConfig? = nil, heuristicMax: ConfigDuration? = nil, storeSetCookie: Bool? = nil,
                 lockTimeout: ConfigDuration? = nil, purgeAllow: [String]? = nil, statusKey: Bool? = nil) {
@@ -54,6 +57,19 @@ public struct CacheConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
     }
 
     public static var configPlaceholder: CacheConfig { .init() }
+}
+
+/// A route cache's `post`.
+public struct CachePostConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
+    /// Requests with a `Content-Length` up to this are cached (their body is read before the lookup); larger
+    /// ones, and bodies of unknown length, go upstream uncached. Default `64KiB`, at most `1MiB`.
+    public var maxBody: ByteSize?
+
+    public init(maxBody: ByteSize? = nil) {
+        self.maxBody = maxBody
+    }
+
+    public static var configPlaceholder: CachePostConfig { .init() }
 }
 
 /// The cache key: scheme, host and path always; the query unless turned off; request fields and cookies when

@@ -264,6 +264,7 @@ public enum ConfigValidator {
             for (j, name) in (cache.key?.cookies ?? []).enumerated() where !isToken(name) {
                 fail("\(p).key.cookies[\(j)]", "invalid cookie name \"\(name)\"")
             }
+            if let m = cache.post?.maxBody, m.bytes < 1 || m.bytes > 1 << 20 { fail("\(p).post.max_body", "must be from 1 to 1MiB") }
             for (j, t) in (cache.purgeAllow ?? []).enumerated() where CIDR(parsing: t) == nil {
                 fail("\(p).purge_allow[\(j)]", "invalid CIDR \"\(t)\" (expected e.g. 127.0.0.1/32 or ::1)")
             }

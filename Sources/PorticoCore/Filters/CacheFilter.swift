@@ -3,6 +3,7 @@
 // SPDX-License-Identifier: Apache-2.0
 //===----------------------------------------------------------------------===//
 
+import Crypto
 public import NIOCore
 public import NIOHTTP1
 
@@ -35,11 +36,14 @@ public struct CacheFilter: ProxyFilter {
     let clock: @Sendable () -> Int64
     /// The route's cluster, where `stale-while-revalidate` refreshes go (nil: none are made).
     let cluster: String?
+    /// POST requests with a body up to this are cached too (`post`); nil: never.
+    let postMaxBody: Int?
 
     public var phases: FilterPhases { [.requestHead, .upstreamRequestHead, .responseHead, .responseBody, .upstreamFailure, .log] }
 
     public init(store: CacheStore, config: CacheConfig, cluster: String? = nil, clock: @escaping @Sendable () -> Int64 = CacheFilter.wallClock) {
         self.cluster = cluster
+        self.postMaxBody = config.post.map { $0.maxBody?.bytes ?? 64 * 1024 }
         self.store = store
         self.policy = CachePolicy(
             heuristicMax: (config.heuristicMax?.nanoseconds).map { $0 / 1_000_000_000 } ?? 86400,
@@ -78,6 +82,9 @@ public struct CacheFilter: ProxyFilter {
             state = CacheExchange(key: self.primaryKey(head.uri, context), extraKey: self.extraKey(head.headers), head: head)
         case .OPTIONS, .TRACE:
             return .proceed
+        case .POST where self.postMaxBody != nil:
+            if let decision = self.postLookup(head, &context) { return decision }
+            fallthrough
         default:
             // An unsafe method: forwarded, and a success invalidates what is stored for its target (RFC 9111 §4.4).
             state = CacheExchange(key: self.primaryKey(head.uri, context), extraKey: "", head: head)
@@ -93,6 +100,25 @@ public struct CacheFilter: ProxyFilter {
             self.refreshInBackground(stale, head: head, context)
         }
         return decision
+    }
+
+    /// `post`: a POST with a known, small body is looked up by its URL and a digest of its body, once the body is
+    /// read; nil when it goes uncached (too big, or of unknown length).
+    private func postLookup(_ head: HTTPRequestHead, _ context: inout RequestContext) -> FilterDecision? {
+        guard let max = self.postMaxBody, let length = head.headers.first(name: "content-length").flatMap({ Int($0) }), length <= max,
+              !head.headers.contains(name: "transfer-encoding")
+        else { return nil }
+        let uriKey = self.primaryKey(head.uri, context)
+        let state = CacheExchange(key: uriKey, extraKey: self.extraKey(head.headers), head: head)
+        state.uriKey = uriKey
+        context[StateKey.self] = state
+        let loop = context.eventLoop
+        return .needBody(maxBytes: max) { body in
+            // The body is part of the key: a digest, so a long body is not kept as a key and bodies cannot collide.
+            state.key = uriKey + "\u{0}POST\u{0}" + SHA256.hash(data: Array(body.readableBytesView))
+                .map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+            return self.lookup(state, eventLoop: loop, mayWait: self.lockTimeout.nanoseconds > 0)
+        }
     }
 
     /// Answers from the store when a stored response may be used; otherwise marks the request a miss or a
@@ -323,9 +349,18 @@ public struct CacheFilter: ProxyFilter {
         default:
             break
         }
-        guard state.method == .GET else { return self.finishLeading(state) }
+        if let uriKey = state.uriKey, (200..<400).contains(status) {
+            // A POST still changes its target (RFC 9111 §4.4): what is stored for the URL's GETs goes.
+            self.invalidate(uriKey, head.headers, context)
+        }
+        guard state.method == .GET || state.uriKey != nil else { return self.finishLeading(state) }
         var all = head.headers
         all.add(contentsOf: targeted)
+        if state.uriKey != nil, case let (control, targeted) = CachePolicy.effectiveControl(all),
+           self.policy.explicitLifetime(control, targeted: targeted, response: all, responseTime: now) == nil {
+            state.status += "; detail=\"POST without explicit freshness\""
+            return self.finishLeading(state)
+        }
         switch self.policy.storability(request: state.requestHeaders, status: status, response: all, responseTime: now) {
         case .store(let lifetime, let control):
             let length = head.headers.first(name: "content-length").flatMap { Int($0) }
@@ -519,7 +554,7 @@ final class CacheExchange: @unchecked Sendable {
         var responseTime: Int64
     }
 
-    let key: String
+    var key: String
     let extraKey: String
     let method: HTTPMethod
     let requestHeaders: HTTPHeaders
@@ -544,6 +579,9 @@ final class CacheExchange: @unchecked Sendable {
 
     /// A stale response served under `stale-while-revalidate`, to refresh after the answer (set by `lookup`).
     var refresh: CachedResponse?
+    /// A cached POST: the URL's own key (its GETs' responses are invalidated by a successful POST); `key` has the
+    /// body's digest too.
+    var uriKey: String?
 
     init(key: String, extraKey: String, head: HTTPRequestHead) {
         self.key = key
