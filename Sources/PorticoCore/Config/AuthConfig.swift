@@ -124,8 +124,9 @@ public struct ForwardAuthConfig: Codable, Sendable, Hashable, ConfigPlaceholder 
     public var maxBody: ByteSize?
     /// No answer within this is 503 (never a pass). Default `5s`.
     public var timeout: ConfigDuration?
-    /// Remember each answer per credential (the method and the sent fields) this long, so a busy client does not
-    /// cost a subrequest per request. Not with `max_body` (the answer may depend on the body). Default: off.
+    /// Remember each answer this long, per request and credential (method, host, target, client address and the
+    /// sent fields), so a client repeating a request does not cost a subrequest each time; answers that set a
+    /// cookie are never remembered. Not with `max_body` (the answer may depend on the body). Default: off.
     public var cacheFor: ConfigDuration?
 
     public init(cluster: String, path: String? = nil, requestHeaders: [String]? = nil, responseHeaders: [String]? = nil,
