@@ -38,6 +38,8 @@ public struct CompressionFilter: ProxyFilter {
             return
         case .leaveVarying:
             CompressionPolicy.addVary(&head.headers)
+        case .notModified:
+            CompressionPolicy.notModified(&head.headers)
         case .compress(let coding):
             let level: Int
             switch coding {

@@ -113,6 +113,21 @@ import Testing
         #expect(ContentDecoder.decode(r.bytes, coding: "br") == TestOrigin.text(size: 5000))
     }
 
+    /// A 304 to a client that would have got the compressed 200 carries that 200's weak ETag and Vary (RFC 9110
+    /// §15.4.5), so the client does not store a strong validator for compressed bytes; other 304s are left alone.
+    @Test func notModifiedMatchesTheCompressedRepresentation() async throws {
+        let origin = try await TestOrigin.start(name: "o")
+        let proxy = try await ProxyHarness.start(yaml: Self.yaml, origins: [origin], workers: 1)
+        defer { Task { await proxy.shutdown(); await origin.shutdown() } }
+        let notModified = Self.respond(size: 0, ["ETag: \"v7\""], status: 304)
+        let r = try Self.get(proxy.port(), notModified, ["Accept-Encoding: gzip", "If-None-Match: W/\"v7\""])
+        #expect(r.status == 304 && r.header("etag") == "W/\"v7\"" && r.header("vary") == "Accept-Encoding")
+        let identity = try Self.get(proxy.port(), notModified, ["If-None-Match: \"v7\""])
+        #expect(identity.status == 304 && identity.header("etag") == "\"v7\"" && identity.header("vary") == nil)
+        let image = try Self.get(proxy.port(), Self.respond(size: 0, ["ETag: \"i\"", "Content-Type: image/png"], status: 304), ["Accept-Encoding: gzip"])
+        #expect(image.header("etag") == "\"i\"")
+    }
+
     /// A route's own answer is compressed too, and has a Content-Length (its whole body is known).
     @Test func localAnswersAreCompressed() async throws {
         let origin = try await TestOrigin.start(name: "o")

@@ -48,6 +48,10 @@ public struct CompressionPolicy: Sendable, Hashable {
         case leaveVarying
         /// Compress it with this coding (`prepare` the head first).
         case compress(ContentCoding)
+        /// A 304 to a client that would have got a compressed 200: its `ETag` made weak and `Vary` added, as the
+        /// 200 had them (RFC 9110 §15.4.5: a 304 carries the fields the 200 would have). Otherwise the client
+        /// would store a strong validator for compressed bytes (`notModified(_:)`).
+        case notModified
     }
 
     /// Decides for a response `head` to a `method` request whose `Accept-Encoding` was `accept` (nil: none).
@@ -55,7 +59,14 @@ public struct CompressionPolicy: Sendable, Hashable {
     /// content coding or a `Content-Range`, `Cache-Control: no-transform`, a type not listed, an empty body.
     public func decide(method: HTTPMethod, response head: HTTPResponseHead, accept: AcceptEncoding?) -> Decision {
         let status = head.status.code
-        guard status >= 200, status != 204, status != 206, status != 304 else { return .leave }
+        if status == 304 {
+            // No body and usually no Content-Type: decide as for the 200 it stands for, as far as can be told.
+            guard method == .GET, let accept, accept.choose(from: self.preference) != nil else { return .leave }
+            if let type = head.headers.first(name: "content-type"), !self.types.contains(where: { $0.matches(type) }) { return .leave }
+            for value in head.headers[canonicalForm: "cache-control"] where value.caseInsensitiveASCIIEqual("no-transform") { return .leave }
+            return .notModified
+        }
+        guard status >= 200, status != 204, status != 206 else { return .leave }
         var contentLength: Int?
         var typeMatches = false
         for (name, value) in head.headers {
@@ -83,6 +94,14 @@ public struct CompressionPolicy: Sendable, Hashable {
         return .compress(coding)
     }
 
+    /// A 304 standing for a compressed 200: `Vary` and a weak `ETag`, as that 200 had.
+    public static func notModified(_ headers: inout HTTPHeaders) {
+        Self.addVary(&headers)
+        if let etag = headers.first(name: "etag"), etag.hasPrefix("\"") {
+            headers.replaceOrAdd(name: "ETag", value: "W/" + etag)
+        }
+    }
+
     /// Adds `Vary: Accept-Encoding` unless `Vary` already names it or is `*`.
     public static func addVary(_ headers: inout HTTPHeaders) {
         for value in headers[canonicalForm: "vary"] where value == "*" || value.caseInsensitiveASCIIEqual("accept-encoding") {
@@ -99,10 +118,7 @@ public struct CompressionPolicy: Sendable, Hashable {
         head.headers.remove(name: "accept-ranges")
         head.headers.remove(name: "content-encoding")  // at most `identity`, which decide() let through
         head.headers.add(name: "Content-Encoding", value: coding.rawValue)
-        Self.addVary(&head.headers)
-        if let etag = head.headers.first(name: "etag"), etag.hasPrefix("\"") {
-            head.headers.replaceOrAdd(name: "ETag", value: "W/" + etag)
-        }
+        Self.notModified(&head.headers)
     }
 }
 
