@@ -36,11 +36,6 @@ package struct JWTAuthFilter: ProxyFilter {
         }
     }
 
-    /// `token_from` entries that are not understood (for config errors).
-    package static func invalidSources(_ config: JWTAuthConfig) -> [(Int, String)] {
-        (config.tokenFrom ?? []).enumerated().compactMap { TokenSource(parsing: $1) == nil ? ($0, $1) : nil }
-    }
-
     package init(keys: JWTKeySet, config: JWTAuthConfig, onUnknownKey: (@Sendable () -> Void)? = nil) {
         self.verifier = JWTVerifier(keys: keys, config: config)
         self.sources = (config.tokenFrom ?? ["header"]).compactMap(TokenSource.init(parsing:))

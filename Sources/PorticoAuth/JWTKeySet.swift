@@ -31,8 +31,6 @@ package final class JWTKeySet: Sendable {
         self.state = Mutex((fileKeys, Keys(), fileKeys))
     }
 
-    package var count: Int { self.state.withLock { $0.merged.count } }
-
     /// The keys for a token's `kid`, or, without one, every key without a `kid` for its `alg` (more than one while
     /// keys rotate).
     func keys(kid: String?, alg: String) -> [any JWTAlgorithm] {
