@@ -167,6 +167,7 @@ import Yams
         #expect(body.contains("# TYPE portico_upstream_connects_total counter"))
         #expect(body.contains("portico_upstream_host_available{cluster=\"c\",host=\"\(s.a.address)\"} 1"))
         #expect(body.contains("portico_config_reloads_total 0"))
+        #expect(body.contains("portico_overloaded 0") && body.contains("portico_overload_episodes_total 0"))
         // Each family's samples follow its own # TYPE line, in one group (text format 0.0.4).
         var seen: Set<String> = []
         var current = ""

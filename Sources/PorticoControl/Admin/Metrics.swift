@@ -32,6 +32,10 @@ enum Metrics {
         out.sample("portico_config_reload_failures_total", [], Double(await server.reloadFailures))
         out.family("portico_config_generation", "gauge", "The running config's generation.")
         out.sample("portico_config_generation", [], Double(await engine.generation))
+        out.family("portico_overloaded", "gauge", "1 while overloaded (not accepting connections, shedding idle ones).")
+        out.sample("portico_overloaded", [], await server.overload.overloaded ? 1 : 0)
+        out.family("portico_overload_episodes_total", "counter", "Times Portico entered overload.")
+        out.sample("portico_overload_episodes_total", [], Double(await server.overload.episodes))
 
         if let table {
             let now = Int64(NIODeadline.now().uptimeNanoseconds)
