@@ -153,7 +153,8 @@ actor AuthService {
         }
     }
 
-    private func reloadChangedFiles() async {
+    /// One look at every watched htpasswd file (the watcher's step; tests call it to look now).
+    func reloadChangedFiles() async {
         for file in self.files.values {
             do {
                 if case .reloaded(let users) = try await self.pool.runIfActive({ try file.reloadIfChanged() }) {

@@ -33,7 +33,7 @@ public actor ProxyServer: Service {
     private var tracing: TracingService?
     /// Listener certificates: loaded and reloaded off the EventLoops.
     private let certificates: CertificateService
-    private let auth: AuthService
+    let auth: AuthService
     let overload: OverloadService
     /// The responses routes with `cache` store; kept across reloads while `cache_storage` stays the same.
     public private(set) var cacheStore: CacheStore?

@@ -93,6 +93,16 @@ public final class RawHTTPClient {
     }
 
 
+    /// Waits (poll(2), no sleeping) until the peer closes an idle connection, or the timeout passes; true when
+    /// it closed (an EOF or a reset, not bytes).
+    public func waitForClose(timeoutSeconds: Int) -> Bool {
+        var p = pollfd(fd: self.fd, events: Int16(POLLIN), revents: 0)
+        _ = poll(&p, 1, Int32(timeoutSeconds * 1000))
+        var byte: UInt8 = 0
+        let n = recv(self.fd, &byte, 1, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT))
+        return n == 0 || (n < 0 && errno == ECONNRESET)
+    }
+
     /// Reads until the peer closes, the timeout passes, or `limit` bytes.
     public func readAll(limit: Int = 64 << 20) -> (text: String, closed: Bool) {
         let (bytes, closed) = self.readAllBytes(limit: limit)

@@ -28,20 +28,26 @@ import Testing
                                                    viaShell: true)
         defer { if p.isRunning { kill(p.processIdentifier, SIGKILL) } }
 
+        let pid = p.processIdentifier
         let outcome = try await offThePool { () -> (count: Int, firstClosed: Bool, lastOpen: Bool, slow: Int?) in
             // A slow request in flight (its origin answers after 3 s).
             let slow = try RawHTTPClient(port: port, timeoutSeconds: 10)
             try slow.send("GET /delay/3000 HTTP/1.1\r\nHost: t\r\n\r\n")
-            // Idle keep-alive connections, one request each, added slower than the 100 ms measurements, until
-            // more than the threshold would be open. At the threshold Portico stops accepting and closes the idle
-            // ones; with them gone it is under again and accepts, so every connection here is answered.
+            // Idle keep-alive connections, one request each. Once Portico's open files reach the threshold (read
+            // from its /proc), the next step waits for the event: the idle ones closed by Portico. With them gone it
+            // is under again and accepts, so every connection here is answered.
             var idle: [RawHTTPClient] = []
+            var shed = false
             for _ in 0..<40 {
                 let c = try RawHTTPClient(port: port, timeoutSeconds: 1)
                 try c.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n")
                 guard c.readResponses(1).first?.status == 200 else { break }
                 idle.append(c)
-                usleep(150_000)
+                let open = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count) ?? 0
+                if !shed && open >= 48 {
+                    _ = idle[0].waitForClose(timeoutSeconds: 10)
+                    shed = true
+                }
             }
             // The first 25 were open when the threshold was reached: closed. The last came after: open.
             let firstClosed = idle.prefix(25).allSatisfy { $0.readAll(limit: 1).closed }

@@ -99,7 +99,7 @@ import Testing
                 rate_limits:
                   - { rate: 1, store: redis }
                   - { rate: 1, store: redis, redis: { address: "nowhere", timeout: 0s, password_file: /nonexistent } }
-                  - { rate: 1, redis: { address: "127.0.0.1:6379" } }
+                  - { rate: 1, redis: { address: "127.0.0.1:0" } }
             """
         guard case .failure(let redisErrors) = ConfigLoader.load(text: redis, file: nil) else { Issue.record("accepted"); return }
         #expect(Set(redisErrors.all.map(\.path)) == [
