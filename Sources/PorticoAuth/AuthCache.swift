@@ -58,13 +58,3 @@ package final class AuthCache<Value: Sendable>: Sendable {
     }
 }
 
-/// Lower-case hex of a digest: what the caches key credentials by (never the credential itself).
-func hex(_ digest: some Sequence<UInt8>) -> String {
-    let digits = Array("0123456789abcdef".utf8)
-    var out: [UInt8] = []
-    for byte in digest {
-        out.append(digits[Int(byte >> 4)])
-        out.append(digits[Int(byte & 0x0F)])
-    }
-    return String(decoding: out, as: UTF8.self)
-}

@@ -38,8 +38,6 @@ package struct BasicAuthFilter: ProxyFilter {
 
     package var phases: FilterPhases { [.requestHead, .upstreamRequestHead] }
 
-    enum UserKey: RequestContextKey { typealias Value = String }
-
     package init(file: HTPasswdFile, config: BasicAuthConfig, pool: NIOThreadPool, pending: Pending) {
         self.file = file
         // A quoted-string (RFC 9110 §5.6.4): backslash and quote escaped.
@@ -66,13 +64,12 @@ package struct BasicAuthFilter: ProxyFilter {
         let user = String(decoding: decoded[..<colon], as: UTF8.self)
         let password = String(decoding: decoded[decoded.index(after: colon)...], as: UTF8.self)
         let key = Self.digest(credential)
-        let now = monotonicNanos()
+        let now = Int64(NIODeadline.now().uptimeNanoseconds)
         if let remembered = self.file.remembered.get(key, now: now), remembered.generation == self.file.generation {
             guard remembered.user != nil else {
                 context.authFailure = "basic:bad_password"
                 return .respond(self.unauthorized())
             }
-            context[UserKey.self] = user
             context.identity = BasicUser(user: user)
             return .proceed
         }
@@ -85,7 +82,6 @@ package struct BasicAuthFilter: ProxyFilter {
                                            text: "503 Service Unavailable\n"))
         }
         // The user is recorded now; it goes upstream only if the check passes (a failed one answers 401).
-        context[UserKey.self] = user
         context.identity = BasicUser(user: user)
         let file = self.file, pending = self.pending, cacheFor = self.cacheFor
         var refusal = self.unauthorized()
@@ -94,7 +90,7 @@ package struct BasicAuthFilter: ProxyFilter {
             defer { pending.count.wrappingSubtract(1, ordering: .relaxed) }
             let (users, generation) = file.snapshot
             let good = users.verify(user: user, password: password)
-            let now = monotonicNanos()
+            let now = Int64(NIODeadline.now().uptimeNanoseconds)
             file.remembered.set(key, .init(user: good ? user : nil, generation: generation),
                                 until: now + (good ? cacheFor : Self.rememberFailureFor), now: now)
             return good ? .proceed : .respond(refusal)
@@ -102,7 +98,7 @@ package struct BasicAuthFilter: ProxyFilter {
     }
 
     package func upstreamRequestHead(_ head: inout HTTPRequestHead, _ context: inout RequestContext) {
-        if let user = context[UserKey.self] { head.headers.add(name: self.userHeader, value: user) }
+        if let user = context.identity?.user { head.headers.add(name: self.userHeader, value: user) }
     }
 
     /// The base64 credentials of `Authorization: Basic …` (the scheme compared without case, RFC 9110 §11.1).
@@ -118,7 +114,7 @@ package struct BasicAuthFilter: ProxyFilter {
 
     /// What the remembered checks are keyed by: a digest, so no password is kept in memory as a key.
     static func digest(_ credential: Substring) -> String {
-        hex(SHA256.hash(data: Array(credential.utf8)))
+        hexString(SHA256.hash(data: Array(credential.utf8)))
     }
 
     func unauthorized() -> FilterResponse {

@@ -40,7 +40,7 @@ package struct ForwardAuthFilter: ProxyFilter {
     }
     enum GrantedKey: RequestContextKey { typealias Value = Granted }
 
-    package var phases: FilterPhases { [.requestHead, .upstreamRequestHead] }
+    package var phases: FilterPhases { [.requestHead, .upstreamRequestHead, .subrequests] }
 
     package init(_ config: ForwardAuthConfig) {
         self.cluster = config.cluster
@@ -60,7 +60,7 @@ package struct ForwardAuthFilter: ProxyFilter {
         if let cacheFor = self.cacheFor, cacheFor > 0 {
             let k = self.credentialKey(head, context)
             key = k
-            switch self.remembered.get(k, now: monotonicNanos()) {
+            switch self.remembered.get(k, now: Int64(NIODeadline.now().uptimeNanoseconds)) {
             case .allow(let fields)?:
                 granted.fields = fields
                 return .proceed
@@ -115,7 +115,7 @@ package struct ForwardAuthFilter: ProxyFilter {
                 }
                 // An answer that sets a cookie (a session, a login redirect's state) belongs to its client alone.
                 if let key, cacheFor > 0, !answer.head.headers.contains(name: "set-cookie") {
-                    let now = monotonicNanos()
+                    let now = Int64(NIODeadline.now().uptimeNanoseconds)
                     remembered.set(key, decided, until: now + cacheFor, now: now)
                 }
                 switch decided {
@@ -137,9 +137,9 @@ package struct ForwardAuthFilter: ProxyFilter {
     /// The auth service's refusal as the client gets it: its status, fields (but the connection's own and the
     /// framing, which Portico sets) and body.
     static func passOn(_ answer: SubrequestResponse) -> FilterResponse {
-        var headers = HTTPHeaders()
-        let skip: Set<String> = ["connection", "keep-alive", "transfer-encoding", "content-length", "te", "trailer", "upgrade", "proxy-connection"]
-        for (name, value) in answer.head.headers where !skip.contains(name.lowercased()) { headers.add(name: name, value: value) }
+        var headers = answer.head.headers
+        HopByHopHeaders.strip(&headers)
+        headers.remove(name: "content-length")
         let status = Int(answer.head.status.code)
         return FilterResponse(status: status, headers: headers, body: answer.body, updateContext: { $0.authFailure = "forward:\(status)" })
     }
@@ -165,7 +165,7 @@ package struct ForwardAuthFilter: ProxyFilter {
                 hasher.update(data: [0])
             }
         }
-        return hex(hasher.finalize())
+        return hexString(hasher.finalize())
     }
 
 }

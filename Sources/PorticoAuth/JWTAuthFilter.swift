@@ -3,6 +3,7 @@
 // SPDX-License-Identifier: Apache-2.0
 //===----------------------------------------------------------------------===//
 
+package import NIOCore
 package import NIOHTTP1
 package import PorticoCore
 
@@ -50,7 +51,7 @@ package struct JWTAuthFilter: ProxyFilter {
             context.authFailure = "jwt:missing_token"
             return .respond(Self.unauthorized(nil))
         }
-        let now = monotonicNanos()
+        let now = Int64(NIODeadline.now().uptimeNanoseconds)
         let identity: VerifiedToken
         if let remembered = self.verified.get(String(token), now: now) {
             identity = remembered

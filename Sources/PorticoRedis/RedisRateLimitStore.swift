@@ -49,7 +49,7 @@ package final class RedisRateLimitStore: SharedRateLimitStore {
         redis.call('SET', KEYS[1], string.format('%.0f', nxt), 'PX', math.ceil((nxt - now) / 1000) + 1)
         return {1, math.floor((tolerance - (nxt - now)) / interval), 0, nxt - now}
         """
-    static let scriptSHA: String = Insecure.SHA1.hash(data: Array(script.utf8)).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+    static let scriptSHA: String = hexString(Insecure.SHA1.hash(data: Array(script.utf8)))
 
     /// - Parameter eventLoops: every EventLoop requests may run on (the engine's group).
     package init(config: RedisLimitConfig, limitName: String, route: String, limiter: RateLimiter, eventLoops: [any EventLoop],

@@ -39,7 +39,11 @@ public struct CacheFilter: ProxyFilter {
     /// POST requests with a body up to this are cached too (`post`); nil: never.
     let postMaxBody: Int?
 
-    public var phases: FilterPhases { [.requestHead, .upstreamRequestHead, .responseHead, .responseBody, .upstreamFailure, .log] }
+    public var phases: FilterPhases {
+        // Subrequests for the stale-while-revalidate refresh, when the route has a cluster to ask.
+        let all: FilterPhases = [.requestHead, .upstreamRequestHead, .responseHead, .responseBody, .upstreamFailure, .log]
+        return self.cluster == nil ? all : all.union(.subrequests)
+    }
 
     public init(store: CacheStore, config: CacheConfig, cluster: String? = nil, clock: @escaping @Sendable () -> Int64 = CacheFilter.wallClock) {
         self.cluster = cluster
@@ -115,8 +119,7 @@ public struct CacheFilter: ProxyFilter {
         let loop = context.eventLoop
         return .needBody(maxBytes: max) { body in
             // The body is part of the key: a digest, so a long body is not kept as a key and bodies cannot collide.
-            state.key = uriKey + "\u{0}POST\u{0}" + SHA256.hash(data: Array(body.readableBytesView))
-                .map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+            state.key = uriKey + "\u{0}POST\u{0}" + hexString(SHA256.hash(data: Array(body.readableBytesView)))
             return self.lookup(state, eventLoop: loop, mayWait: self.lockTimeout.nanoseconds > 0)
         }
     }
@@ -182,12 +185,10 @@ public struct CacheFilter: ProxyFilter {
               self.store.beginRefresh(self.primaryKey(head.uri, context))
         else { return }
         let key = self.primaryKey(head.uri, context)
-        var ask = HTTPRequestHead(version: .http1_1, method: .GET, uri: head.uri)
-        for (name, value) in context.requestHeaders {
-            let lower = name.lowercased()
-            if ["if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "if-range", "range", "connection",
-                "keep-alive", "te", "upgrade", "transfer-encoding", "content-length", "expect", "proxy-connection"].contains(lower) { continue }
-            ask.headers.add(name: name, value: value)
+        var ask = HTTPRequestHead(version: .http1_1, method: .GET, uri: head.uri, headers: context.requestHeaders)
+        HopByHopHeaders.strip(&ask.headers)
+        for name in ["if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "if-range", "range", "content-length", "expect"] {
+            ask.headers.remove(name: name)
         }
         if let etag = stale.etag { ask.headers.add(name: "If-None-Match", value: etag) }
         if let lm = stale.lastModified { ask.headers.add(name: "If-Modified-Since", value: lm) }

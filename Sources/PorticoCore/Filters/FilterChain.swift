@@ -21,9 +21,12 @@ public struct FilterChain: Sendable {
     let responseBodyFilters: [any ProxyFilter]
     let upstreamFailureFilters: [any ProxyFilter]
     let logFilters: [any ProxyFilter]
+    /// Some filter makes subrequests (`FilterPhases.subrequests`).
+    public let usesSubrequests: Bool
 
     public init(_ filters: [any ProxyFilter]) {
         self.filters = filters
+        self.usesSubrequests = filters.contains { $0.phases.contains(.subrequests) }
         self.requestHeadFilters = filters.filter { $0.phases.contains(.requestHead) }
         self.upstreamRequestHeadFilters = filters.filter { $0.phases.contains(.upstreamRequestHead) }
         self.responseHeadFilters = filters.filter { $0.phases.contains(.responseHead) }

@@ -68,6 +68,9 @@ public struct FilterPhases: OptionSet, Sendable, Hashable {
     public static let responseBody = FilterPhases(rawValue: 1 << 3)
     public static let log = FilterPhases(rawValue: 1 << 4)
     public static let upstreamFailure = FilterPhases(rawValue: 1 << 5)
+    /// Not a hook: the filter makes subrequests, so its requests are given `RequestContext.subrequests` (requests
+    /// of other routes are not, and pay nothing for it).
+    public static let subrequests = FilterPhases(rawValue: 1 << 6)
 }
 
 /// Where the response body is when `responseBody` runs.

@@ -548,7 +548,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             method: head.method
         )
         context.eventLoop = self.context.eventLoop
-        context.subrequests = self.worker.subrequests
+        if route.filters.usesSubrequests { context.subrequests = self.worker.subrequests }
         context.requestHeaders = head.headers
         if self.listener.tls?.clientSubjectHeader != nil, let info = self.verifiedClientCertificate() {
             context.clientCertificate = RequestContext.ClientIdentity(subject: info.subject, sha256: info.sha256)

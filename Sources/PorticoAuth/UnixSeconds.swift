@@ -9,14 +9,6 @@ import Glibc
 import Darwin
 #endif
 
-/// Monotonic nanoseconds, for cache expiry (never goes back with the wall clock).
-@inline(__always)
-func monotonicNanos() -> Int64 {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
-}
-
 /// Wall-clock seconds since 1970, for token times (`exp`, `nbf`, `iat`).
 @inline(__always)
 func unixSeconds() -> Double {
