@@ -88,12 +88,7 @@ package struct JWTAuthFilter: ProxyFilter {
                     if !token.isEmpty { return token }
                 }
             case .cookie(let name):
-                for value in head.headers["cookie"] {
-                    for pair in value.split(separator: ";") {
-                        let p = pair.trimmingOWS()
-                        if p.hasPrefix(name + "="), p.utf8.count > name.utf8.count + 1 { return p.dropFirst(name.utf8.count + 1) }
-                    }
-                }
+                if let token = head.headers.cookie(name), !token.isEmpty { return token }
             case .query(let name):
                 guard let q = context.uri.firstIndex(of: "?") else { continue }
                 for pair in context.uri[context.uri.index(after: q)...].split(separator: "&") where pair.hasPrefix(name + "=") {

@@ -476,10 +476,8 @@ public struct CacheFilter: ProxyFilter {
         var out = ""
         for name in self.keyHeaders { out += name + "=" + headers[name].joined(separator: ",") + "\n" }
         if !self.keyCookies.isEmpty {
-            let pairs = headers["cookie"].flatMap { $0.split(separator: ";") }.map { $0.trimmingOWS() }
             for name in self.keyCookies {
-                let value = pairs.first { $0.hasPrefix(name + "=") }.map { $0.dropFirst(name.utf8.count + 1) } ?? ""
-                out += "cookie:" + name + "=" + value + "\n"
+                out += "cookie:" + name + "=" + (headers.cookie(name) ?? "") + "\n"
             }
         }
         return out

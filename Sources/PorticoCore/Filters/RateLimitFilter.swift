@@ -174,13 +174,7 @@ public struct RateLimitFilter: ProxyFilter {
         case .header(let name): return context.requestHeaders.first(name: name) ?? ""
         case .claim(let name): return context.identity?.claim(name) ?? ""
         case .cookie(let name):
-            for value in context.requestHeaders["cookie"] {
-                for pair in value.split(separator: ";") {
-                    let p = pair.trimmingOWS()
-                    if p.hasPrefix(name + "=") { return String(p.dropFirst(name.utf8.count + 1)) }
-                }
-            }
-            return ""
+            return context.requestHeaders.cookie(name).map(String.init) ?? ""
         }
     }
 }
