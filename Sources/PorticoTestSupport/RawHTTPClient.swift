@@ -26,8 +26,12 @@ public final class RawHTTPClient {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(self.fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard rc == 0 else {
+            let code = errno
             close(self.fd)
-            throw RawClientError("connect failed: errno \(errno)")
+            // A class whose init throws after its properties are set still runs `deinit`: without this it would
+            // close the descriptor again, by then perhaps another thread's (an EventLoop's socket: EBADF there).
+            self.fd = -1
+            throw RawClientError("connect failed: errno \(code)")
         }
     }
 
