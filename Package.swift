@@ -194,6 +194,7 @@ let package = Package(
             name: "PorticoCoreTests",
             dependencies: [
                 "PorticoCore", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
             ],
             resources: [.copy("Golden")],
             swiftSettings: swiftSettings

@@ -142,6 +142,8 @@ public actor ProxyServer: Service {
         await self.dns.stop()
         await self.engine.shutdown(grace: .nanoseconds(grace))
         self.releaseRateLimiters(keeping: [:])
+        // Responses stored just before the stop reach the disk before the process exits.
+        self.cacheStore?.disk?.sync {}
     }
 
     /// The table for `config`, and the cache store its routes use: the running one while `cache_storage` is the
@@ -151,10 +153,22 @@ public actor ProxyServer: Service {
         var store: CacheStore?
         if c.routes.contains(where: { $0.cache != nil }) {
             let storage = c.cacheStorage ?? CacheStorageConfig()
-            if let running = self.cacheStore, running.maxBytes == storage.effectiveMaxSize, running.maxObjectBytes == storage.effectiveMaxObjectSize {
+            if let running = self.cacheStore, running.maxBytes == storage.effectiveMaxSize, running.maxObjectBytes == storage.effectiveMaxObjectSize,
+               running.disk?.directory == storage.disk.map({ CacheDiskTier.normalize($0.path) }), running.disk?.maxBytes == storage.disk?.effectiveMaxSize
+            {
                 store = running
             } else {
-                store = CacheStore(maxBytes: storage.effectiveMaxSize, maxObjectBytes: storage.effectiveMaxObjectSize)
+                var disk: CacheDiskTier?
+                if let d = storage.disk {
+                    do {
+                        disk = try CacheDiskTier(directory: d.path, maxBytes: d.effectiveMaxSize, logger: self.logger)
+                    } catch {
+                        // Checked when the config loaded (`ConfigFileChecks`); a directory that went since then
+                        // leaves the cache in memory only.
+                        self.logger.error("cache directory unusable, caching in memory only", metadata: ["error": "\(error)"])
+                    }
+                }
+                store = CacheStore(maxBytes: storage.effectiveMaxSize, maxObjectBytes: storage.effectiveMaxObjectSize, disk: disk)
             }
         }
         var filters = RouteFilters(

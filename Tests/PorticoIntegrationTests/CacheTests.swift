@@ -3,7 +3,9 @@
 // SPDX-License-Identifier: Apache-2.0
 //===----------------------------------------------------------------------===//
 
+import Foundation
 import Logging
+@testable import PorticoControl
 import PorticoCore
 import PorticoTestSupport
 import Testing
@@ -480,6 +482,83 @@ import Testing
         let before2 = s.origin.requestCount
         _ = try concurrently(n, 3)
         #expect(s.origin.requestCount - before2 == 3)
+    }
+
+    // MARK: The disk tier
+
+    static func diskYAML(_ dir: String) -> String {
+        """
+        listeners: [ { name: l, address: "127.0.0.1:0" } ]
+        access_log: { destination: "off" }
+        cache_storage: { max_size: 1MiB, max_object_size: 256KiB, disk: { path: "\(dir)", max_size: 16MiB } }
+        routes:
+          - { cluster: c, cache: { purge_allow: ["127.0.0.0/8"] } }
+        clusters: [ { name: c, hosts: [ { address: "{{origin:o}}" } ] } ]
+        """
+    }
+
+    /// `cache_storage.disk`: what memory evicted is read back from disk instead of the origin; what was stored
+    /// survives a restart (a new proxy on the same directory); a purge by tag removes it from disk too.
+    @Test func diskTierKeepsResponsesAcrossEvictionsAndRestarts() async throws {
+        let dir = NSTemporaryDirectory() + "portico-cache-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let origin = try await TestOrigin.start(name: "o")
+        // Six 200 KB responses: more than memory holds (1 MiB), less than the disk's 16 MiB.
+        let targets = (0..<6).map { Self.target("disk/\($0)", ["Cache-Control: max-age=600", "Surrogate-Key: group\($0 % 2)"], size: 200_000) }
+        func run(_ body: (Setup) async throws -> Void) async throws {
+            let proxy = try await ProxyHarness.start(yaml: Self.diskYAML(dir), origins: [origin], workers: 2)
+            // The directory is indexed before the first request (the scan runs on the disk queue).
+            await proxy.server.cacheStore?.disk?.sync {}
+            do { try await body(Setup(origin: origin, proxy: proxy)) } catch {
+                await proxy.shutdown()
+                throw error
+            }
+            await proxy.shutdown()
+        }
+        try await run { s in
+            for t in targets {
+                let (r, f) = try s.forwarded(t)
+                #expect(f && r.status == 200 && r.header("cache-status")?.contains("stored") == true)
+            }
+            let (back, f0) = try s.forwarded(targets[0])
+            #expect(!f0 && back.body == TestOrigin.text(size: 200_000))
+            #expect(back.header("cache-status")?.hasPrefix("Portico; hit") == true && back.header("cache-status")?.contains("detail=disk") == true)
+        }
+        try await run { s in
+            // A new proxy: every response is still there, from disk.
+            for t in targets {
+                let (r, f) = try s.forwarded(t)
+                #expect(!f && r.status == 200 && r.body.utf8.count == 200_000 && r.header("age") != nil, "\(t)")
+            }
+            let purge = try s.send("/", ["Surrogate-Key: group1"], method: "PURGE")
+            #expect(purge.status == 200)
+        }
+        try await run { s in
+            // The purge reached the files: after a restart the purged ones go upstream, the others do not.
+            for (i, t) in targets.enumerated() {
+                let (_, f) = try s.forwarded(t)
+                #expect(f == (i % 2 == 1), "\(i)")
+            }
+        }
+        await origin.shutdown()
+    }
+
+    @Test func diskTierConfigErrorsNameTheKey() throws {
+        let file = NSTemporaryDirectory() + "portico-not-a-dir-\(UUID().uuidString)"
+        FileManager.default.createFile(atPath: file, contents: Data("x".utf8))
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        for (path, size, expected) in [(file, "16MiB", "is not a directory"), (file + "/cache", "16MiB", "cannot be made"), ("/tmp/x", "1MiB", "at least max_object_size")] {
+            let yaml = """
+                listeners: [ { name: l, address: "127.0.0.1:0" } ]
+                cache_storage: { max_object_size: 2MiB, disk: { path: "\(path)", max_size: \(size) } }
+                routes: [ { respond: {}, cache: {} } ]
+                """
+            guard case .failure(let errors) = ConfigLoader.load(text: yaml, file: "t.yaml", extraChecks: ConfigFileChecks.errors) else {
+                Issue.record("accepted \(path)"); continue
+            }
+            let e = errors.all.first { $0.path.hasPrefix("cache_storage.disk") }
+            #expect(e?.message.contains(expected) == true && e?.line == 2, "\(errors)")
+        }
     }
 
     /// The cache stores the origin's representation; compression applies on the way out, hit or miss.

@@ -66,6 +66,13 @@ enum Metrics {
             out.sample("portico_cache_stored_responses", [], Double(usage.responses))
             out.family("portico_cache_stored_bytes", "gauge", "Bytes the cache holds against its budget.")
             out.sample("portico_cache_stored_bytes", [], Double(usage.bytes))
+            if let disk = store.disk {
+                let d = disk.usage
+                out.family("portico_cache_disk_keys", "gauge", "URLs (primary keys) the cache's disk tier holds.")
+                out.sample("portico_cache_disk_keys", [], Double(d.keys))
+                out.family("portico_cache_disk_bytes", "gauge", "Bytes of the cache's disk tier files.")
+                out.sample("portico_cache_disk_bytes", [], Double(d.bytes))
+            }
         }
         return out.text
     }

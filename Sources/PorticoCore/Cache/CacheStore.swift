@@ -3,6 +3,7 @@
 // SPDX-License-Identifier: Apache-2.0
 //===----------------------------------------------------------------------===//
 
+public import NIOCore
 import Synchronization
 
 /// The in-memory cache: stored responses by primary key (each with its `Vary` variants), a byte budget with
@@ -12,16 +13,21 @@ import Synchronization
 /// a dictionary lookup and a list splice (no I/O, no allocation beyond the entry itself), so workers rarely meet
 /// on one; nginx's cache zone has one mutex for all. Bodies are never copied: a hit takes a reference to the
 /// stored `ByteBuffer`.
+///
+/// With a disk tier (`CacheDiskTier`) every insert, removal and purge is applied to it too; a key memory no
+/// longer holds is read back from it (`loadFromDisk`).
 public final class CacheStore: Sendable {
     public let maxBytes: Int
     public let maxObjectBytes: Int
+    public let disk: CacheDiskTier?
     private let shards: [ShardBox]
 
     /// Variants kept per primary key (a `Vary` on a field with many values cannot crowd out everything else).
     public static let maxVariants = 16
 
-    public init(maxBytes: Int, maxObjectBytes: Int) {
+    public init(maxBytes: Int, maxObjectBytes: Int, disk: CacheDiskTier? = nil) {
         self.maxBytes = maxBytes
+        self.disk = disk
         self.maxObjectBytes = min(maxObjectBytes, maxBytes)
         // Each shard's budget holds at least four of the largest objects.
         let count = max(1, min(16, maxBytes / max(1, 4 * self.maxObjectBytes)))
@@ -42,20 +48,41 @@ public final class CacheStore: Sendable {
     @discardableResult
     public func insert(_ key: String, _ response: CachedResponse) -> Bool {
         guard response.cost <= self.maxObjectBytes else { return false }
-        self.shard(key).mutex.withLock { $0.insert(key, response) }
+        let variants = self.shard(key).mutex.withLock { $0.insert(key, response) }
+        self.disk?.write(key, variants)
         return true
+    }
+
+    /// Reads `key`'s variants back from the disk tier into memory, when memory has none and the disk has the key
+    /// (nil otherwise). The read runs on the disk tier's queue; the future completes on `eventLoop` once they are
+    /// in memory (or the file turned out gone).
+    public func loadFromDisk(_ key: String, eventLoop: any EventLoop) -> EventLoopFuture<Void>? {
+        guard let disk = self.disk, disk.contains(key) else { return nil }
+        let promise = eventLoop.makePromise(of: Void.self)
+        disk.read(key) { variants in
+            self.shard(key).mutex.withLock { s in
+                // Oldest first, so the most recently stored ends up first, as it was. A key stored meanwhile
+                // (a request that went upstream) is newer than the file: kept.
+                guard s.entries[key] == nil else { return }
+                for v in variants.reversed() where v.cost <= self.maxObjectBytes { _ = s.insert(key, v) }
+            }
+            promise.succeed()
+        }
+        return promise.futureResult
     }
 
     /// Removes every variant of `key`; returns how many there were.
     @discardableResult
     public func remove(_ key: String) -> Int {
-        self.shard(key).mutex.withLock { $0.remove(key) }
+        let n = self.shard(key).mutex.withLock { $0.remove(key) }
+        return max(n, self.disk?.remove(key) ?? 0)
     }
 
     /// Removes every response tagged `tag` (`Surrogate-Key`, `Cache-Tag`); returns how many.
     @discardableResult
     public func purge(tag: String) -> Int {
         var n = 0
+        var rewritten: [(String, [CachedResponse])] = []
         for shard in self.shards {
             n += shard.mutex.withLock { s in
                 let keys = s.entries.filter { $0.value.variants.contains { $0.tags.contains(tag) } }.map(\.key)
@@ -65,11 +92,16 @@ public final class CacheStore: Sendable {
                     let kept = node.variants.filter { !$0.tags.contains(tag) }
                     removed += node.variants.count - kept.count
                     s.remove(key)
-                    for v in kept.reversed() { s.insert(key, v) }
+                    for v in kept.reversed() { _ = s.insert(key, v) }
+                    if !kept.isEmpty { rewritten.append((key, kept)) }
                 }
                 return removed
             }
         }
+        guard let disk = self.disk else { return n }
+        // Files hold all of a key's variants: those tagged go with the file, the others are written again.
+        n = max(n, disk.purge(tag: tag))
+        for (key, kept) in rewritten { disk.write(key, kept) }
         return n
     }
 
@@ -160,7 +192,8 @@ private struct Shard: ~Copyable {
         return node.variants
     }
 
-    mutating func insert(_ key: String, _ response: CachedResponse) {
+    /// Returns the key's variants after the insert (what the disk tier writes).
+    mutating func insert(_ key: String, _ response: CachedResponse) -> [CachedResponse] {
         let node: Node
         if let existing = self.entries[key] {
             node = existing
@@ -187,6 +220,7 @@ private struct Shard: ~Copyable {
             node.cost -= dropped.cost
             self.bytes -= dropped.cost
         }
+        return node.variants
     }
 
     @discardableResult

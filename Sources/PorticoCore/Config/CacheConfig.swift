@@ -12,16 +12,37 @@ public struct CacheStorageConfig: Codable, Sendable, Hashable, ConfigPlaceholder
     /// A response larger than this is passed on but not stored. Default: the smaller of `8MiB` and an eighth of
     /// `max_size`.
     public var maxObjectSize: ByteSize?
+    /// A second tier on disk: every stored response is also written to a directory (off the EventLoops) and
+    /// read back when memory no longer holds it, including after a restart. Off by default.
+    public var disk: CacheDiskConfig?
 
-    public init(maxSize: ByteSize? = nil, maxObjectSize: ByteSize? = nil) {
+    public init(maxSize: ByteSize? = nil, maxObjectSize: ByteSize? = nil, disk: CacheDiskConfig? = nil) {
         self.maxSize = maxSize
         self.maxObjectSize = maxObjectSize
+        self.disk = disk
     }
 
     public static var configPlaceholder: CacheStorageConfig { .init() }
 
     public var effectiveMaxSize: Int { self.maxSize?.bytes ?? 64 << 20 }
     public var effectiveMaxObjectSize: Int { self.maxObjectSize?.bytes ?? min(8 << 20, self.effectiveMaxSize / 8) }
+}
+
+/// `cache_storage.disk`: where the disk tier keeps its files and how many bytes it may use.
+public struct CacheDiskConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
+    /// A directory Portico may write to (created if missing). Its files are Portico's; others are ignored.
+    public var path: String
+    /// Bytes of files kept; the least recently used responses are deleted beyond it. Default `1GiB`.
+    public var maxSize: ByteSize?
+
+    public init(path: String, maxSize: ByteSize? = nil) {
+        self.path = path
+        self.maxSize = maxSize
+    }
+
+    public static var configPlaceholder: CacheDiskConfig { .init(path: "") }
+
+    public var effectiveMaxSize: Int { self.maxSize?.bytes ?? 1 << 30 }
 }
 
 /// A route's `cache` (RFC 9111, shared cache): responses to GET are stored when their fields allow it and

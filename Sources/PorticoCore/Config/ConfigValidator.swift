@@ -399,10 +399,16 @@ public enum ConfigValidator {
                 }
             }
         }
-                if let s = c.cacheStorage {
+        if let s = c.cacheStorage {
             if s.effectiveMaxSize < 1 << 20 { fail("cache_storage.max_size", "must be at least 1MiB") }
             if let o = s.maxObjectSize, o.bytes < 1 || o.bytes > s.effectiveMaxSize {
                 fail("cache_storage.max_object_size", "must be more than 0 and at most max_size")
+            }
+            if let d = s.disk {
+                if d.path.isEmpty { fail("cache_storage.disk.path", "must not be empty") }
+                if d.effectiveMaxSize < s.effectiveMaxObjectSize {
+                    fail("cache_storage.disk.max_size", "must be at least max_object_size (\(ByteSize(bytes: s.effectiveMaxObjectSize)))")
+                }
             }
         }
 

@@ -127,8 +127,13 @@ public struct CacheFilter: ProxyFilter {
     /// Answers from the store when a stored response may be used; otherwise marks the request a miss or a
     /// revalidation. `mayWait`: a miss joins a fetch of the same key in progress (request collapsing).
     private func lookup(_ state: CacheExchange, eventLoop: (any EventLoop)?, mayWait: Bool) -> FilterDecision {
-        let now = self.clock()
         let variants = self.store.lookup(state.key)
+        if variants.isEmpty, !state.diskChecked, let loop = eventLoop, let load = self.store.loadFromDisk(state.key, eventLoop: loop) {
+            // Not in memory but on disk: read back (off the EventLoop), then looked up again.
+            state.diskChecked = true
+            return .suspend(load.map { self.lookup(state, eventLoop: loop, mayWait: mayWait) })
+        }
+        let now = self.clock()
         if let stored = variants.first(where: { self.matches($0, state) }) {
             switch self.policy.use(stored, request: state.requestControl, now: now) {
             case .fresh, .staleAccepted, .staleWhileRevalidate:
@@ -140,6 +145,8 @@ public struct CacheFilter: ProxyFilter {
                     // RFC 5861 §3: served stale now, refreshed in the background (once, whoever else asks).
                     state.status += "; detail=stale-while-revalidate"
                     if state.method == .GET { state.refresh = stored }
+                } else if state.diskChecked {
+                    state.status += "; detail=disk"
                 }
                 return .respond(self.answer(stored, state, age: age))
             case .validate:
@@ -576,6 +583,8 @@ final class CacheExchange: @unchecked Sendable {
     private var woken = false
     var isWaiting: Bool { !self.woken && self.promise != nil }
 
+    /// The disk tier was asked for the key already (it is asked once per request).
+    var diskChecked = false
     /// A stale response served under `stale-while-revalidate`, to refresh after the answer (set by `lookup`).
     var refresh: CachedResponse?
     /// A cached POST: the URL's own key (its GETs' responses are invalidated by a successful POST); `key` has the
