@@ -52,6 +52,14 @@ public final class TestOrigin: Sendable {
         let healthy = Atomic<Bool>(true)
         let bodyBytesWritten = Atomic<Int>(0)
         let streamsFinished = Atomic<Int>(0)
+        /// `/respond?…&gate=NAME` responses holding the second half of their body until `release(NAME)`.
+        let gates = Mutex<[String: [@Sendable (Bool) -> Void]]>([:])
+    }
+
+    /// Lets the responses held at `gate` go on: the rest of their body, or with `die`, a close mid-body.
+    public func release(_ gate: String, die: Bool = false) {
+        let held = self.counters.gates.withLock { $0.removeValue(forKey: gate) } ?? []
+        for h in held { h(die) }
     }
 
     /// Connections accepted so far.
@@ -326,7 +334,7 @@ private final class OriginHandler: ChannelInboundHandler, RemovableChannelHandle
             context.write(self.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: [0, 0, 0, 0, 2, 8, 1])))), promise: nil)
             context.writeAndFlush(self.wrapOutboundOut(.end(HTTPHeaders([("grpc-status", "0"), ("grpc-message", "ok")]))), promise: nil)
         case ("respond", _):
-            // `/respond?status=N&size=N&h=Name:%20value&chunked=1&delay=MS`: a text body of `size` bytes (compressible,
+            // `/respond?status=N&size=N&h=Name:%20value&chunked=1&delay=MS&gate=NAME`: a text body of `size` bytes (compressible,
             // deterministic: `TestOrigin.text(size:)`) with the fields given, for the cache and compression tests.
             var status = HTTPResponseStatus.ok
             var size = 0
@@ -353,10 +361,29 @@ private final class OriginHandler: ChannelInboundHandler, RemovableChannelHandle
             }
             if !chunked && status != .notModified { headers.add(name: "Content-Length", value: String(size)) }
             let delay = Self.query(head.uri).first { $0.0 == "delay" }.flatMap { Int64($0.1) } ?? 0
+            let gate = Self.query(head.uri).first { $0.0 == "gate" }?.1
             let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
             context.eventLoop.scheduleTask(in: .milliseconds(delay)) { [status, size] in
                 let (handler, context) = bound.value
                 context.write(handler.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
+                if let gate, head.method != .HEAD && size > 1 {
+                    // The first half now, the rest when the test releases the gate (or a close, with `die`).
+                    let text = TestOrigin.text(size: size)
+                    let half = text.utf8.count / 2
+                    let loop = context.eventLoop
+                    handler.counters.gates.withLock { gates in
+                        gates[gate, default: []].append { die in
+                            loop.execute {
+                                let (handler, context) = bound.value
+                                if die { return context.close(promise: nil) }
+                                context.write(handler.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: String(text.dropFirst(half)))))), promise: nil)
+                                context.writeAndFlush(handler.wrapOutboundOut(.end(nil)), promise: nil)
+                            }
+                        }
+                    }
+                    context.writeAndFlush(handler.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: String(text.prefix(half)))))), promise: nil)
+                    return
+                }
                 if head.method != .HEAD && size > 0 {
                     context.write(handler.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: TestOrigin.text(size: size))))), promise: nil)
                 }

@@ -4,6 +4,7 @@
 //===----------------------------------------------------------------------===//
 
 import NIOCore
+import NIOPosix
 import NIOHTTP1
 import Testing
 
@@ -233,15 +234,54 @@ import Testing
         for i in 0..<16 { store.insert("many", response(200_000, vary: ["\(i)"])) }
         #expect(store.usage.bytes <= 1 << 20)
         #expect(store.lookup("many").count <= 5 && store.lookup("many").first?.varyValues == ["15"])
-        // Collapsing: the first is the leader; the others are woken when it finishes.
+        // Collapsing: the first is the leader; the others are told when its response streams and when it finishes.
         let woken = WokenCounter()
-        guard case .leader = store.fillOrWait("f", waiter: {}) else { Issue.record("not leader"); return }
+        guard case .leader = store.fillOrWait("f", waiter: { _ in }) else { Issue.record("not leader"); return }
         for _ in 0..<3 {
-            guard case .waiting = store.fillOrWait("f", waiter: { woken.add() }) else { Issue.record("not waiting"); return }
+            guard case .waiting = store.fillOrWait("f", waiter: { if case .done = $0 { woken.add() } }) else { Issue.record("not waiting"); return }
         }
+        let streaming = WokenCounter()
+        let fill = CacheFillStream(response: response(10), body: ResponseBodyStream())
+        _ = store.fillOrWait("f", waiter: { if case .streaming = $0 { streaming.add() } })
+        store.publishStream("f", fill)
+        #expect(streaming.count == 1)
+        // A miss that comes while the body streams may answer with it at once.
+        guard case .streaming = store.fillOrWait("f", waiter: { _ in }) else { Issue.record("not streaming"); return }
         store.finishFill("f")
         #expect(woken.count == 3)
-        guard case .leader = store.fillOrWait("f", waiter: {}) else { Issue.record("not leader again"); return }
+        guard case .leader = store.fillOrWait("f", waiter: { _ in }) else { Issue.record("not leader again"); return }
+    }
+
+    /// Readers on their own loops read every part from the start, at their own pace; a failed stream fails them.
+    @Test func responseBodyStreamReaders() throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { try? group.syncShutdownGracefully() }
+        let loop = group.next()
+        let stream = ResponseBodyStream()
+        stream.append(ByteBuffer(string: "ab"))
+        var early = 0, late = 0
+        guard case .data(let first) = stream.read(from: &early, eventLoop: loop, notify: {}) else { Issue.record("no data"); return }
+        #expect(first.map { String(buffer: $0) } == ["ab"] && early == 1)
+        let notified = loop.makePromise(of: Void.self)
+        guard case .wait = stream.read(from: &early, eventLoop: loop, notify: { notified.succeed() }) else { Issue.record("no wait"); return }
+        stream.append(ByteBuffer(string: "cd"))
+        try notified.futureResult.wait()
+        stream.finish()
+        guard case .data(let rest) = stream.read(from: &early, eventLoop: loop, notify: {}) else { Issue.record("no rest"); return }
+        #expect(rest.map { String(buffer: $0) } == ["cd"])
+        guard case .end = stream.read(from: &early, eventLoop: loop, notify: {}) else { Issue.record("no end"); return }
+        guard case .data(let all) = stream.read(from: &late, eventLoop: loop, notify: {}) else { Issue.record("late reader"); return }
+        #expect(all.count == 2 && String(buffer: stream.joined()) == "abcd")
+        stream.fail()  // after finish: nothing changes
+        guard case .end = stream.read(from: &late, eventLoop: loop, notify: {}) else { Issue.record("end changed"); return }
+
+        let failing = ResponseBodyStream()
+        var p = 0
+        let woke = loop.makePromise(of: Void.self)
+        _ = failing.read(from: &p, eventLoop: loop, notify: { woke.succeed() })
+        failing.fail()
+        try woke.futureResult.wait()
+        guard case .failed = failing.read(from: &p, eventLoop: loop, notify: {}) else { Issue.record("not failed"); return }
     }
 }
 

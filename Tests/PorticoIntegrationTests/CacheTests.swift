@@ -561,6 +561,57 @@ import Testing
         }
     }
 
+    /// Collapsed misses stream the leader's response as it arrives: they get the first half while the origin
+    /// still holds the second (`gate`), which they could not if they waited for the stored whole; one upstream
+    /// request in all. A conditional waiter gets its 304 at once. If the leader's upstream dies mid-body, the
+    /// streaming waiters' connections fail too (never a short 200), and the response is not stored.
+    @Test func collapsedMissesStreamTheResponseAsItArrives() async throws {
+        let s = try await Setup.start()
+        defer { Task { await s.stop() } }
+        for die in [false, true] {
+            let size = 60_000
+            let t = Self.target("stream-\(die)", ["Cache-Control: max-age=60", "ETag: \"s\""], size: size, extra: "&gate=g\(die)")
+            let before = s.origin.requestCount
+            func send(_ fields: [String] = []) throws -> RawHTTPClient {
+                let c = try RawHTTPClient(port: s.proxy.port())
+                try c.send("GET \(t) HTTP/1.1\r\nHost: cache.test\r\n" + fields.map { $0 + "\r\n" }.joined() + "\r\n")
+                return c
+            }
+            func firstHalf(_ c: RawHTTPClient) throws -> String {
+                let head = try #require(c.readUntil("\r\n\r\n"))
+                let body = try #require(c.readExactly(size / 2))
+                #expect(String(decoding: body, as: UTF8.self) == String(TestOrigin.text(size: size).prefix(size / 2)))
+                return head
+            }
+            let leader = try send()
+            let leaderHead = try firstHalf(leader)
+            #expect(leaderHead.contains("fwd=uri-miss; stored"))
+            // The origin still holds the second half: these can only be answered by streaming.
+            let waiters = try (0..<3).map { _ in try send() }
+            for w in waiters {
+                let head = try firstHalf(w)
+                #expect(head.contains("Content-Length: \(size)") && head.contains("collapsed"), "\(head)")
+            }
+            let conditional = try send(["If-None-Match: \"s\""])
+            #expect(conditional.readResponses(1).first?.status == 304)
+            s.origin.release("g\(die)", die: die)
+            for (i, c) in ([leader] + waiters).enumerated() {
+                if die {
+                    // The rest never comes: the connection closes before the declared length.
+                    let rest = c.readAllBytes()
+                    #expect(rest.closed && rest.bytes.count < size / 2)
+                } else {
+                    let rest = c.readExactly(size - size / 2)
+                    #expect(rest.map { String(decoding: $0, as: UTF8.self) } == String(TestOrigin.text(size: size).dropFirst(size / 2)), "client \(i)")
+                }
+            }
+            #expect(s.origin.requestCount - before == 1)
+            // Stored only when complete.
+            let (after, forwarded) = try s.forwarded(t, ["Cache-Control: only-if-cached"])
+            #expect(!forwarded && after.status == (die ? 504 : 200))
+        }
+    }
+
     /// The cache stores the origin's representation; compression applies on the way out, hit or miss.
     @Test func storedOnceCompressedPerClient() async throws {
         let s = try await Setup.start()

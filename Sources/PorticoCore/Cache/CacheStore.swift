@@ -122,20 +122,31 @@ public final class CacheStore: Sendable {
     public enum FillRole: Sendable {
         /// No request is fetching this key: this one does, and must call `finishFill` when it is done.
         case leader
-        /// Another request is fetching it: `waiter` is called when it is done.
+        /// Another request is fetching it: `waiter` is told when its response streams in and when it is done.
         case waiting
+        /// Another request is fetching it and its response is streaming in: this one may answer with it now (if
+        /// it fits the request; otherwise it waits, and `waiter` is told when the fetch is done).
+        case streaming(CacheFillStream)
     }
 
-    /// Joins the fetch of `key` in progress, or starts one. `waiter` is called (from the leader's thread) once
-    /// the leader finished, whatever came of it.
-    public func fillOrWait(_ key: String, waiter: @escaping @Sendable () -> Void) -> FillRole {
+    /// What a collapsed request's waiter is told.
+    public enum FillEvent: Sendable {
+        /// The leader's response is storable and streaming in (`publishStream`).
+        case streaming(CacheFillStream)
+        /// The leader is done (stored, not storable, or failed): look again.
+        case done
+    }
+
+    /// Joins the fetch of `key` in progress, or starts one. `waiter` is called (from the leader's thread) when
+    /// the leader's response streams in and once the leader finished, whatever came of it.
+    public func fillOrWait(_ key: String, waiter: @escaping @Sendable (FillEvent) -> Void) -> FillRole {
         self.shard(key).mutex.withLock { s in
-            if s.fills[key] != nil {
-                s.fills[key]!.append(waiter)
-                return .waiting
+            guard s.fills[key] != nil else {
+                s.fills[key] = Shard.Fill()
+                return .leader
             }
-            s.fills[key] = []
-            return .leader
+            s.fills[key]!.waiters.append(waiter)
+            return s.fills[key]!.stream.map { .streaming($0) } ?? .waiting
         }
     }
 
@@ -144,15 +155,38 @@ public final class CacheStore: Sendable {
     public func beginRefresh(_ key: String) -> Bool {
         self.shard(key).mutex.withLock { s in
             guard s.fills[key] == nil else { return false }
-            s.fills[key] = []
+            s.fills[key] = Shard.Fill()
             return true
         }
     }
 
+    /// The leader's response is storable and its body streams in: waiters may answer with it as it arrives
+    /// instead of waiting for the end, and so may misses that come meanwhile.
+    public func publishStream(_ key: String, _ stream: CacheFillStream) {
+        let waiters = self.shard(key).mutex.withLock { s -> [@Sendable (FillEvent) -> Void] in
+            guard s.fills[key] != nil else { return [] }
+            s.fills[key]!.stream = stream
+            return s.fills[key]!.waiters
+        }
+        for w in waiters { w(.streaming(stream)) }
+    }
+
     /// The leader of `key`'s fetch is done (stored, not storable, or failed): its waiters go on.
     public func finishFill(_ key: String) {
-        let waiters = self.shard(key).mutex.withLock { $0.fills.removeValue(forKey: key) } ?? []
-        for w in waiters { w() }
+        let waiters = self.shard(key).mutex.withLock { $0.fills.removeValue(forKey: key) }?.waiters ?? []
+        for w in waiters { w(.done) }
+    }
+}
+
+/// A response being stored while it streams in, for collapsed requests to answer with: its stored form without
+/// the body (fields, freshness, `Vary` values) and the body as it arrives.
+public struct CacheFillStream: Sendable {
+    public let response: CachedResponse
+    public let body: ResponseBodyStream
+
+    public init(response: CachedResponse, body: ResponseBodyStream) {
+        self.response = response
+        self.body = body
     }
 }
 
@@ -182,7 +216,13 @@ private struct Shard: ~Copyable {
     var head: Node?
     var tail: Node?
     var bytes = 0
-    var fills: [String: [@Sendable () -> Void]] = [:]
+    var fills: [String: Fill] = [:]
+
+    /// A fetch in progress: who waits for it, and its body once it streams.
+    struct Fill {
+        var waiters: [@Sendable (CacheStore.FillEvent) -> Void] = []
+        var stream: CacheFillStream?
+    }
 
     init(budget: Int) { self.budget = budget }
 

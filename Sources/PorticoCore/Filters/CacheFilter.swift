@@ -164,17 +164,27 @@ public struct CacheFilter: ProxyFilter {
         state.outcome = .miss
         state.status = variants.isEmpty ? "fwd=uri-miss" : "fwd=vary-miss"
         guard mayWait, let loop = eventLoop else { return .proceed }
-        let role = self.store.fillOrWait(state.key) {
-            // Called from the leader's thread when it is done: look again, on this request's loop.
+        let role = self.store.fillOrWait(state.key) { event in
+            // Called from the leader's thread: decided on this request's loop.
             loop.execute {
-                guard state.isWaiting else { return }  // it gave up waiting and went upstream
-                state.wake(self.lookup(state, eventLoop: loop, mayWait: false), collapsed: true)
+                guard state.isWaiting else { return }  // it answered, or gave up waiting and went upstream
+                switch event {
+                case .streaming(let fill):
+                    // The leader's response streams in: answer with it now if it fits this request.
+                    if let answer = self.streamedAnswer(fill, state) { state.wake(.respond(answer), collapsed: false) }
+                case .done:
+                    state.wake(self.lookup(state, eventLoop: loop, mayWait: false), collapsed: true)
+                }
             }
         }
         switch role {
         case .leader:
             state.leader = true
             return .proceed
+        case .streaming(let fill):
+            // Answered now, it never waits (no promise): the fill's later events find nothing to wake.
+            if let answer = self.streamedAnswer(fill, state) { return .respond(answer) }
+            fallthrough
         case .waiting:
             let promise = loop.makePromise(of: FilterDecision.self)
             state.promise = promise
@@ -182,6 +192,31 @@ public struct CacheFilter: ProxyFilter {
             state.timeout = loop.scheduleTask(in: self.lockTimeout) { state.wake(.proceed, collapsed: false) }
             return .suspend(promise.futureResult)
         }
+    }
+
+    /// A collapsed request's answer from the leader's response while it streams in (RFC 9111 §4: it is the
+    /// response the cache is storing): for a GET (or cached POST) of the same variant that may use it as it is
+    /// fresh. A conditional request it satisfies gets its 304 at once; a `Range` request, or one whose directives
+    /// do not accept it, waits for the stored whole instead (nil).
+    private func streamedAnswer(_ fill: CacheFillStream, _ state: CacheExchange) -> FilterResponse? {
+        let stored = fill.response
+        guard state.method == .GET || state.uriKey != nil, self.matches(stored, state), !state.requestHeaders.contains(name: "range")
+        else { return nil }
+        let now = self.clock()
+        switch self.policy.use(stored, request: state.requestControl, now: now) {
+        case .fresh, .staleAccepted: break
+        case .staleWhileRevalidate, .validate: return nil
+        }
+        state.mode = .local
+        state.outcome = .hit
+        state.status += "; collapsed"  // RFC 9211 §2.7
+        let age = max(0, stored.currentAge(now: now))
+        if CachePolicy.notModified(stored, request: state.requestHeaders) { return self.answer(stored, state, age: age) }
+        var headers = stored.headers
+        headers.replaceOrAdd(name: "Age", value: String(age))
+        var answer = FilterResponse(status: stored.status, headers: headers)
+        answer.bodyStream = fill.body
+        return answer
     }
 
     /// Asks the route's cluster for `stale` again, with its validators, through the worker's pools
@@ -385,7 +420,15 @@ public struct CacheFilter: ProxyFilter {
             state.fill = CacheExchange.Fill(
                 status: status, headers: head.headers, targeted: targeted, lifetime: lifetime, control: control,
                 varyFields: fields, varyValues: values, tags: tags, body: ByteBuffer(), responseTime: now)
-            if let length { state.fill!.body.reserveCapacity(length) }
+            if length != nil, state.leader {
+                // Requests collapsed on this one answer with the body as it arrives (bounded: the length is within
+                // the object limit); they see the stored form, fields and freshness, now.
+                let stream = ResponseBodyStream()
+                state.fill!.stream = stream
+                self.store.publishStream(state.key, CacheFillStream(response: state.fill!.response(body: ByteBuffer(), requestTime: state.requestTime), body: stream))
+            } else if let length {
+                state.fill!.body.reserveCapacity(length)
+            }
             state.status += "; stored"
         case .refuse(let reason):
             state.status += "; detail=\"\(reason)\""
@@ -419,7 +462,13 @@ public struct CacheFilter: ProxyFilter {
         guard state.fill != nil else { return }
         switch event {
         case .data:
-            if state.fill!.body.readableBytes + chunk.readableBytes + 1024 > self.store.maxObjectBytes {
+            if let stream = state.fill!.stream {
+                // A copy per part (the decoder's buffers are larger than the parts they hold), shared by the requests
+                // streaming it; the store gets them joined at the end.
+                var part = ByteBufferAllocator().buffer(capacity: chunk.readableBytes)
+                part.writeImmutableBuffer(chunk)
+                stream.append(part)
+            } else if state.fill!.body.readableBytes + chunk.readableBytes + 1024 > self.store.maxObjectBytes {
                 state.fill = nil
                 self.finishLeading(state)
             } else {
@@ -431,12 +480,8 @@ public struct CacheFilter: ProxyFilter {
         case .end:
             let f = state.fill!
             state.fill = nil
-            self.store.insert(
-                state.key,
-                CachedResponse(
-                    status: f.status, headers: f.headers, targetedFields: f.targeted, body: f.body, requestTime: state.requestTime,
-                    responseTime: f.responseTime, freshnessLifetime: f.lifetime, control: f.control, varyFields: f.varyFields,
-                    varyValues: f.varyValues, tags: f.tags))
+            f.stream?.finish()
+            self.store.insert(state.key, f.response(body: f.stream?.joined() ?? f.body, requestTime: state.requestTime))
             self.finishLeading(state)
         }
     }
@@ -459,6 +504,9 @@ public struct CacheFilter: ProxyFilter {
     }
 
     private func finishLeading(_ state: CacheExchange) {
+        // A body that will not be complete (the upstream or the client went mid-body): requests streaming it
+        // fail too, never end short.
+        state.fill?.stream?.fail()
         guard state.leader else { return }
         state.leader = false
         self.store.finishFill(state.key)
@@ -558,6 +606,15 @@ final class CacheExchange: @unchecked Sendable {
         var tags: [String]
         var body: ByteBuffer
         var responseTime: Int64
+        /// The body as it arrives, when collapsed requests may stream it (`CacheStore.publishStream`).
+        var stream: ResponseBodyStream?
+
+        func response(body: ByteBuffer, requestTime: Int64) -> CachedResponse {
+            CachedResponse(
+                status: self.status, headers: self.headers, targetedFields: self.targeted, body: body, requestTime: requestTime,
+                responseTime: self.responseTime, freshnessLifetime: self.lifetime, control: self.control, varyFields: self.varyFields,
+                varyValues: self.varyValues, tags: self.tags)
+        }
     }
 
     var key: String

@@ -98,11 +98,16 @@ public enum FilterDecision: Sendable {
     case needBody(maxBytes: Int, then: @Sendable (ByteBuffer) -> FilterDecision)
 }
 
-/// A response a filter answers with. `Content-Length` is set by Portico.
+/// A response a filter answers with. `Content-Length` is set by Portico, except for a streamed body.
 public struct FilterResponse: Sendable {
     public var status: Int
     public var headers: HTTPHeaders
     public var body: ByteBuffer
+    /// A body that arrives later (another request's response as it streams in), sent part by part as it comes,
+    /// with the client's backpressure; `body` is then unused. `headers` carry its framing: a `Content-Length`
+    /// when known (else the body is chunked, or ends the HTTP/1.0 connection). A stream that fails fails the
+    /// response (the connection or HTTP/2 stream closes), never ends it short.
+    public var bodyStream: ResponseBodyStream?
     /// Changes to the request's context that come with this answer, applied before the response phases: how a
     /// suspended filter, which has no context at hand when its work completes, records why it answered
     /// (`authFailure`) for logs and metrics.

@@ -32,6 +32,11 @@ final class Exchange {
     /// The head sent upstream, kept so a retry can send it again.
     var upstreamHead: HTTPRequestHead?
 
+    /// A filter's answer whose body streams in from elsewhere (`FilterResponse.bodyStream`), and how far this
+    /// response has read it.
+    var bodyStream: ResponseBodyStream?
+    var bodyStreamPosition = 0
+
     var state: State = .routing
     enum State {
         /// Deciding what to do; nothing sent anywhere yet.

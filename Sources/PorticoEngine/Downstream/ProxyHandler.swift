@@ -410,8 +410,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable {
-            self.exchange?.upstream?.resumeReading()
+        if context.channel.isWritable, let ex = self.exchange {
+            ex.upstream?.resumeReading()
+            if ex.bodyStream != nil { self.pumpBodyStream(ex) }
         }
         context.fireChannelWritabilityChanged()
     }
@@ -683,7 +684,70 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// A filter answered: its response goes through the response filters like any other.
     private func respondFromFilter(_ ex: Exchange, _ response: FilterResponse) {
         response.updateContext?(&ex.context)
+        if let stream = response.bodyStream {
+            return self.respondStreaming(ex, status: response.status, headers: response.headers, stream)
+        }
         self.respondLocally(ex, status: response.status, headers: response.headers, body: response.body, routeFilters: true)
+    }
+
+    /// A filter's answer whose body streams in from elsewhere: the head now, then the parts as they arrive
+    /// (`pumpBodyStream`), through the response filters like an upstream body.
+    private func respondStreaming(_ ex: Exchange, status: Int, headers: HTTPHeaders, _ stream: ResponseBodyStream) {
+        ex.status = status
+        ex.state = .respondedLocally
+        ex.responseStarted = true
+        ex.context.status = status
+        var head = HTTPResponseHead(version: ex.version.major == 1 || self.isHTTP2 ? ex.version : .http1_1, status: HTTPResponseStatus(statusCode: status), headers: headers)
+        self.listener.filters.runResponseHead(&head, &ex.context)
+        ex.route?.filters.runResponseHead(&head, &ex.context)
+        if !head.headers.contains(name: "content-length") && ex.version == .http1_0 { ex.closeAfterResponse = true }
+        if !self.isHTTP2 && (self.closeWhenIdle || ex.closeAfterResponse) { head.headers.replaceOrAdd(name: "Connection", value: "close") }
+        self.context.write(self.wrapOutboundOut(.head(head)), promise: nil)
+        self.needsFlushDownstream = true
+        if ex.method == .HEAD || status == 204 || status == 304 {
+            ex.responseEnded = true
+            return self.writeResponseEnd(ex, trailers: nil)
+        }
+        ex.bodyStream = stream
+        ex.bodyStreamPosition = 0
+        self.pumpBodyStream(ex)
+    }
+
+    /// Writes what the body stream has that this response has not sent, while the client takes it; then waits
+    /// for more (the stream wakes this on the connection's EventLoop) or for writability
+    /// (`channelWritabilityChanged`). The end of the stream ends the response; a failed stream closes the
+    /// connection (or HTTP/2 stream), so the client never takes a short body for a whole one.
+    private func pumpBodyStream(_ ex: Exchange) {
+        guard self.exchange === ex, !self.isClosed, let stream = ex.bodyStream else { return }
+        let wake = NIOLoopBound((self, ex), eventLoop: self.context.eventLoop)
+        while self.context.channel.isWritable {
+            switch stream.read(from: &ex.bodyStreamPosition, eventLoop: self.context.eventLoop, notify: { wake.value.0.pumpBodyStream(wake.value.1) }) {
+            case .data(let parts):
+                for var part in parts {
+                    if ex.hasBodyFilters {
+                        self.filterResponseBody(ex, &part, .data)
+                        if part.readableBytes == 0 { continue }
+                    }
+                    ex.responseBodyBytes += part.readableBytes
+                    self.context.write(self.wrapOutboundOut(.body(.byteBuffer(part))), promise: nil)
+                }
+                if ex.hasBodyFilters { self.writeFilteredBody(ex, .pause) }
+                self.needsFlushDownstream = true
+                self.flushPending()
+            case .wait:
+                return self.flushPending()
+            case .end:
+                ex.bodyStream = nil
+                if ex.hasBodyFilters { self.writeFilteredBody(ex, .end) }
+                ex.responseEnded = true
+                self.writeResponseEnd(ex, trailers: nil)
+                return self.flushPending()
+            case .failed:
+                ex.bodyStream = nil
+                ex.error = ProxyError(.upstreamReset, source: .upstream, context: "the response this one streams from failed")
+                return self.closeDownstream()
+            }
+        }
     }
 
     // MARK: Phase 6: the upstream request
@@ -864,8 +928,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             self.forwardBodyPart(part, conn, ex)
             self.needsFlushUpstream = true
         case .respondedLocally, .done:
-            // Discarding the body of a request already answered.
-            if ex.requestEnded { self.finishExchange(ex) }
+            // Discarding the body of a request already answered (or being answered: a streamed answer ends the
+            // exchange at its own end).
+            if ex.requestEnded && ex.responseEnded { self.finishExchange(ex) }
         }
     }
 
