@@ -143,7 +143,7 @@ public actor ProxyServer: Service {
         await self.engine.shutdown(grace: .nanoseconds(grace))
         self.releaseRateLimiters(keeping: [:])
         // Responses stored just before the stop reach the disk before the process exits.
-        self.cacheStore?.disk?.sync {}
+        await self.cacheStore?.disk?.flush()
     }
 
     /// The table for `config`, and the cache store its routes use: the running one while `cache_storage` is the
@@ -153,13 +153,19 @@ public actor ProxyServer: Service {
         var store: CacheStore?
         if c.routes.contains(where: { $0.cache != nil }) {
             let storage = c.cacheStorage ?? CacheStorageConfig()
+            let directory = storage.disk.map { CacheDiskTier.normalize($0.path) }
             if let running = self.cacheStore, running.maxBytes == storage.effectiveMaxSize, running.maxObjectBytes == storage.effectiveMaxObjectSize,
-               running.disk?.directory == storage.disk.map({ CacheDiskTier.normalize($0.path) }), running.disk?.maxBytes == storage.disk?.effectiveMaxSize
+               running.disk?.directory == directory
             {
                 store = running
+                if let d = storage.disk { running.disk?.maxBytes = d.effectiveMaxSize }
             } else {
                 var disk: CacheDiskTier?
-                if let d = storage.disk {
+                if let d = storage.disk, let running = self.cacheStore?.disk, running.directory == directory {
+                    // One tier per directory: a new memory store keeps the running tier (its index and queue).
+                    running.maxBytes = d.effectiveMaxSize
+                    disk = running
+                } else if let d = storage.disk {
                     do {
                         disk = try CacheDiskTier(directory: d.path, maxBytes: d.effectiveMaxSize, logger: self.logger)
                     } catch {

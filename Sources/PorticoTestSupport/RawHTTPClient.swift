@@ -97,6 +97,15 @@ public final class RawHTTPClient {
     }
 
 
+    /// Closes the connection with a reset (SO_LINGER 0), as a client that crashed or gave up does: the peer sees
+    /// the connection fail at once, not the end of a request stream.
+    public func reset() {
+        var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+        setsockopt(self.fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+        close(self.fd)
+        self.fd = -1
+    }
+
     /// Waits (poll(2), no sleeping) until the peer closes an idle connection, or the timeout passes; true when
     /// it closed (an EOF or a reset, not bytes).
     public func waitForClose(timeoutSeconds: Int) -> Bool {

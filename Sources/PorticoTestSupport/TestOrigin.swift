@@ -53,13 +53,23 @@ public final class TestOrigin: Sendable {
         let bodyBytesWritten = Atomic<Int>(0)
         let streamsFinished = Atomic<Int>(0)
         /// `/respond?…&gate=NAME` responses holding the second half of their body until `release(NAME)`.
-        let gates = Mutex<[String: [@Sendable (Bool) -> Void]]>([:])
+        let gates = Mutex<[String: [@Sendable (GateRelease) -> Void]]>([:])
     }
 
-    /// Lets the responses held at `gate` go on: the rest of their body, or with `die`, a close mid-body.
-    public func release(_ gate: String, die: Bool = false) {
+    enum GateRelease {
+        /// The rest of the body and its end.
+        case rest
+        /// The next bytes of the body; the rest stays held.
+        case bytes(Int)
+        /// A close mid-body.
+        case die
+    }
+
+    /// Lets the responses held at `gate` go on: the rest of their body, or with `die`, a close mid-body; with
+    /// `bytes`, only that many more bytes (the rest stays held at the gate).
+    public func release(_ gate: String, bytes: Int? = nil, die: Bool = false) {
         let held = self.counters.gates.withLock { $0.removeValue(forKey: gate) } ?? []
-        for h in held { h(die) }
+        for h in held { h(die ? .die : bytes.map { .bytes($0) } ?? .rest) }
     }
 
     /// Connections accepted so far.
@@ -368,20 +378,31 @@ private final class OriginHandler: ChannelInboundHandler, RemovableChannelHandle
                 context.write(handler.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
                 if let gate, head.method != .HEAD && size > 1 {
                     // The first half now, the rest when the test releases the gate (or a close, with `die`).
-                    let text = TestOrigin.text(size: size)
-                    let half = text.utf8.count / 2
+                    let text = Array(TestOrigin.text(size: size).utf8)
+                    let counters = handler.counters
                     let loop = context.eventLoop
-                    handler.counters.gates.withLock { gates in
-                        gates[gate, default: []].append { die in
-                            loop.execute {
-                                let (handler, context) = bound.value
-                                if die { return context.close(promise: nil) }
-                                context.write(handler.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: String(text.dropFirst(half)))))), promise: nil)
-                                context.writeAndFlush(handler.wrapOutboundOut(.end(nil)), promise: nil)
+                    @Sendable func hold(from offset: Int) {
+                        counters.gates.withLock { gates in
+                            gates[gate, default: []].append { release in
+                                loop.execute {
+                                    let (handler, context) = bound.value
+                                    switch release {
+                                    case .die:
+                                        context.close(promise: nil)
+                                    case .rest:
+                                        context.write(handler.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: text[offset...])))), promise: nil)
+                                        context.writeAndFlush(handler.wrapOutboundOut(.end(nil)), promise: nil)
+                                    case .bytes(let n):
+                                        let end = min(text.count, offset + n)
+                                        hold(from: end)
+                                        context.writeAndFlush(handler.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: text[offset..<end])))), promise: nil)
+                                    }
+                                }
                             }
                         }
                     }
-                    context.writeAndFlush(handler.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: String(text.prefix(half)))))), promise: nil)
+                    hold(from: text.count / 2)
+                    context.writeAndFlush(handler.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: text[..<(text.count / 2)])))), promise: nil)
                     return
                 }
                 if head.method != .HEAD && size > 0 {

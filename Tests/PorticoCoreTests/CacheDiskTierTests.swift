@@ -8,7 +8,8 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
-import PorticoCore
+@testable import PorticoCore
+import Dispatch
 import Synchronization
 import Testing
 
@@ -61,14 +62,14 @@ import Testing
         let first = try CacheDiskTier(directory: dir, maxBytes: 1 << 20, logger: Self.logger)
         first.write("k1", [Self.response("one", tags: ["red"])])
         first.write("k2", [Self.response("two")])
-        first.sync {}
+        first.sync()
         // Debris a crash could leave: a half-written temporary file and a file that is not Portico's.
         FileManager.default.createFile(atPath: dir + "/tmp/partial", contents: Data("x".utf8))
         try FileManager.default.createDirectory(atPath: dir + "/ab", withIntermediateDirectories: true)
         FileManager.default.createFile(atPath: dir + "/ab/junk", contents: Data("not a cache file".utf8))
 
         let second = try CacheDiskTier(directory: dir, maxBytes: 1 << 20, logger: Self.logger)
-        second.sync {}
+        second.sync()
         #expect(second.usage.keys == 2)
         #expect(second.contains("k1") && second.contains("k2") && !second.contains("k3"))
         #expect(!FileManager.default.fileExists(atPath: dir + "/tmp/partial"))
@@ -78,9 +79,9 @@ import Testing
         #expect(second.purge(tag: "red") == 1)
         #expect(!second.contains("k1") && Self.read(second, "k1").isEmpty)
         #expect(second.remove("k2") == 1)
-        second.sync {}
+        second.sync()
         let third = try CacheDiskTier(directory: dir, maxBytes: 1 << 20, logger: Self.logger)
-        third.sync {}
+        third.sync()
         #expect(third.usage.keys == 0)
     }
 
@@ -90,10 +91,10 @@ import Testing
         let body = String(repeating: "x", count: 10_000)
         let tier = try CacheDiskTier(directory: dir, maxBytes: 100_000, logger: Self.logger)
         for i in 0..<9 { tier.write("k\(i)", [Self.response(body)]) }
-        tier.sync {}
+        tier.sync()
         _ = tier.contains("k0")  // used: now the most recent
         for i in 9..<12 { tier.write("k\(i)", [Self.response(body)]) }
-        tier.sync {}
+        tier.sync()
         #expect(tier.usage.bytes <= 100_000)
         #expect(tier.contains("k0") && tier.contains("k11"))
         #expect(!tier.contains("k1"))
@@ -107,7 +108,7 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let tier = try CacheDiskTier(directory: dir, maxBytes: 1 << 20, logger: Self.logger)
         tier.write("k", [Self.response("body")])
-        tier.sync {}
+        tier.sync()
         let files = try FileManager.default.subpathsOfDirectory(atPath: dir).filter { $0.count > 60 && !$0.hasPrefix("tmp") }
         let path = dir + "/" + files[0]
         let data = try Data(contentsOf: URL(fileURLWithPath: path))
@@ -132,11 +133,42 @@ import Testing
         #expect(store.lookup("k0").map { String(buffer: $0.body) } == [body + "0"])
     }
 
+    /// A removal or purge while the start-up scan has not reached a file yet, or while a read of it is queued,
+    /// is not undone by the scan or the read (the queue is held so the order is certain).
+    @Test func removalsWinOverScanAndReadsInFlight() throws {
+        let dir = Self.tempDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let first = try CacheDiskTier(directory: dir, maxBytes: 1 << 20, logger: Self.logger)
+        first.write("removed", [Self.response("a")])
+        first.write("purged", [Self.response("b", tags: ["blue"])])
+        first.write("kept", [Self.response("c")])
+        first.sync()
+
+        let queue = DispatchQueue(label: "test")
+        queue.suspend()
+        let second = try CacheDiskTier(directory: dir, maxBytes: 1 << 20, logger: Self.logger, queue: queue)
+        #expect(second.remove("removed") == 0)  // not indexed yet
+        #expect(second.purge(tag: "blue") == 0)
+        queue.resume()
+        second.sync()
+        #expect(second.contains("kept") && !second.contains("removed") && !second.contains("purged"))
+        let files = try FileManager.default.subpathsOfDirectory(atPath: dir).filter { $0.count > 60 && !$0.hasPrefix("tmp") }
+        #expect(files.count == 1)
+
+        queue.suspend()
+        let box = Mutex<[CachedResponse]?>(nil)
+        second.read("kept") { variants in box.withLock { $0 = variants } }
+        #expect(second.remove("kept") == 1)
+        queue.resume()
+        second.sync()
+        #expect(box.withLock { $0 }?.isEmpty == true)
+    }
+
     /// `read`'s answer, waited for.
     static func read(_ tier: CacheDiskTier, _ key: String) -> [CachedResponse] {
         let box = Mutex<[CachedResponse]>([])
         tier.read(key) { variants in box.withLock { $0 = variants } }
-        tier.sync {}
+        tier.sync()
         return box.withLock { $0 }
     }
 }

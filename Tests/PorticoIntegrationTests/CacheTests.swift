@@ -7,6 +7,7 @@ import Foundation
 import Logging
 @testable import PorticoControl
 import PorticoCore
+import PorticoEngine
 import PorticoTestSupport
 import Testing
 
@@ -484,6 +485,34 @@ import Testing
         #expect(s.origin.requestCount - before2 == 3)
     }
 
+    /// The leading request's client goes away mid-body: the response is still read to its end for the requests
+    /// streaming it, and stored (nginx finishes a response it is caching).
+    @Test func collapsedMissesOutliveTheLeadersClient() async throws {
+        let s = try await Setup.start()
+        defer { Task { await s.stop() } }
+        let size = 60_000
+        let t = Self.target("stream-abandoned", ["Cache-Control: max-age=60"], size: size, extra: "&gate=abandoned")
+        func send() throws -> RawHTTPClient {
+            let c = try RawHTTPClient(port: s.proxy.port())
+            try c.send("GET \(t) HTTP/1.1\r\nHost: cache.test\r\n\r\n")
+            _ = try #require(c.readUntil("\r\n\r\n"))
+            _ = try #require(c.readExactly(size / 2))
+            return c
+        }
+        let leader = try send()
+        let follower = try send()
+        #expect(await s.proxy.server.engine.openConnections() == 2)
+        leader.reset()
+        // Portico learns the client went when it writes to it: a few more bytes, then the rest once it knows.
+        s.origin.release("abandoned", bytes: 1000)
+        try await waitUntil("the leader's connection closed") { await s.proxy.server.engine.openConnections() == 1 }
+        s.origin.release("abandoned")
+        let rest = try #require(follower.readExactly(size - size / 2))
+        #expect(String(decoding: rest, as: UTF8.self) == String(TestOrigin.text(size: size).dropFirst(size / 2)))
+        let (stored, forwarded) = try s.forwarded(t, ["Cache-Control: only-if-cached"])
+        #expect(!forwarded && stored.status == 200 && stored.body.utf8.count == size)
+    }
+
     // MARK: The disk tier
 
     static func diskYAML(_ dir: String) -> String {
@@ -508,7 +537,7 @@ import Testing
         func run(_ body: (Setup) async throws -> Void) async throws {
             let proxy = try await ProxyHarness.start(yaml: Self.diskYAML(dir), origins: [origin], workers: 2)
             // The directory is indexed before the first request (the scan runs on the disk queue).
-            await proxy.server.cacheStore?.disk?.sync {}
+            await proxy.server.cacheStore?.disk?.flush()
             do { try await body(Setup(origin: origin, proxy: proxy)) } catch {
                 await proxy.shutdown()
                 throw error

@@ -21,6 +21,7 @@ import NIOHTTP1
 /// decode (truncated, another version) is reported as nil and deleted by the tier.
 public enum CacheFile {
     static let magic: UInt32 = 0x3146_4350  // "PCF1" read as a little-endian u32
+    static let maxTime: Int64 = 1 << 40
 
     /// What the header says.
     public struct Header: Sendable, Equatable {
@@ -95,7 +96,9 @@ public enum CacheFile {
                   let headers = b.readFields(), let targeted = b.readFields(),
                   let varyFields = b.readStrings(), let varyValues = b.readStrings(), let tags = b.readStrings(),
                   let bodyLength = b.readInteger(endianness: .little, as: UInt64.self), bodyLength <= UInt64(b.readableBytes),
-                  let body = b.readSlice(length: Int(bodyLength))
+                  let body = b.readSlice(length: Int(bodyLength)),
+                  // Times a cache could have written (seconds since 1970, before year 36812): ages stay in range.
+                  [requestTime, responseTime, lifetime].allSatisfy({ (0...Self.maxTime).contains($0) })
             else { return nil }
             var all = headers
             all.add(contentsOf: targeted)

@@ -60,6 +60,7 @@ public final class CacheStore: Sendable {
         guard let disk = self.disk, disk.contains(key) else { return nil }
         let promise = eventLoop.makePromise(of: Void.self)
         disk.read(key) { variants in
+            // Under the disk index's lock (`CacheDiskTier.read`): a removal of the key is before or after this.
             self.shard(key).mutex.withLock { s in
                 // Oldest first, so the most recently stored ends up first, as it was. A key stored meanwhile
                 // (a request that went upstream) is newer than the file: kept.
@@ -74,13 +75,18 @@ public final class CacheStore: Sendable {
     /// Removes every variant of `key`; returns how many there were.
     @discardableResult
     public func remove(_ key: String) -> Int {
-        let n = self.shard(key).mutex.withLock { $0.remove(key) }
-        return max(n, self.disk?.remove(key) ?? 0)
+        // The disk first: a read of the key in flight then gives nothing, and one that finished already put its
+        // variants in memory, where they are removed next.
+        let d = self.disk?.remove(key) ?? 0
+        return max(d, self.shard(key).mutex.withLock { $0.remove(key) })
     }
 
     /// Removes every response tagged `tag` (`Surrogate-Key`, `Cache-Tag`); returns how many.
     @discardableResult
     public func purge(tag: String) -> Int {
+        // The disk first, as in `remove`. Its files hold all of a key's variants: those tagged go with the file,
+        // the others are written again below.
+        let d = self.disk?.purge(tag: tag) ?? 0
         var n = 0
         var rewritten: [(String, [CachedResponse])] = []
         for shard in self.shards {
@@ -98,11 +104,8 @@ public final class CacheStore: Sendable {
                 return removed
             }
         }
-        guard let disk = self.disk else { return n }
-        // Files hold all of a key's variants: those tagged go with the file, the others are written again.
-        n = max(n, disk.purge(tag: tag))
-        for (key, kept) in rewritten { disk.write(key, kept) }
-        return n
+        for (key, kept) in rewritten { self.disk?.write(key, kept) }
+        return max(n, d)
     }
 
     /// Stored responses and the bytes they hold.

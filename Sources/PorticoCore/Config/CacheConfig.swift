@@ -30,7 +30,8 @@ public struct CacheStorageConfig: Codable, Sendable, Hashable, ConfigPlaceholder
 
 /// `cache_storage.disk`: where the disk tier keeps its files and how many bytes it may use.
 public struct CacheDiskConfig: Codable, Sendable, Hashable, ConfigPlaceholder {
-    /// A directory Portico may write to (created if missing). Its files are Portico's; others are ignored.
+    /// A directory for Portico alone (created if missing): files in its subdirectories that are not Portico's
+    /// cache files are removed.
     public var path: String
     /// Bytes of files kept; the least recently used responses are deleted beyond it. Default `1GiB`.
     public var maxSize: ByteSize?

@@ -102,6 +102,16 @@ public struct CacheFilter: ProxyFilter {
         if let stale = state.refresh {
             state.refresh = nil
             self.refreshInBackground(stale, head: head, context)
+        } else if case .suspend(let future) = decision {
+            // Read back from disk first: the stale answer it may give is refreshed all the same.
+            let (head, context) = (head, context)
+            return .suspend(future.map { decision in
+                if let stale = state.refresh {
+                    state.refresh = nil
+                    self.refreshInBackground(stale, head: head, context)
+                }
+                return decision
+            })
         }
         return decision
     }
@@ -425,6 +435,8 @@ public struct CacheFilter: ProxyFilter {
                 // the object limit); they see the stored form, fields and freshness, now.
                 let stream = ResponseBodyStream()
                 state.fill!.stream = stream
+                // Read to its end whatever this request's client does: the others depend on it.
+                context.completesUpstreamResponse = true
                 self.store.publishStream(state.key, CacheFillStream(response: state.fill!.response(body: ByteBuffer(), requestTime: state.requestTime), body: stream))
             } else if let length {
                 state.fill!.body.reserveCapacity(length)

@@ -46,6 +46,11 @@ public struct RequestContext: Sendable {
     public var authFailure: String?
     /// What a route's cache did with the request, for metrics and logs (nil: no cache on the route).
     public var cacheOutcome: CacheOutcome?
+    /// Set by a filter in `responseHead` when others depend on this response's body (a cache fill that collapsed
+    /// requests stream from): the upstream response is read to its end at the upstream's pace, whatever this
+    /// request's client does (reads slowly, goes away), as nginx finishes a response it is caching. The filter
+    /// must only set it for a body of bounded size.
+    public var completesUpstreamResponse = false
     /// The request's EventLoop (the connection's): where a filter makes the promise it suspends on.
     public var eventLoop: (any EventLoop)?
     /// Requests a filter may make of a cluster (forward auth), through the worker's pools.

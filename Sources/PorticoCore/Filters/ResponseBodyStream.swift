@@ -69,16 +69,16 @@ public final class ResponseBodyStream: Sendable {
         Self.wake(waiting)
     }
 
-    /// The parts from `position` on, advancing it; when there are none and the body is not over, `notify` is
-    /// kept and run once on `eventLoop` when there is news.
-    public func read(from position: inout Int, eventLoop: any EventLoop, notify: @escaping @Sendable () -> Void) -> Read {
+    /// The parts from `position` on, advancing it; when there are none and the body is not over, `notify` (if
+    /// given: a reader asks once per wait) is kept and run once on `eventLoop` when there is news.
+    public func read(from position: inout Int, eventLoop: any EventLoop, notify: (@Sendable () -> Void)?) -> Read {
         self.state.withLock { s in
             if position < s.parts.count {
                 defer { position = s.parts.count }
                 return .data(Array(s.parts[position...]))
             }
             if let end = s.end { return end }
-            s.waiting.append((eventLoop, notify))
+            if let notify { s.waiting.append((eventLoop, notify)) }
             return .wait
         }
     }

@@ -36,6 +36,11 @@ final class Exchange {
     /// response has read it.
     var bodyStream: ResponseBodyStream?
     var bodyStreamPosition = 0
+    /// `pumpBodyStream` is running (it may be re-entered from a flush that makes the channel writable again).
+    var pumpingBodyStream = false
+    /// The stream will wake `pumpBodyStream` when it has news (one notification asked for at a time).
+    var bodyStreamNotify: (@Sendable () -> Void)?
+    var bodyStreamAwaited = false
 
     var state: State = .routing
     enum State {

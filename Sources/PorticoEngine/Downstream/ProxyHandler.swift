@@ -69,6 +69,12 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var lingering = false
     /// The client closed its side while the last response was still going out.
     private var inputEnded = false
+    /// A streamed answer (`FilterResponse.bodyStream`) must make progress: a client that stops reading cannot
+    /// hold the connection and the stream's parts (nginx `send_timeout`).
+    private var sendDeadline: NIODeadline?
+    /// The client went while the upstream response is read to its end for others (`completesUpstreamResponse`):
+    /// the exchange goes on without a downstream, writing nothing.
+    private var detached = false
 
     /// The connection's last response is going out or has gone (draining, then lingering): nothing more is read
     /// as a request, answered or timed.
@@ -113,7 +119,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// The loop's clock (virtual under `EmbeddedEventLoop`, so timeouts are testable).
     var now: NIODeadline { self.context.eventLoop.now }
 
-    var downstreamIsWritable: Bool { self.context?.channel.isWritable ?? false }
+    var downstreamIsWritable: Bool {
+        // A response others stream from is read at the upstream's pace (bounded: the filter that asked for it
+        // made sure), not at this client's.
+        self.context?.channel.isWritable ?? false || self.exchange?.context.completesUpstreamResponse == true
+    }
 
     // MARK: Connection lifecycle
 
@@ -142,6 +152,15 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         self.isClosed = true
+        if let ex = self.exchange, ex.context.completesUpstreamResponse, ex.upstream != nil, ex.responseStarted, !ex.responseEnded {
+            // Others stream this response: it is read to its end without this client (timed by the tick as
+            // before), then logged (`endDetached`).
+            self.detached = true
+            self.worker.detach(self)
+            if ex.error == nil { ex.error = ProxyError(.downstreamClosed, source: .downstream) }
+            ex.upstream?.resumeReading()
+            return context.fireChannelInactive()
+        }
         self.worker.unregister(self)
         if let ex = self.exchange {
             if !ex.responseEnded {
@@ -693,35 +712,48 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// A filter's answer whose body streams in from elsewhere: the head now, then the parts as they arrive
     /// (`pumpBodyStream`), through the response filters like an upstream body.
     private func respondStreaming(_ ex: Exchange, status: Int, headers: HTTPHeaders, _ stream: ResponseBodyStream) {
-        ex.status = status
-        ex.state = .respondedLocally
-        ex.responseStarted = true
-        ex.context.status = status
-        var head = HTTPResponseHead(version: ex.version.major == 1 || self.isHTTP2 ? ex.version : .http1_1, status: HTTPResponseStatus(statusCode: status), headers: headers)
-        self.listener.filters.runResponseHead(&head, &ex.context)
-        ex.route?.filters.runResponseHead(&head, &ex.context)
+        var head = self.localResponseHead(ex, status: status, headers: headers, routeFilters: true)
         if !head.headers.contains(name: "content-length") && ex.version == .http1_0 { ex.closeAfterResponse = true }
         if !self.isHTTP2 && (self.closeWhenIdle || ex.closeAfterResponse) { head.headers.replaceOrAdd(name: "Connection", value: "close") }
         self.context.write(self.wrapOutboundOut(.head(head)), promise: nil)
         self.needsFlushDownstream = true
         if ex.method == .HEAD || status == 204 || status == 304 {
+            if ex.hasBodyFilters {
+                var none = ByteBuffer()
+                self.filterResponseBody(ex, &none, .end)
+            }
             ex.responseEnded = true
             return self.writeResponseEnd(ex, trailers: nil)
         }
         ex.bodyStream = stream
         ex.bodyStreamPosition = 0
+        let wake = NIOLoopBound((self, ex), eventLoop: self.context.eventLoop)
+        ex.bodyStreamNotify = {
+            let (handler, ex) = wake.value
+            ex.bodyStreamAwaited = false
+            handler.pumpBodyStream(ex)
+        }
         self.pumpBodyStream(ex)
     }
 
     /// Writes what the body stream has that this response has not sent, while the client takes it; then waits
-    /// for more (the stream wakes this on the connection's EventLoop) or for writability
+    /// for more (the stream wakes this on the connection's EventLoop, once per wait) or for writability
     /// (`channelWritabilityChanged`). The end of the stream ends the response; a failed stream closes the
-    /// connection (or HTTP/2 stream), so the client never takes a short body for a whole one.
+    /// connection (or HTTP/2 stream), so the client never takes a short body for a whole one. Not re-entered: a
+    /// flush that makes the channel writable again calls back into it, and the running loop goes on instead.
     private func pumpBodyStream(_ ex: Exchange) {
-        guard self.exchange === ex, !self.isClosed, let stream = ex.bodyStream else { return }
-        let wake = NIOLoopBound((self, ex), eventLoop: self.context.eventLoop)
-        while self.context.channel.isWritable {
-            switch stream.read(from: &ex.bodyStreamPosition, eventLoop: self.context.eventLoop, notify: { wake.value.0.pumpBodyStream(wake.value.1) }) {
+        guard self.exchange === ex, !self.isClosed, let stream = ex.bodyStream, !ex.pumpingBodyStream else { return }
+        ex.pumpingBodyStream = true
+        defer { ex.pumpingBodyStream = false }
+        self.sendDeadline = nil
+        while self.exchange === ex && !self.isClosed {
+            guard self.context.channel.isWritable else {
+                // Waiting for the client, not for the stream: the client has the send timeout to read on.
+                self.sendDeadline = self.now + Self.drainTimeout
+                return
+            }
+            let notify = ex.bodyStreamAwaited ? nil : ex.bodyStreamNotify
+            switch stream.read(from: &ex.bodyStreamPosition, eventLoop: self.context.eventLoop, notify: notify) {
             case .data(let parts):
                 for var part in parts {
                     if ex.hasBodyFilters {
@@ -735,15 +767,18 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 self.needsFlushDownstream = true
                 self.flushPending()
             case .wait:
+                ex.bodyStreamAwaited = true
                 return self.flushPending()
             case .end:
                 ex.bodyStream = nil
+                ex.bodyStreamNotify = nil
                 if ex.hasBodyFilters { self.writeFilteredBody(ex, .end) }
                 ex.responseEnded = true
                 self.writeResponseEnd(ex, trailers: nil)
                 return self.flushPending()
             case .failed:
                 ex.bodyStream = nil
+                ex.bodyStreamNotify = nil
                 ex.error = ProxyError(.upstreamReset, source: .upstream, context: "the response this one streams from failed")
                 return self.closeDownstream()
             }
@@ -1028,6 +1063,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 ex.bodyFiltersOwePause = true
                 if buffer.readableBytes == 0 { return }
             }
+            if self.detached { return }
             ex.responseBodyBytes += buffer.readableBytes
             self.context.write(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
             self.needsFlushDownstream = true
@@ -1046,6 +1082,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 self.closeWhenIdle = true
             }
             if ex.hasBodyFilters { self.writeFilteredBody(ex, .end) }
+            if self.detached { return self.endDetached(ex) }
             self.writeResponseEnd(ex, trailers: trailers ?? ex.trailersFromHead)
         }
     }
@@ -1129,7 +1166,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             // The upstream paused: filters holding bytes back (a compressor) give them out now.
             self.writeFilteredBody(ex, .pause)
         }
-        if self.needsFlushDownstream {
+        if self.needsFlushDownstream && !self.detached {
             self.needsFlushDownstream = false
             self.context.flush()
         }
@@ -1176,7 +1213,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         ex.bodyFiltersOwePause = false
         var chunk = ByteBuffer()
         self.filterResponseBody(ex, &chunk, event)
-        guard chunk.readableBytes > 0 else { return }
+        guard chunk.readableBytes > 0, !self.detached else { return }
         ex.responseBodyBytes += chunk.readableBytes
         self.context.write(self.wrapOutboundOut(.body(.byteBuffer(chunk))), promise: nil)
         self.needsFlushDownstream = true
@@ -1185,6 +1222,13 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: Timeouts (worker tick)
 
     func tick(now: NIODeadline) {
+        if let d = self.sendDeadline, now >= d {
+            // A streamed answer's client stopped reading.
+            self.sendDeadline = nil
+            self.exchange?.error = ProxyError(.downstreamClosed, source: .downstream, context: "stopped reading a streamed response")
+            self.closeDownstream()
+            return
+        }
         if let d = self.closeDeadline, now >= d {
             // The last response did not drain, or the lingering close is over.
             self.closeDeadline = nil
@@ -1275,22 +1319,14 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Answers without the upstream. `routeFilters`: the route's response filters run too (a filter's or the
     /// route's own answer); Portico's error answers get only the listener's (HSTS).
     private func respondLocally(_ ex: Exchange, status: Int, headers: HTTPHeaders, body: ByteBuffer, routeFilters: Bool = false) {
-        ex.status = status
-        ex.state = .respondedLocally
-        ex.responseStarted = true
-        ex.context.status = status
-        var head = HTTPResponseHead(version: ex.version.major == 1 || self.isHTTP2 ? ex.version : .http1_1, status: HTTPResponseStatus(statusCode: status), headers: headers)
+        var head = self.localResponseHead(ex, status: status, headers: headers, routeFilters: routeFilters)
         var body = body
-        self.listener.filters.runResponseHead(&head, &ex.context)
-        if routeFilters, let filters = ex.route?.filters {
-            filters.runResponseHead(&head, &ex.context)
-            if ex.hasBodyFilters {
-                // The whole body is one part; its length is known once the filters are done with it.
-                self.filterResponseBody(ex, &body, .data)
-                var rest = ByteBuffer()
-                self.filterResponseBody(ex, &rest, .end)
-                body.writeBuffer(&rest)
-            }
+        if routeFilters && ex.route != nil && ex.hasBodyFilters {
+            // The whole body is one part; its length is known once the filters are done with it.
+            self.filterResponseBody(ex, &body, .data)
+            var rest = ByteBuffer()
+            self.filterResponseBody(ex, &rest, .end)
+            body.writeBuffer(&rest)
         }
         if status == 304 || status == 204 || status < 200 {
             body.clear()  // no content (RFC 9110 §15.4.5, §15.3.5): no length either
@@ -1305,6 +1341,19 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         ex.responseBodyBytes = body.readableBytes
         ex.responseEnded = true
         self.writeResponseEnd(ex, trailers: nil)
+    }
+
+    /// The head of an answer Portico gives itself (a filter's or the route's with `routeFilters`, else an error
+    /// page), through the listener's response head filters and, with `routeFilters`, the route's.
+    private func localResponseHead(_ ex: Exchange, status: Int, headers: HTTPHeaders, routeFilters: Bool) -> HTTPResponseHead {
+        ex.status = status
+        ex.state = .respondedLocally
+        ex.responseStarted = true
+        ex.context.status = status
+        var head = HTTPResponseHead(version: ex.version.major == 1 || self.isHTTP2 ? ex.version : .http1_1, status: HTTPResponseStatus(statusCode: status), headers: headers)
+        self.listener.filters.runResponseHead(&head, &ex.context)
+        if routeFilters { ex.route?.filters.runResponseHead(&head, &ex.context) }
+        return head
     }
 
     /// Answers with an error status and closes the connection (the request stream may be out of sync).
@@ -1469,13 +1518,34 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func closeDownstream() {
-        guard !self.isClosed else { return }
+        guard !self.isClosed else {
+            // The upstream response a detached exchange was reading for others failed or timed out.
+            if self.detached, let ex = self.exchange { self.endDetached(ex) }
+            return
+        }
         self.isClosed = true
-        if let ex = self.exchange, let up = ex.upstream {
+        // A response others stream from goes on without this client (`channelInactive` detaches it).
+        if let ex = self.exchange, let up = ex.upstream, !(ex.context.completesUpstreamResponse && ex.responseStarted && !ex.responseEnded) {
             ex.upstream = nil
             up.close()
         }
         self.context.close(promise: nil)
+    }
+
+    /// The end of an exchange whose client went while its upstream response was read for others (`detached`):
+    /// the upstream connection is released or closed, the request logged, and the handler leaves the worker.
+    private func endDetached(_ ex: Exchange) {
+        if let up = ex.upstream {
+            ex.upstream = nil
+            up.close()
+        }
+        self.upstreamDeadline = nil
+        ex.releaseHost()
+        ex.leaveQueue()
+        self.log(ex)
+        self.exchange = nil
+        self.detached = false
+        self.worker.endDetached(self)
     }
 
     // MARK: Phase 10: log, exactly once
@@ -1483,6 +1553,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func log(_ ex: Exchange) {
         guard !ex.logged else { return }
         ex.logged = true
+        ex.bodyStreamNotify = nil  // it holds the exchange (a cycle until the stream ends)
+        self.sendDeadline = nil
         ex.releaseHost()
         ex.finishBudget()
         if let route = ex.route {

@@ -112,6 +112,19 @@ final class WorkerState {
         self.connections.append(handler)
     }
 
+    /// Handlers whose client went while their upstream response is read to its end for others
+    /// (`RequestContext.completesUpstreamResponse`): no longer connections, still ticked for their deadlines.
+    private var detached: [ObjectIdentifier: ProxyHandler] = [:]
+
+    func detach(_ handler: ProxyHandler) {
+        self.unregister(handler)
+        self.detached[ObjectIdentifier(handler)] = handler
+    }
+
+    func endDetached(_ handler: ProxyHandler) {
+        self.detached.removeValue(forKey: ObjectIdentifier(handler))
+    }
+
     func unregister(_ handler: ProxyHandler) {
         let slot = handler.workerSlot
         guard slot >= 0, slot < self.connections.count, self.connections[slot] === handler else { return }
@@ -143,6 +156,9 @@ final class WorkerState {
             h.tick(now: now)
             // `tick` may close and unregister `h`; only advance when it is still in this slot.
             if i < self.connections.count && self.connections[i] === h { i += 1 }
+        }
+        if !self.detached.isEmpty {
+            for h in Array(self.detached.values) { h.tick(now: now) }
         }
         if !self.waiting.isEmpty { self.serveWaiting(now: now) }
         self.ticks += 1
