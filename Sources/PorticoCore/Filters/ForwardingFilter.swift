@@ -4,6 +4,7 @@
 //===----------------------------------------------------------------------===//
 
 public import NIOHTTP1
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -33,14 +34,16 @@ public struct ForwardingFilter: ProxyFilter {
         return .proceed
     }
 
-    /// 128 random bits as 32 hex digits (nginx's `$request_id` shape). `arc4random_buf` (glibc 2.36+, a
-    /// per-thread ChaCha20 state) costs no system call per request, unlike `SystemRandomNumberGenerator`.
+    /// 128 bits as 32 hex digits (nginx's `$request_id` shape): a process-wide counter mixed with two keys drawn
+    /// once at start (SplitMix64's finalizer, a bijection), so IDs never repeat within a process, are unrelated
+    /// across processes, and cost no system call (glibc 2.36's `arc4random_buf` makes a `getrandom` call each
+    /// time). Correlation IDs, not secrets: nginx's are not cryptographic either.
     static func newRequestID() -> String {
-        var bytes: (UInt64, UInt64) = (0, 0)
-        withUnsafeMutableBytes(of: &bytes) { arc4random_buf($0.baseAddress!, 16) }
+        let n = Self.requestCounter.wrappingAdd(1, ordering: .relaxed).newValue
+        var words = (Self.mix(n &+ Self.requestKeys.0), Self.mix(n ^ Self.requestKeys.1))
         let digits = Array("0123456789abcdef".utf8)
         return String(unsafeUninitializedCapacity: 32) { out in
-            withUnsafeBytes(of: &bytes) { raw in
+            withUnsafeBytes(of: &words) { raw in
                 for (i, b) in raw.enumerated() {
                     out[2 * i] = digits[Int(b >> 4)]
                     out[2 * i + 1] = digits[Int(b & 0x0f)]
@@ -48,6 +51,19 @@ public struct ForwardingFilter: ProxyFilter {
             }
             return 32
         }
+    }
+
+    private static let requestCounter = Atomic<UInt64>(0)
+    private static let requestKeys: (UInt64, UInt64) = {
+        var rng = SystemRandomNumberGenerator()
+        return (rng.next(), rng.next())
+    }()
+
+    private static func mix(_ x: UInt64) -> UInt64 {
+        var z = x &+ 0x9E37_79B9_7F4A_7C15
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 
     public func upstreamRequestHead(_ head: inout HTTPRequestHead, _ context: inout RequestContext) {

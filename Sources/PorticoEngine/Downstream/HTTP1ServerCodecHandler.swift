@@ -50,6 +50,9 @@ final class HTTP1ServerCodecHandler: ChannelDuplexHandler, RemovableChannelHandl
         self.parser = HTTP1RequestParser(limits: limits)
     }
 
+    /// Bytes received and not yet parsed into requests (a pipelined request, the rest of a body).
+    var hasBufferedInput: Bool { (self.buffer?.readableBytes ?? 0) > 0 }
+
     // MARK: Requests in
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

@@ -1492,9 +1492,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// or `lingerTimeout` has passed (nginx's lingering close).
     private func lingerClose() {
         guard !self.isClosed, !self.lingering else { return }
+        if self.inputEnded || !self.clientMayStillSend { return self.closeDownstream() }
         self.queued.removeAll()
         self.deferredError = nil
-        if self.inputEnded { return self.closeDownstream() }
         self.lingering = true
         self.closeDeadline = self.now + Self.lingerTimeout
         if let ex = self.exchange, let up = ex.upstream {
@@ -1505,6 +1505,17 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         self.context.close(mode: .output, promise: promise)
         promise.futureResult.assumeIsolated().whenFailure { [self] _ in self.closeDownstream() }
         self.resumeDownstreamReadIfPossible()
+    }
+
+    /// Whether the client may still be sending when the last response has gone: a request body not read to its
+    /// end, requests or bytes behind the last one. Only then is the close a lingering one (nginx's `lingering_close
+    /// on` heuristic); otherwise the socket closes at once, as nothing unread can turn the close into a reset that
+    /// destroys the response.
+    private var clientMayStillSend: Bool {
+        if let ex = self.exchange, !ex.requestEnded { return true }
+        if !self.queued.isEmpty || self.deferredError != nil || self.held != nil { return true }
+        let codec = try? self.context.pipeline.syncOperations.handler(type: HTTP1ServerCodecHandler.self)
+        return codec?.hasBufferedInput ?? false
     }
 
     /// Ends an HTTP/2 stream whose answer is complete but whose request is not: RST_STREAM with NO_ERROR, which
