@@ -52,24 +52,41 @@ public final class TestOrigin: Sendable {
         let healthy = Atomic<Bool>(true)
         let bodyBytesWritten = Atomic<Int>(0)
         let streamsFinished = Atomic<Int>(0)
-        /// `/respond?…&gate=NAME` responses holding the second half of their body until `release(NAME)`.
-        let gates = Mutex<[String: [@Sendable (GateRelease) -> Void]]>([:])
+        /// `/respond?…&gate=NAME` responses holding the second half of their body until `release(NAME)`: the
+        /// body, how much of it went out, and how to send more (on the response's loop).
+        let gates = Mutex<[String: [HeldBody]]>([:])
     }
 
-    enum GateRelease {
-        /// The rest of the body and its end.
-        case rest
-        /// The next bytes of the body; the rest stays held.
-        case bytes(Int)
-        /// A close mid-body.
-        case die
+    struct HeldBody {
+        var body: [UInt8]
+        var sent: Int
+        /// Sends bytes (and the end, with `end`), or closes the connection when given nil.
+        let send: @Sendable (ArraySlice<UInt8>?, _ end: Bool) -> Void
     }
 
     /// Lets the responses held at `gate` go on: the rest of their body, or with `die`, a close mid-body; with
-    /// `bytes`, only that many more bytes (the rest stays held at the gate).
+    /// `bytes`, only that many more bytes (the rest stays held at the gate, at once: a release that follows
+    /// finds it there).
     public func release(_ gate: String, bytes: Int? = nil, die: Bool = false) {
-        let held = self.counters.gates.withLock { $0.removeValue(forKey: gate) } ?? []
-        for h in held { h(die ? .die : bytes.map { .bytes($0) } ?? .rest) }
+        let sends = self.counters.gates.withLock { gates -> [(@Sendable (ArraySlice<UInt8>?, Bool) -> Void, ArraySlice<UInt8>?, Bool)] in
+            guard var held = gates.removeValue(forKey: gate) else { return [] }
+            var out: [(@Sendable (ArraySlice<UInt8>?, Bool) -> Void, ArraySlice<UInt8>?, Bool)] = []
+            for i in held.indices {
+                let h = held[i]
+                if die {
+                    out.append((h.send, nil, false))
+                } else if let bytes {
+                    let end = min(h.body.count, h.sent + bytes)
+                    out.append((h.send, h.body[h.sent..<end], false))
+                    held[i].sent = end
+                } else {
+                    out.append((h.send, h.body[h.sent...], true))
+                }
+            }
+            if bytes != nil && !die { gates[gate] = held }
+            return out
+        }
+        for (send, slice, end) in sends { send(slice, end) }
     }
 
     /// Connections accepted so far.
@@ -379,29 +396,17 @@ private final class OriginHandler: ChannelInboundHandler, RemovableChannelHandle
                 if let gate, head.method != .HEAD && size > 1 {
                     // The first half now, the rest when the test releases the gate (or a close, with `die`).
                     let text = Array(TestOrigin.text(size: size).utf8)
-                    let counters = handler.counters
                     let loop = context.eventLoop
-                    @Sendable func hold(from offset: Int) {
-                        counters.gates.withLock { gates in
-                            gates[gate, default: []].append { release in
-                                loop.execute {
-                                    let (handler, context) = bound.value
-                                    switch release {
-                                    case .die:
-                                        context.close(promise: nil)
-                                    case .rest:
-                                        context.write(handler.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: text[offset...])))), promise: nil)
-                                        context.writeAndFlush(handler.wrapOutboundOut(.end(nil)), promise: nil)
-                                    case .bytes(let n):
-                                        let end = min(text.count, offset + n)
-                                        hold(from: end)
-                                        context.writeAndFlush(handler.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: text[offset..<end])))), promise: nil)
-                                    }
-                                }
-                            }
+                    let held = TestOrigin.HeldBody(body: text, sent: text.count / 2) { bytes, end in
+                        loop.execute {
+                            let (handler, context) = bound.value
+                            guard let bytes else { return context.close(promise: nil) }
+                            context.write(handler.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: bytes)))), promise: nil)
+                            if end { context.write(handler.wrapOutboundOut(.end(nil)), promise: nil) }
+                            context.flush()
                         }
                     }
-                    hold(from: text.count / 2)
+                    handler.counters.gates.withLock { $0[gate, default: []].append(held) }
                     context.writeAndFlush(handler.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: text[..<(text.count / 2)])))), promise: nil)
                     return
                 }

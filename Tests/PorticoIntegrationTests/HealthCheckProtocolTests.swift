@@ -13,7 +13,8 @@ import Testing
 /// Active health checks speak the cluster's protocol (issue 11 §7): TLS with the cluster's CA and SNI, and HTTP/2
 /// for h2 and h2c clusters. A plain HTTP/1.1 probe would mark these healthy hosts down.
 @Suite(.serialized) struct HealthCheckProtocolTests {
-    static let check = "health_check: { active: { path: /health, interval: 100ms, jitter: 0s, timeout: 1s, healthy_threshold: 1, unhealthy_threshold: 1 } }"
+    // A generous probe timeout: a loaded machine (other suites run alongside) must not fail a probe by its timer.
+    static let check = "health_check: { active: { path: /health, interval: 100ms, jitter: 0s, timeout: 5s, healthy_threshold: 1, unhealthy_threshold: 1 } }"
 
     /// Probes keep a healthy host healthy and notice when its /health fails, for one origin of each kind.
     func probesReach(_ origin: TestOrigin, cluster: String) async throws {

@@ -267,12 +267,14 @@ public final class CacheDiskTier: Sendable {
             // Not fsynced (nginx does not either): after a power cut a file may be short, and is then read as
             // damaged, a miss, and removed.
             guard rename(tmp, final) == 0 else { throw CacheDiskError("rename to \(final): errno \(errno)") }
-            self.index.withLock { ix in
+            let evict = self.index.withLock { ix -> Bool in
                 // The budget counts what the file takes (the index counted an estimate until now).
-                guard ix.entries[key]?.generation == generation else { return }
+                guard ix.entries[key]?.generation == generation else { return false }
                 ix.bytes += file.readableBytes - bytes
                 ix.entries[key]!.bytes = file.readableBytes
+                return ix.needsEviction()
             }
+            if evict { self.evict() }
         } catch {
             unlink(tmp)
             // Not on disk after all: memory may still have it, and the index must not promise it.

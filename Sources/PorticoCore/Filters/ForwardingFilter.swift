@@ -6,11 +6,6 @@
 public import NIOHTTP1
 import Synchronization
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// The global `forwarding` settings as a filter: client-identifying fields on the way up (X-Forwarded-*,
 /// X-Real-IP, Forwarded, Via), `Server` / `X-Powered-By` masking and `Location` rewriting on the way down.
@@ -41,12 +36,11 @@ public struct ForwardingFilter: ProxyFilter {
     static func newRequestID() -> String {
         let n = Self.requestCounter.wrappingAdd(1, ordering: .relaxed).newValue
         var words = (Self.mix(n &+ Self.requestKeys.0), Self.mix(n ^ Self.requestKeys.1))
-        let digits = Array("0123456789abcdef".utf8)
         return String(unsafeUninitializedCapacity: 32) { out in
             withUnsafeBytes(of: &words) { raw in
                 for (i, b) in raw.enumerated() {
-                    out[2 * i] = digits[Int(b >> 4)]
-                    out[2 * i + 1] = digits[Int(b & 0x0f)]
+                    out[2 * i] = Self.hexDigit(b >> 4)
+                    out[2 * i + 1] = Self.hexDigit(b & 0x0f)
                 }
             }
             return 32
@@ -58,6 +52,8 @@ public struct ForwardingFilter: ProxyFilter {
         var rng = SystemRandomNumberGenerator()
         return (rng.next(), rng.next())
     }()
+
+    private static func hexDigit(_ v: UInt8) -> UInt8 { v < 10 ? 0x30 + v : 0x57 + v }
 
     private static func mix(_ x: UInt64) -> UInt64 {
         var z = x &+ 0x9E37_79B9_7F4A_7C15

@@ -308,15 +308,25 @@ public actor ProxyEngine {
         }
         let identity = settings.socketIdentity
         return bootstrap
-            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .childChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.maxMessagesPerRead, value: 16)
-            // Small first receive buffer: an idle keep-alive connection holds it (requests are small; it grows for bodies).
-            .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536))
-            .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { channel in
                 guard let worker = workers.first(where: { $0.eventLoop === channel.eventLoop }) else {
                     return channel.eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel)
+                }
+                // Set here, synchronously, before the channel is registered: given as `childChannelOption`s, NIO
+                // applies each through a chain of futures, about 50 allocations per connection for these four
+                // (measured with a malloc uprobe: 133 allocations per connection-and-request before, 16 of them
+                // the request's).
+                do {
+                    if let options = channel.syncOptions {
+                        try options.setOption(.tcpOption(.tcp_nodelay), value: 1)
+                        try options.setOption(.maxMessagesPerRead, value: 16)
+                        // Small first receive buffer: an idle keep-alive connection holds it (requests are small; it
+                        // grows for bodies).
+                        try options.setOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536))
+                        try options.setOption(.allowRemoteHalfClosure, value: true)
+                    }
+                } catch {
+                    return channel.eventLoop.makeFailedFuture(error)
                 }
                 let state = worker.state.value
                 let current = state.listenerSettings[identity] ?? settings
