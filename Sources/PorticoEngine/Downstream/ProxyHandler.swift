@@ -1053,8 +1053,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 ex.status = Int(head.status.code)
                 ex.context.status = ex.status
             }
-            // Assigned only when it differs: setting a field of NIO's head copies its storage.
-            if head.version != ex.version { head.version = ex.version }
+            // Assigned only when it differs: setting a field of NIO's head copies its storage. Not for HTTP/2, whose
+            // codec takes no version from the head.
+            if !self.isHTTP2 && head.version != ex.version { head.version = ex.version }
             self.context.write(self.wrapOutboundOut(.head(head)), promise: nil)
             self.needsFlushDownstream = true
         case .body(var buffer):
