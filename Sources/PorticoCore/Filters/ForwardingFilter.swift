@@ -29,13 +29,14 @@ public struct ForwardingFilter: ProxyFilter {
         return .proceed
     }
 
-    /// 128 bits as 32 hex digits (nginx's `$request_id` shape): a process-wide counter mixed with two keys drawn
-    /// once at start (SplitMix64's finalizer, a bijection), so IDs never repeat within a process, are unrelated
-    /// across processes, and cost no system call (glibc 2.36's `arc4random_buf` makes a `getrandom` call each
-    /// time). Correlation IDs, not secrets: nginx's are not cryptographic either.
+    /// 128 bits as 32 hex digits (nginx's `$request_id` shape): a process-wide counter through SipHash keyed per
+    /// process (Swift's `Hasher`, randomly seeded at start) with a key of ours, twice. Never repeated within a
+    /// process (the counter), unrelated across processes, not invertible (a client cannot learn the counter, and so
+    /// how many requests others made, from its own IDs), and no system call (glibc 2.36's `arc4random_buf` makes a
+    /// `getrandom` call each time).
     static func newRequestID() -> String {
         let n = Self.requestCounter.wrappingAdd(1, ordering: .relaxed).newValue
-        var words = (Self.mix(n &+ Self.requestKeys.0), Self.mix(n ^ Self.requestKeys.1))
+        var words = (Self.prf(n, 0), Self.prf(n, 1))
         return String(unsafeUninitializedCapacity: 32) { out in
             withUnsafeBytes(of: &words) { raw in
                 for (i, b) in raw.enumerated() {
@@ -48,19 +49,20 @@ public struct ForwardingFilter: ProxyFilter {
     }
 
     private static let requestCounter = Atomic<UInt64>(0)
-    private static let requestKeys: (UInt64, UInt64) = {
+    private static let requestKey: UInt64 = {
         var rng = SystemRandomNumberGenerator()
-        return (rng.next(), rng.next())
+        return rng.next()
     }()
 
-    private static func hexDigit(_ v: UInt8) -> UInt8 { v < 10 ? 0x30 + v : 0x57 + v }
-
-    private static func mix(_ x: UInt64) -> UInt64 {
-        var z = x &+ 0x9E37_79B9_7F4A_7C15
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
+    private static func prf(_ n: UInt64, _ half: UInt8) -> Int {
+        var h = Hasher()
+        h.combine(Self.requestKey)
+        h.combine(n)
+        h.combine(half)
+        return h.finalize()
     }
+
+    private static func hexDigit(_ v: UInt8) -> UInt8 { v < 10 ? 0x30 + v : 0x57 + v }
 
     public func upstreamRequestHead(_ head: inout HTTPRequestHead, _ context: inout RequestContext) {
         self.policy.applyRequest(&head.headers, clientIP: context.clientIP, trusted: context.clientTrusted, scheme: context.scheme, host: context.host,

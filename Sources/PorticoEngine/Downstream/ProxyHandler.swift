@@ -75,6 +75,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// The client went while the upstream response is read to its end for others (`completesUpstreamResponse`):
     /// the exchange goes on without a downstream, writing nothing.
     private var detached = false
+    /// The last request said it was the last (`Connection: close`, or HTTP/1.0 without keep-alive).
+    private var clientClosing = false
 
     /// The connection's last response is going out or has gone (draining, then lingering): nothing more is read
     /// as a request, answered or timed.
@@ -120,10 +122,18 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     var now: NIODeadline { self.context.eventLoop.now }
 
     var downstreamIsWritable: Bool {
-        // A response others stream from is read at the upstream's pace (bounded: the filter that asked for it
-        // made sure), not at this client's.
-        self.context?.channel.isWritable ?? false || self.exchange?.context.completesUpstreamResponse == true
+        if self.context?.channel.isWritable ?? false { return true }
+        guard let ex = self.exchange, ex.context.completesUpstreamResponse else { return false }
+        // A response others stream from is read at the upstream's pace, not at this client's: all of it once the
+        // client went, and while it is connected up to `fillLead` bytes buffered for it (a client that does not
+        // read cannot make Portico hold a whole response per connection; followers are held back only beyond that).
+        if self.detached { return true }
+        let buffered = (try? self.context.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? Int.max
+        return buffered < Self.fillLead
     }
+
+    /// How far a response others stream from may run ahead of its own slow client.
+    static let fillLead = 1 << 20
 
     // MARK: Connection lifecycle
 
@@ -454,7 +464,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             ex.userAgent = head.headers.first(name: "user-agent")
         }
 
-        if !head.isKeepAlive || self.worker.isShuttingDown
+        if !head.isKeepAlive {
+            // The client said this is its last request (RFC 9112 §9.6): it sends nothing after it.
+            self.closeWhenIdle = true
+            self.clientClosing = true
+        } else if self.worker.isShuttingDown
             || (self.listener.maxRequestsPerConnection > 0 && self.requestsServed >= self.listener.maxRequestsPerConnection)
         {
             self.closeWhenIdle = true
@@ -1406,6 +1420,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func abortExchange(_ ex: Exchange, _ error: ProxyError) {
         if ex.responseStarted {
             ex.error = error
+            // Both sides reset: the answer to a malformed request is not finished for anyone else either.
+            if let up = ex.upstream {
+                ex.upstream = nil
+                up.close()
+            }
             self.closeDownstream()
         } else {
             self.respondWithError(error, exchange: ex)
@@ -1509,12 +1528,15 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     /// Whether the client may still be sending when the last response has gone: a request body not read to its
-    /// end, requests or bytes behind the last one. Only then is the close a lingering one (nginx's `lingering_close
-    /// on` heuristic); otherwise the socket closes at once, as nothing unread can turn the close into a reset that
-    /// destroys the response.
+    /// end, requests or bytes behind the last one, or a close it did not ask for. Only then is the close a
+    /// lingering one (nginx's `lingering_close on` heuristic); otherwise the socket closes at once, as nothing
+    /// unread can turn the close into a reset that destroys the response.
     private var clientMayStillSend: Bool {
         if let ex = self.exchange, !ex.requestEnded { return true }
         if !self.queued.isEmpty || self.deferredError != nil || self.held != nil { return true }
+        // A close the client did not ask for (request limit, shutdown): it may have pipelined requests that are
+        // still in the kernel's buffer, which a plain close would answer with a reset.
+        if !self.clientClosing { return true }
         let codec = try? self.context.pipeline.syncOperations.handler(type: HTTP1ServerCodecHandler.self)
         return codec?.hasBufferedInput ?? false
     }
@@ -1558,6 +1580,13 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         self.exchange = nil
         self.detached = false
         self.worker.endDetached(self)
+    }
+
+    /// The worker stops: a detached exchange still reading is cut off and logged.
+    func abandonDetached() {
+        guard self.detached, let ex = self.exchange else { return }
+        ex.error = ProxyError(.upstreamReset, source: .internal, context: "shut down while reading a response for others")
+        self.endDetached(ex)
     }
 
     // MARK: Phase 10: log, exactly once

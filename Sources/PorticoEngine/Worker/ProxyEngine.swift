@@ -195,7 +195,7 @@ public actor ProxyEngine {
         while NIODeadline.now() < deadline {
             var open = 0
             for w in self.startedWorkers {
-                open += (try? await w.submit { $0.connectionCount }.get()) ?? 0
+                open += (try? await w.submit { $0.connectionCount + $0.detachedCount }.get()) ?? 0
             }
             if open == 0 { break }
             try? await Task.sleep(nanoseconds: 50_000_000)

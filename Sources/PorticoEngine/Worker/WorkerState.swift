@@ -137,6 +137,8 @@ final class WorkerState {
     }
 
     var connectionCount: Int { self.connections.count + self.http2Connections.count }
+    /// Exchanges still reading a response for others after their client went (a shutdown waits for them too).
+    var detachedCount: Int { self.detached.count }
 
     func registerHTTP2Connection(_ channel: any Channel) {
         let id = ObjectIdentifier(channel)
@@ -222,6 +224,8 @@ final class WorkerState {
     func stop() {
         self.tickTask?.cancel()
         self.tickTask = nil
+        // Past the grace period: responses still read for others are cut off (and logged).
+        for h in Array(self.detached.values) { h.abandonDetached() }
         for pool in self.pools.values { pool.closeAll() }
         self.accessLog?.flush()
     }
