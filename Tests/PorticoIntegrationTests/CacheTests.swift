@@ -572,6 +572,40 @@ import Testing
         await origin.shutdown()
     }
 
+    /// A stale response read back from disk within `stale-while-revalidate` is served and refreshed in the
+    /// background (the refresh starts after the disk read, not only on the synchronous path); a reload that
+    /// changes the memory store keeps the directory's one disk tier.
+    @Test func diskTierServesStaleWhileRevalidatingAndSurvivesAReload() async throws {
+        let dir = NSTemporaryDirectory() + "portico-cache-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let origin = try await TestOrigin.start(name: "o")
+        defer { Task { await origin.shutdown() } }
+        // Stale on arrival (Age beyond max-age), within stale-while-revalidate.
+        let t = Self.target("disk-swr", ["Cache-Control: max-age=1, stale-while-revalidate=600", "Age: 5"])
+        let first = try await ProxyHarness.start(yaml: Self.diskYAML(dir), origins: [origin], workers: 1)
+        _ = try Setup(origin: origin, proxy: first).forwarded(t)
+        await first.shutdown()
+
+        let proxy = try await ProxyHarness.start(yaml: Self.diskYAML(dir), origins: [origin], workers: 1)
+        defer { Task { await proxy.shutdown() } }
+        await proxy.server.cacheStore?.disk?.flush()
+        let before = origin.requestCount
+        let (stale, forwarded) = try Setup(origin: origin, proxy: proxy).forwarded(t)
+        let status = stale.header("cache-status") ?? ""
+        #expect(!forwarded && stale.status == 200 && status.contains("hit") && status.contains("detail=stale-while-revalidate"), "\(status)")
+        try await waitUntil("the background refresh reached the origin") { origin.requestCount == before + 1 }
+
+        let tier = await proxy.server.cacheStore?.disk
+        let bigger = Self.diskYAML(dir).replacingOccurrences(of: "max_size: 1MiB", with: "max_size: 2MiB")
+            .replacingOccurrences(of: "{{origin:o}}", with: origin.address)
+        guard case .success(let config) = ConfigLoader.load(text: bigger, file: "t.yaml", extraChecks: ConfigFileChecks.errors) else {
+            Issue.record("config refused"); return
+        }
+        _ = await proxy.server.apply(config)
+        let after = await proxy.server.cacheStore
+        #expect(after?.maxBytes == 2 << 20 && after?.disk === tier && tier != nil)
+    }
+
     @Test func diskTierConfigErrorsNameTheKey() throws {
         let file = NSTemporaryDirectory() + "portico-not-a-dir-\(UUID().uuidString)"
         FileManager.default.createFile(atPath: file, contents: Data("x".utf8))
