@@ -590,9 +590,11 @@ import Testing
         defer { Task { await proxy.shutdown() } }
         await proxy.server.cacheStore?.disk?.flush()
         let before = origin.requestCount
-        let (stale, forwarded) = try Setup(origin: origin, proxy: proxy).forwarded(t)
+        // (The background refresh may reach the origin before this client has read its answer: the origin's count
+        // is checked after, not around, the request.)
+        let stale = try Setup(origin: origin, proxy: proxy).send(t)
         let status = stale.header("cache-status") ?? ""
-        #expect(!forwarded && stale.status == 200 && status.contains("hit") && status.contains("detail=stale-while-revalidate"), "\(status)")
+        #expect(stale.status == 200 && status.contains("hit") && status.contains("detail=stale-while-revalidate"), "\(status)")
         try await waitUntil("the background refresh reached the origin") { origin.requestCount == before + 1 }
 
         let tier = await proxy.server.cacheStore?.disk

@@ -15,7 +15,7 @@ import PorticoCore
 ///     socket ─▶ (ProxyProtocolDecoder, until the header)? ─▶ (NIOSSLServerHandler ─▶ TLSHandshakeTimeoutHandler (until the handshake) ─▶ TLSWriteCoalescingHandler)?
 ///                 ─▶ HTTP/1.1: HTTP1ServerCodecHandler ─▶ ProxyHandler
 ///                 └▶ HTTP/2:   FlushCoalescingHandler ─▶ NIOHTTP2Handler ─▶ per stream: HTTP2ExtendedConnectHandler ─▶
-///                              HTTP2FramePayloadToHTTP1ServerCodec ─▶ ProxyHandler
+///                              HTTP2ServerStreamCodec ─▶ ProxyHandler
 ///
 /// HTTP/1.1 is deliberately lean: one codec handler for both directions (Portico's own parser and framing), no
 /// pipelining helper (the `ProxyHandler` orders responses itself), no error handler (it maps parse errors to
@@ -168,7 +168,7 @@ enum DownstreamPipeline {
         ) { streamChannel in
             streamChannel.eventLoop.makeCompletedFuture {
                 try streamChannel.pipeline.syncOperations.addHandler(HTTP2ExtendedConnectHandler())
-                try streamChannel.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
+                try streamChannel.pipeline.syncOperations.addHandler(HTTP2ServerStreamCodec())
                 try streamChannel.pipeline.syncOperations.addHandler(ProxyHandler(worker: bound.value, listener: listener, http2Peer: peer.value))
             }
         }

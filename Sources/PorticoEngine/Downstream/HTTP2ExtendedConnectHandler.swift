@@ -11,7 +11,7 @@ import NIOHTTP2
 /// WebSocket upgrade (RFC 6455 §4.1).
 ///
 /// Runs on the stream channel's EventLoop (the connection's), first in the stream's pipeline, in front of
-/// `HTTP2FramePayloadToHTTP1ServerCodec`; it leaves the pipeline of any other stream after its HEADERS. For an
+/// `HTTP2ServerStreamCodec`; it leaves the pipeline of any other stream after its HEADERS. For an
 /// extended CONNECT (`:method CONNECT`, `:protocol websocket`, RFC 8441 §4) it:
 /// 1. rewrites the request into what an HTTP/1.1 WebSocket client sends: `GET`, `Upgrade: websocket`, a fresh
 ///    `Sec-WebSocket-Key` (HTTP/2 clients send none), the client's `Sec-WebSocket-Version` / `-Protocol` /

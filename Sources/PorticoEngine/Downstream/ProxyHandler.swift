@@ -1545,7 +1545,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// tells the client to stop sending without failing the response it got (RFC 9113 §8.1), then the close.
     private func resetStream() {
         guard !self.isClosed else { return }
-        if let codec = try? self.context.pipeline.syncOperations.context(handlerType: HTTP2FramePayloadToHTTP1ServerCodec.self) {
+        if let codec = try? self.context.pipeline.syncOperations.context(handlerType: HTTP2ServerStreamCodec.self) {
             codec.writeAndFlush(NIOAny(HTTP2Frame.FramePayload.rstStream(.noError)), promise: nil)
         }
         self.closeDownstream()
