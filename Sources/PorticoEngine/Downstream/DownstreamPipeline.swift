@@ -14,8 +14,8 @@ import PorticoCore
 ///
 ///     socket ─▶ (ProxyProtocolDecoder, until the header)? ─▶ (NIOSSLServerHandler ─▶ TLSHandshakeTimeoutHandler (until the handshake) ─▶ TLSWriteCoalescingHandler)?
 ///                 ─▶ HTTP/1.1: HTTP1ServerCodecHandler ─▶ ProxyHandler
-///                 └▶ HTTP/2:   FlushCoalescingHandler ─▶ NIOHTTP2Handler ─▶ per stream: HTTP2ExtendedConnectHandler ─▶
-///                              HTTP2ServerStreamCodec ─▶ ProxyHandler
+///                 └▶ HTTP/2:   FlushCoalescingHandler ─▶ NIOHTTP2Handler ─▶ per stream: (HTTP2ExtendedConnectHandler,
+///                              for an RFC 8441 CONNECT)? ─▶ HTTP2ServerStreamCodec ─▶ ProxyHandler
 ///
 /// HTTP/1.1 is deliberately lean: one codec handler for both directions (Portico's own parser and framing), no
 /// pipelining helper (the `ProxyHandler` orders responses itself), no error handler (it maps parse errors to
@@ -166,10 +166,14 @@ enum DownstreamPipeline {
             streamConfiguration: stream,
             streamDelegate: manager.http2StreamDelegate
         ) { streamChannel in
-            streamChannel.eventLoop.makeCompletedFuture {
-                try streamChannel.pipeline.syncOperations.addHandler(HTTP2ExtendedConnectHandler())
+            // Two handlers per stream (the codec adds the extended CONNECT handler to the streams that need it),
+            // and the loop's cached succeeded future: every stream pays for what is made here.
+            do {
                 try streamChannel.pipeline.syncOperations.addHandler(HTTP2ServerStreamCodec())
                 try streamChannel.pipeline.syncOperations.addHandler(ProxyHandler(worker: bound.value, listener: listener, http2Peer: peer.value))
+                return streamChannel.eventLoop.makeSucceededVoidFuture()
+            } catch {
+                return streamChannel.eventLoop.makeFailedFuture(error)
             }
         }
         try channel.pipeline.syncOperations.addHandler(manager)

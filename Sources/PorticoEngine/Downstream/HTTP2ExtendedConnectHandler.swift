@@ -10,9 +10,10 @@ import NIOHTTP2
 /// WebSocket over HTTP/2 (RFC 8441) on one downstream stream, forwarded to an HTTP/1.1 upstream as a classic
 /// WebSocket upgrade (RFC 6455 §4.1).
 ///
-/// Runs on the stream channel's EventLoop (the connection's), first in the stream's pipeline, in front of
-/// `HTTP2ServerStreamCodec`; it leaves the pipeline of any other stream after its HEADERS. For an
-/// extended CONNECT (`:method CONNECT`, `:protocol websocket`, RFC 8441 §4) it:
+/// Runs on the stream channel's EventLoop (the connection's), in front of `HTTP2ServerStreamCodec`, which puts it
+/// there when a stream's HEADERS carry `:protocol` (no other stream has it); for any protocol but WebSocket it
+/// leaves the pipeline again after the HEADERS. For an extended CONNECT (`:method CONNECT`, `:protocol
+/// websocket`, RFC 8441 §4) it:
 /// 1. rewrites the request into what an HTTP/1.1 WebSocket client sends: `GET`, `Upgrade: websocket`, a fresh
 ///    `Sec-WebSocket-Key` (HTTP/2 clients send none), the client's `Sec-WebSocket-Version` / `-Protocol` /
 ///    `-Extensions`; marked as ended, since the tunnel's bytes are not an HTTP body. `ProxyHandler` then treats

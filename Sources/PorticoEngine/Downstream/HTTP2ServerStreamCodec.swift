@@ -29,10 +29,15 @@ final class HTTP2ServerStreamCodec: ChannelDuplexHandler {
     typealias OutboundOut = HTTP2Frame.FramePayload
 
     private var receivedHead = false
+    private var checkedExtendedConnect = false
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch self.unwrapInboundIn(data) {
         case .headers(let headers):
+            if !self.checkedExtendedConnect {
+                self.checkedExtendedConnect = true
+                if Self.hasProtocol(headers.headers) { return self.startExtendedConnect(context: context, data: data) }
+            }
             if self.receivedHead {
                 context.fireChannelRead(self.wrapInboundOut(.end(Self.regularFields(headers.headers))))
                 return
@@ -73,6 +78,28 @@ final class HTTP2ServerStreamCodec: ChannelDuplexHandler {
             }
         }
         context.write(self.wrapOutboundOut(payload), promise: promise)
+    }
+
+    /// An extended CONNECT (RFC 8441 `:protocol`): `HTTP2ExtendedConnectHandler` goes in front of this codec and
+    /// takes the HEADERS (it hands a WebSocket request on rewritten as an HTTP/1.1 upgrade, anything else as it
+    /// is). Only such streams get it: every other stream saves the handler, its context and its removal.
+    private func startExtendedConnect(context: ChannelHandlerContext, data: NIOAny) {
+        let connect = HTTP2ExtendedConnectHandler()
+        do {
+            try context.pipeline.syncOperations.addHandler(connect, position: .before(self))
+            connect.channelRead(context: try context.pipeline.syncOperations.context(handler: connect), data: data)
+        } catch {
+            context.fireErrorCaught(error)
+        }
+    }
+
+    /// Whether the block has `:protocol` (pseudo-header fields come first: RFC 9113 §8.3, validated).
+    private static func hasProtocol(_ block: HPACKHeaders) -> Bool {
+        for (name, _, _) in block {
+            guard name.utf8.first == UInt8(ascii: ":") else { return false }
+            if name == ":protocol" { return true }
+        }
+        return false
     }
 
     // MARK: The mapping
