@@ -809,7 +809,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let cs = self.worker.clusterStates[clusterIndex]
         ex.clusterState = cs
         ex.context.cluster = cs.cluster.name
-        var up = HTTPRequestHead(version: .http1_1, method: head.method, uri: plan.uri ?? head.uri, headers: head.headers)
+        // The client's head, changed only where it must be: its method, target and version share one storage
+        // object that a change would copy (an HTTP/1.1 request not rewritten keeps it).
+        var up = head
+        if up.version != .http1_1 { up.version = .http1_1 }
+        if let uri = plan.uri, uri != up.uri { up.uri = uri }
         // The copy-on-write copy of the fields happens here, with room for the forwarding fields added below
         // (otherwise the copy, then a regrowth).
         up.headers.reserveCapacity(head.headers.count + 8)
