@@ -49,13 +49,21 @@ final class HTTP1RequestEncoderHandler: ChannelOutboundHandler, RemovableChannel
                 self.chunked = true  // the ProxyHandler writes exactly `chunked` when it frames a body that way
             }
         }
-        var buffer = allocator.buffer(capacity: size)
+        // The previous head's buffer, reused: once the channel has written it, its storage is this handler's alone
+        // and `clear` keeps it, so a kept-alive connection writes its heads without allocating (two allocations
+        // per request). Not for downstream connections: an idle one would hold it.
+        var buffer = self.scratch ?? allocator.buffer(capacity: size)
+        self.scratch = nil
+        buffer.clear(minimumCapacity: size)
         buffer.writeString(head.method.rawValue)
         buffer.writeStaticString(" ")
         buffer.writeString(head.uri)
         buffer.writeStaticString(head.version.minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n")
         ChunkedBodyWriter.writeFieldLines(head.headers, into: &buffer)
         buffer.writeStaticString("\r\n")
+        self.scratch = buffer
         return buffer
     }
+
+    private var scratch: ByteBuffer?
 }
