@@ -583,7 +583,7 @@ import Testing
         // Stale on arrival (Age beyond max-age), within stale-while-revalidate.
         let t = Self.target("disk-swr", ["Cache-Control: max-age=1, stale-while-revalidate=600", "Age: 5"])
         let first = try await ProxyHarness.start(yaml: Self.diskYAML(dir), origins: [origin], workers: 1)
-        _ = try Setup(origin: origin, proxy: first).forwarded(t)
+        let (stored, _) = try Setup(origin: origin, proxy: first).forwarded(t)
         await first.shutdown()
 
         let proxy = try await ProxyHarness.start(yaml: Self.diskYAML(dir), origins: [origin], workers: 1)
@@ -595,6 +595,8 @@ import Testing
         let stale = try Setup(origin: origin, proxy: proxy).send(t)
         let status = stale.header("cache-status") ?? ""
         #expect(stale.status == 200 && status.contains("hit") && status.contains("detail=stale-while-revalidate"), "\(status)")
+        // The stored response itself (the origin numbers its answers), not one the client's request fetched.
+        #expect(stale.header("x-origin-request") != nil && stale.header("x-origin-request") == stored.header("x-origin-request"))
         try await waitUntil("the background refresh reached the origin") { origin.requestCount == before + 1 }
 
         let tier = await proxy.server.cacheStore?.disk

@@ -331,6 +331,30 @@ import Testing
         try? await channel.close()
     }
 
+    /// A request with no authority at all (neither `:authority` nor `host`, RFC 9113 §8.3.1) is refused like an
+    /// HTTP/1.1 request without Host: a 400, and nothing reaches the origin; a second stream on the connection is
+    /// answered as usual.
+    @Test func aRequestWithoutAuthorityIsRefused() async throws {
+        let origin = try await TestOrigin.start(name: "o")
+        let proxy = try await ProxyHarness.start(yaml: Self.h2cYAML, origins: [origin], workers: 1, logLevel: .critical)
+        defer { Task { await proxy.shutdown(); await origin.shutdown() } }
+        let (channel, recorder) = try await Self.connect(port: proxy.port())
+        let headers = HPACKHeaders([(":method", "GET"), (":path", "/admin"), (":scheme", "http")])
+        try await channel.writeAndFlush(HTTP2Frame(streamID: 1, payload: .headers(.init(headers: headers, endStream: true))))
+        let status = try await recorder.until(channel, { $0.contains { if case .headers = $0 { true } else { false } } }) { frames in
+            frames.lazy.compactMap { if case .headers(let h) = $0 { h.headers.first(name: ":status") } else { nil } }.first
+        }
+        #expect(status == "400")
+        #expect(origin.requestCount == 0)
+        let ok = HPACKHeaders([(":method", "GET"), (":path", "/status/204"), (":scheme", "http"), (":authority", "t")])
+        try await channel.writeAndFlush(HTTP2Frame(streamID: 3, payload: .headers(.init(headers: ok, endStream: true))))
+        let statuses = try await recorder.until(channel, { $0.filter { if case .headers = $0 { true } else { false } }.count >= 2 }) { frames in
+            frames.compactMap { if case .headers(let h) = $0 { h.headers.first(name: ":status") } else { nil } }
+        }
+        #expect(statuses == ["400", "204"])
+        try? await channel.close()
+    }
+
     /// Per-stream flow control is the backpressure: a client that opens no window gets 64 KiB of a 256 MiB body,
     /// and the proxy stops reading the upstream instead of buffering the rest; the body flows on as the window opens.
     @Test func aStalledStreamHoldsTheUpstreamBack() async throws {

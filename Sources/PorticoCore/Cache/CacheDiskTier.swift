@@ -221,7 +221,7 @@ public final class CacheDiskTier: Sendable {
     }
 
     /// Returns once every operation asked for so far is done (the start-up scan included). Blocks: for tests.
-    public func sync() {
+    func sync() {
         self.queue.sync {}
     }
 

@@ -94,9 +94,6 @@ public final class ResponseBodyStream: Sendable {
         }
     }
 
-    /// Bytes appended so far.
-    public var bytes: Int { self.state.withLock { $0.bytes } }
-
     private static func wake(_ waiting: [(any EventLoop, @Sendable () -> Void)]) {
         for (loop, notify) in waiting { loop.execute(notify) }
     }

@@ -164,7 +164,7 @@ enum DownstreamPipeline {
             mode: .server,
             connectionConfiguration: connection,
             streamConfiguration: stream,
-            streamDelegate: manager.http2StreamDelegate
+            streamDelegate: HTTP2StreamOrderDelegate(manager.http2StreamDelegate)
         ) { streamChannel in
             // Two handlers per stream (the codec adds the extended CONNECT handler to the streams that need it),
             // and the loop's cached succeeded future: every stream pays for what is made here.

@@ -43,9 +43,12 @@ final class HTTP2ServerStreamCodec: ChannelDuplexHandler {
                 return
             }
             self.receivedHead = true
-            guard let head = Self.requestHead(headers.headers, endStream: headers.endStream) else {
-                // Not reachable with the connection's header validation on; refused like a malformed request.
-                context.fireErrorCaught(NIOHTTP2Errors.missingPseudoHeader(":method"))
+            let head: HTTPRequestHead
+            switch Self.requestHead(headers.headers, endStream: headers.endStream) {
+            case .success(let h): head = h
+            case .failure(let missing):
+                // Without `:method` (the connection's validation lets no request through without it).
+                context.fireErrorCaught(missing)
                 return
             }
             context.fireChannelRead(self.wrapInboundOut(.head(head)))
@@ -67,7 +70,7 @@ final class HTTP2ServerStreamCodec: ChannelDuplexHandler {
         let payload: HTTP2Frame.FramePayload
         switch self.unwrapOutboundIn(data) {
         case .head(let head):
-            payload = .headers(.init(headers: Self.responseBlock(head)))
+            payload = .headers(.init(headers: Self.block(status: head.status.code, head.headers)))
         case .body(let body):
             payload = .data(.init(data: body))
         case .end(let trailers):
@@ -104,7 +107,7 @@ final class HTTP2ServerStreamCodec: ChannelDuplexHandler {
 
     // MARK: The mapping
 
-    static func requestHead(_ block: HPACKHeaders, endStream: Bool) -> HTTPRequestHead? {
+    static func requestHead(_ block: HPACKHeaders, endStream: Bool) -> Result<HTTPRequestHead, NIOHTTP2Errors.MissingPseudoHeader> {
         var method: String?
         var path: String?
         var authority: String?
@@ -126,16 +129,18 @@ final class HTTP2ServerStreamCodec: ChannelDuplexHandler {
             if !hasLength && name == "content-length" { hasLength = true }
             fields.append((name, value))
         }
-        guard let method, let path else { return nil }
-        let m = HTTPMethod(rawValue: method)
+        guard let method else { return .failure(NIOHTTP2Errors.missingPseudoHeader(":method")) }
+        // No `:path` (a plain CONNECT) or no authority at all (`:authority` nor `host`, RFC 9113 §8.3.1): passed on
+        // as an empty target or without Host, which `ProxyHandler` answers with a 400 as for HTTP/1.1.
         if !hasHost, let authority { fields.insert(("host", authority), at: 0) }
+        let m = HTTPMethod(rawValue: method)
         switch m {
         case .GET, .HEAD, .DELETE, .CONNECT, .TRACE:
             break
         default:
             if !hasLength { fields.append(endStream ? ("content-length", "0") : ("transfer-encoding", "chunked")) }
         }
-        return HTTPRequestHead(version: HTTPVersion(major: 2, minor: 0), method: m, uri: path, headers: HTTPHeaders(fields))
+        return .success(HTTPRequestHead(version: HTTPVersion(major: 2, minor: 0), method: m, uri: path ?? "", headers: HTTPHeaders(fields)))
     }
 
     static func regularFields(_ block: HPACKHeaders) -> HTTPHeaders {
@@ -143,10 +148,6 @@ final class HTTP2ServerStreamCodec: ChannelDuplexHandler {
         fields.reserveCapacity(block.count)
         for (name, value, _) in block where name.utf8.first != UInt8(ascii: ":") { fields.append((name, value)) }
         return HTTPHeaders(fields)
-    }
-
-    static func responseBlock(_ head: HTTPResponseHead) -> HPACKHeaders {
-        self.block(status: head.status.code, head.headers)
     }
 
     /// `:status` (for a head) and the fields, lowercased, without connection-specific ones (RFC 9113 §8.2.2).

@@ -506,7 +506,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if head.version.major != 1 && !(self.isHTTP2 && head.version.major == 2) {
             return self.respondWithError(ProxyError(.badRequest, source: .downstream, context: "unsupported HTTP version"), exchange: ex, status: 505)
         }
-        if hostCount > 1 || (head.version.minor >= 1 && hostText == nil) {
+        // Host is required from HTTP/1.1 on (RFC 9112 §3.2); HTTP/2 carries it as `:authority` or `host` (RFC 9113
+        // §8.3.1).
+        if hostCount > 1 || ((head.version.minor >= 1 || head.version.major == 2) && hostText == nil) {
             return self.respondWithError(ProxyError(.badRequest, source: .downstream, context: hostCount > 1 ? "more than one Host" : "missing Host"), exchange: ex)
         }
         if let h = hostText, !Self.isValidHost(h) {

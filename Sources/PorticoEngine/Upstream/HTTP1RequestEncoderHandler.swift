@@ -12,7 +12,8 @@ import PorticoCore
 /// Unlike NIO's encoder it never changes the framing fields itself (NIO's drops a TRACE's framing and writes the
 /// body raw, which the origin then reads as a next request).
 ///
-/// Runs on the upstream connection's EventLoop (the downstream's); one buffer per head, sized to fit.
+/// Runs on the upstream connection's EventLoop (the downstream's); each head is written into the previous one's
+/// buffer when the channel is done with it and it is small (`scratch`), else into a new one sized to fit.
 final class HTTP1RequestEncoderHandler: ChannelOutboundHandler, RemovableChannelHandler {
     typealias OutboundIn = HTTPClientRequestPart
     typealias OutboundOut = ByteBuffer
@@ -61,9 +62,12 @@ final class HTTP1RequestEncoderHandler: ChannelOutboundHandler, RemovableChannel
         buffer.writeStaticString(head.version.minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n")
         ChunkedBodyWriter.writeFieldLines(head.headers, into: &buffer)
         buffer.writeStaticString("\r\n")
-        self.scratch = buffer
+        // Kept only when small: a pooled connection must not hold the storage of the largest head it ever sent.
+        if buffer.capacity <= Self.scratchLimit { self.scratch = buffer }
         return buffer
     }
+
+    static let scratchLimit = 4096
 
     private var scratch: ByteBuffer?
 }
