@@ -3,16 +3,12 @@
 // SPDX-License-Identifier: Apache-2.0
 //===----------------------------------------------------------------------===//
 
+import Synchronization
 import NIOCore
 import NIOHTTP1
 import PorticoCore
 import Tracing
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// `tracing`: one server span per request (W3C Trace Context): continued from the request's `traceparent` and
 /// `tracestate` when present, started (and sampled by ratio) when absent; sent upstream as the parent of the
@@ -36,8 +32,9 @@ struct TracingFilter<T: Tracer>: ProxyFilter {
             // W3C Trace Context: a trace the caller did not sample is passed on as it is, without a span.
             guard Self.isSampled(traceparent) else { return .proceed }
         } else if self.sampleRatio < 1 {
-            // arc4random: a per-thread generator, no system call per request.
-            guard self.sampleRatio > 0, Double(arc4random()) < self.sampleRatio * 4_294_967_296 else { return .proceed }
+            // SplitMix64 over a shared atomic state: no system call per request (glibc 2.36's arc4random makes one).
+            let draw = SplitMix64.mix(TracingSampling.state.wrappingAdd(SplitMix64.increment, ordering: .relaxed).newValue)
+            guard self.sampleRatio > 0, Double(draw >> 11) < self.sampleRatio * 9_007_199_254_740_992 else { return .proceed }
         }
         var parent = ServiceContext.topLevel
         self.tracer.extract(head.headers, into: &parent, using: HeadersExtractor())
@@ -95,4 +92,13 @@ struct HeadersInjector: Injector {
     func inject(_ value: String, forKey key: String, into carrier: inout HTTPHeaders) {
         carrier.replaceOrAdd(name: key, value: value)
     }
+}
+
+/// The sampling generator's state, seeded once per process (outside the generic filter type: a generic type has
+/// no static stored properties).
+private enum TracingSampling {
+    static let state = Atomic<UInt64>({
+        var rng = SystemRandomNumberGenerator()
+        return rng.next()
+    }())
 }
