@@ -36,16 +36,8 @@ public struct ForwardingFilter: ProxyFilter {
     /// `getrandom` call each time).
     static func newRequestID() -> String {
         let n = Self.requestCounter.wrappingAdd(1, ordering: .relaxed).newValue
-        var words = (Self.prf(n, 0), Self.prf(n, 1))
-        return String(unsafeUninitializedCapacity: 32) { out in
-            withUnsafeBytes(of: &words) { raw in
-                for (i, b) in raw.enumerated() {
-                    out[2 * i] = Self.hexDigit(b >> 4)
-                    out[2 * i + 1] = Self.hexDigit(b & 0x0f)
-                }
-            }
-            return 32
-        }
+        let words = (Self.prf(n, 0), Self.prf(n, 1))
+        return withUnsafeBytes(of: words) { hexString($0) }
     }
 
     private static let requestCounter = Atomic<UInt64>(0)
@@ -61,8 +53,6 @@ public struct ForwardingFilter: ProxyFilter {
         h.combine(half)
         return h.finalize()
     }
-
-    private static func hexDigit(_ v: UInt8) -> UInt8 { v < 10 ? 0x30 + v : 0x57 + v }
 
     public func upstreamRequestHead(_ head: inout HTTPRequestHead, _ context: inout RequestContext) {
         self.policy.applyRequest(&head.headers, clientIP: context.clientIP, trusted: context.clientTrusted, scheme: context.scheme, host: context.host,

@@ -158,7 +158,7 @@ final class HTTP2ServerStreamCodec: ChannelDuplexHandler {
         let connection = fields.contains(name: "connection") ? fields[canonicalForm: "connection"] : []
         for (name, value) in fields {
             let lower = Self.lowercased(name)
-            if Self.connectionSpecific.contains(lower) || connection.contains(where: { $0.caseInsensitiveASCIIEqual(lower) }) {
+            if Self.isConnectionSpecific(lower) || connection.contains(where: { $0.caseInsensitiveASCIIEqual(lower) }) {
                 continue
             }
             block.add(name: lower, value: value)
@@ -166,7 +166,17 @@ final class HTTP2ServerStreamCodec: ChannelDuplexHandler {
         return block
     }
 
-    static let connectionSpecific: Set<String> = ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"]
+    /// RFC 9113 §8.2.2's connection-specific fields (a lower-case name): by length first, so a field per response
+    /// costs no hashing.
+    static func isConnectionSpecific(_ name: String) -> Bool {
+        switch name.utf8.count {
+        case 10: return name == "connection" || name == "keep-alive"
+        case 16: return name == "proxy-connection"
+        case 17: return name == "transfer-encoding"
+        case 7: return name == "upgrade"
+        default: return false
+        }
+    }
 
     /// `name` in lower case; the same string (no copy) when it is already.
     private static func lowercased(_ name: String) -> String {
