@@ -32,15 +32,20 @@ final class Exchange {
     /// The head sent upstream, kept so a retry can send it again.
     var upstreamHead: HTTPRequestHead?
 
-    /// A filter's answer whose body streams in from elsewhere (`FilterResponse.bodyStream`), and how far this
-    /// response has read it.
-    var bodyStream: ResponseBodyStream?
-    var bodyStreamPosition = 0
-    /// `pumpBodyStream` is running (it may be re-entered from a flush that makes the channel writable again).
-    var pumpingBodyStream = false
-    /// The stream will wake `pumpBodyStream` when it has news (one notification asked for at a time).
-    var bodyStreamNotify: (@Sendable () -> Void)?
-    var bodyStreamAwaited = false
+    /// A filter's answer whose body streams in from elsewhere (`FilterResponse.bodyStream`).
+    var streamedBody: StreamedBody?
+
+    struct StreamedBody {
+        let stream: ResponseBodyStream
+        /// How far this response has read the stream.
+        var position = 0
+        /// `pumpBodyStream` is running (a flush that makes the channel writable again calls back into it).
+        var pumping = false
+        /// The stream will wake `pumpBodyStream` when it has news (one notification asked for at a time).
+        var awaited = false
+        /// That wake-up; it holds the exchange, so it is dropped when the exchange ends.
+        var notify: (@Sendable () -> Void)?
+    }
 
     var state: State = .routing
     enum State {

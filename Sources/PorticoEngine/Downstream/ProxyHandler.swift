@@ -441,7 +441,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable, let ex = self.exchange {
             ex.upstream?.resumeReading()
-            if ex.bodyStream != nil { self.pumpBodyStream(ex) }
+            if ex.streamedBody != nil { self.pumpBodyStream(ex) }
         }
         context.fireChannelWritabilityChanged()
     }
@@ -741,12 +741,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             ex.responseEnded = true
             return self.writeResponseEnd(ex, trailers: nil)
         }
-        ex.bodyStream = stream
-        ex.bodyStreamPosition = 0
         let wake = NIOLoopBound((self, ex), eventLoop: self.context.eventLoop)
-        ex.bodyStreamNotify = {
+        ex.streamedBody = Exchange.StreamedBody(stream: stream) {
             let (handler, ex) = wake.value
-            ex.bodyStreamAwaited = false
+            ex.streamedBody?.awaited = false
             handler.pumpBodyStream(ex)
         }
         self.pumpBodyStream(ex)
@@ -758,9 +756,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// connection (or HTTP/2 stream), so the client never takes a short body for a whole one. Not re-entered: a
     /// flush that makes the channel writable again calls back into it, and the running loop goes on instead.
     private func pumpBodyStream(_ ex: Exchange) {
-        guard self.exchange === ex, !self.isClosed, let stream = ex.bodyStream, !ex.pumpingBodyStream else { return }
-        ex.pumpingBodyStream = true
-        defer { ex.pumpingBodyStream = false }
+        guard self.exchange === ex, !self.isClosed, let stream = ex.streamedBody?.stream, ex.streamedBody?.pumping == false else { return }
+        ex.streamedBody!.pumping = true
+        defer { ex.streamedBody?.pumping = false }
         self.sendDeadline = nil
         while self.exchange === ex && !self.isClosed {
             guard self.context.channel.isWritable else {
@@ -768,8 +766,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 self.sendDeadline = self.now + Self.drainTimeout
                 return
             }
-            let notify = ex.bodyStreamAwaited ? nil : ex.bodyStreamNotify
-            switch stream.read(from: &ex.bodyStreamPosition, eventLoop: self.context.eventLoop, notify: notify) {
+            let notify = ex.streamedBody!.awaited ? nil : ex.streamedBody!.notify
+            switch stream.read(from: &ex.streamedBody!.position, eventLoop: self.context.eventLoop, notify: notify) {
             case .data(let parts):
                 for var part in parts {
                     if ex.hasBodyFilters {
@@ -783,18 +781,16 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 self.needsFlushDownstream = true
                 self.flushPending()
             case .wait:
-                ex.bodyStreamAwaited = true
+                ex.streamedBody!.awaited = true
                 return self.flushPending()
             case .end:
-                ex.bodyStream = nil
-                ex.bodyStreamNotify = nil
+                ex.streamedBody = nil
                 if ex.hasBodyFilters { self.writeFilteredBody(ex, .end) }
                 ex.responseEnded = true
                 self.writeResponseEnd(ex, trailers: nil)
                 return self.flushPending()
             case .failed:
-                ex.bodyStream = nil
-                ex.bodyStreamNotify = nil
+                ex.streamedBody = nil
                 ex.error = ProxyError(.upstreamReset, source: .upstream, context: "the response this one streams from failed")
                 return self.closeDownstream()
             }
@@ -1600,7 +1596,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func log(_ ex: Exchange) {
         guard !ex.logged else { return }
         ex.logged = true
-        ex.bodyStreamNotify = nil  // it holds the exchange (a cycle until the stream ends)
+        ex.streamedBody = nil  // its wake-up holds the exchange (a cycle until the stream ends)
         self.sendDeadline = nil
         ex.releaseHost()
         ex.finishBudget()
