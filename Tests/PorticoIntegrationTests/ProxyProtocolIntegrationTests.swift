@@ -83,7 +83,7 @@ import Testing
                   - name: inner
                     proxy_protocol: \(version)
                     hosts: [ { address: "127.0.0.1:\(receiver.port())" } ]
-                    health_check: { active: { path: /, interval: 100ms, jitter: 0s, healthy_threshold: 1, unhealthy_threshold: 1 } }
+                    health_check: { active: { path: /, interval: 100ms, jitter: 0s, timeout: 5s, healthy_threshold: 1, unhealthy_threshold: 1 } }
                 """)
             // The client 198.51.100.4 (as the first PROXY header says) reaches the origin through both Porticos.
             let c = try RawHTTPClient(port: sender.port())
