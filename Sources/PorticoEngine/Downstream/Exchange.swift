@@ -7,8 +7,10 @@ import NIOCore
 import NIOHTTP1
 import PorticoCore
 
-/// One request/response exchange on a downstream connection: the typed per-request state every phase reads and
-/// writes (Pingora's `CTX`). Owned by its `ProxyHandler`, on that connection's EventLoop.
+/// One request/response exchange on a downstream connection: the typed per-request data every phase reads and
+/// writes (Pingora's `CTX`): the request as sent, its route, cluster, host and upstream connection, what it cost.
+/// Where it is in its life, and its deadlines, are the handler's `ExchangeStateMachine`'s. Owned by its
+/// `ProxyHandler`, on that connection's EventLoop.
 final class Exchange {
     /// The request as the client sent it (for logging).
     let method: HTTPMethod
@@ -47,20 +49,6 @@ final class Exchange {
         var notify: (@Sendable () -> Void)?
     }
 
-    var state: State = .routing
-    enum State {
-        /// Deciding what to do; nothing sent anywhere yet.
-        case routing
-        /// Waiting for a connection to `hostIndex`.
-        case connecting
-        /// Request going upstream / response coming back.
-        case proxying
-        /// A local response was written; the rest of the request body is discarded.
-        case respondedLocally
-        /// Response finished; waiting for the request body to end before the next request.
-        case done
-    }
-
     var upstream: UpstreamHandler?
     var hostIndex = -1
     /// Hosts that failed for this request (connect refused, timed out). Empty, and allocation-free, on the
@@ -95,17 +83,11 @@ final class Exchange {
     var usedReusedConnection = false
     /// Request parts that arrived before the upstream connection was ready. They are also what a retry resends,
     /// so they are kept until the response starts (bounded by the one read batch that can arrive while reads
-    /// are paused). The end of the request is not kept here (`requestEnded` is). An array, not a `CircularBuffer`:
+    /// are paused). The end of the request is not kept here (the handler's `ExchangeStateMachine` knows it). An array, not a `CircularBuffer`:
     /// most requests have no body, and an empty array costs no allocation.
     var pendingBody: [HTTPServerRequestPart] = []
     var bodyPartsSentUpstream = 0
     var requestBodyBytes = 0
-    /// The body limit for this request: the listener's and the route's, the smaller (0: none).
-    var maxBodyBytes = 0
-    /// The client's own time sending the body so far (`limits.min_body_rate`), and when it was last counted.
-    var clientBodyNanos: Int64 = 0
-    var lastBodyCheck: NIODeadline?
-    var requestEnded = false
     var requestSentUpstreamAt: NIODeadline?
     /// When the last of the request body went upstream (for the host's latency).
     var requestBodySentAt: NIODeadline?
@@ -114,13 +96,9 @@ final class Exchange {
     var hasBodyFilters = false
     /// Body went through the body filters since their last pause (`ResponseBodyEvent.pause`).
     var bodyFiltersOwePause = false
-    var responseStarted = false
-    var responseEnded = false
     var status = 0
     var responseBodyBytes = 0
     var upstreamKeepAlive = true
-    /// The response is framed by connection close towards the client (HTTP/1.0 client, unknown length).
-    var closeAfterResponse = false
     var error: ProxyError?
     var logged = false
     /// gRPC status fields of a trailers-only upstream response, sent downstream as trailers.

@@ -78,7 +78,7 @@ extension ProxyHandler {
         }
         ex.isQueued = true
         ex.owner = self
-        ex.state = .connecting
+        self.machine.upstreamConnecting()
         ex.queueDeadline = self.now + cluster.queueTimeout
         self.worker.waiting.append(ex)
     }
@@ -151,18 +151,18 @@ extension ProxyHandler {
 
     /// Opens a new connection to the exchange's current host; its slot under `max_connections` is reserved.
     func connect(_ ex: Exchange, pool: UpstreamConnectionPool) {
-        ex.state = .connecting
+        self.machine.upstreamConnecting()
         pool.connect(proxyHeader: pool.proxyProtocol.map(self.proxyProtocolHeader)).assumeIsolated().whenComplete { [self] result in
             switch result {
             case .success(let conn):
-                guard self.exchange === ex, ex.state == .connecting, !self.isClosed else {
+                guard self.exchange === ex, self.machine.stage == .connecting, !self.isClosed else {
                     // The client went away while we connected: keep the connection for the next request.
                     pool.release(conn, reusable: true)
                     return
                 }
                 self.attach(conn, ex)
             case .failure(let error):
-                guard self.exchange === ex, ex.state == .connecting, !self.isClosed else { return }
+                guard self.exchange === ex, self.machine.stage == .connecting, !self.isClosed else { return }
                 let kind = Self.classifyConnectError(error)
                 self.worker.logger.warning(
                     "upstream connect failed",
@@ -194,7 +194,7 @@ extension ProxyHandler {
             condition,
             retriesSoFar: ex.retries,
             idempotent: ex.isIdempotent,
-            responseStarted: ex.responseStarted,
+            responseStarted: self.machine.responseStarted,
             replayable: ex.bodyPartsSentUpstream >= 0,
             budgetAllows: true
         )
@@ -211,7 +211,7 @@ extension ProxyHandler {
             if condition == .timeout { m.clusters[slot].timeouts += 1 }
         }
         ex.error = error
-        self.upstreamDeadline = nil
+        self.machine.upstreamFailed()
         if recordFailure { self.recordOutcome(ex, failed: true, reason: error.kind.description) }
         ex.releaseHost()
         ex.triedHosts.insert(ex.hostIndex)
@@ -221,7 +221,7 @@ extension ProxyHandler {
         }
         let policy = cluster.retry
         let replayable = ex.bodyPartsSentUpstream >= 0
-        guard policy.shouldRetry(condition, retriesSoFar: ex.retries, idempotent: ex.isIdempotent, responseStarted: ex.responseStarted, replayable: replayable, budgetAllows: true) else {
+        guard policy.shouldRetry(condition, retriesSoFar: ex.retries, idempotent: ex.isIdempotent, responseStarted: self.machine.responseStarted, replayable: replayable, budgetAllows: true) else {
             return self.respondWithError(error, exchange: ex)
         }
         if condition != .connectFailure {
@@ -233,11 +233,10 @@ extension ProxyHandler {
         }
         ex.retries += 1
         if let m = self.worker.metrics { m.clusters[m.cluster(cluster.metricSlot)].retries += 1 }
-        ex.state = .connecting
         let delay = policy.backoff(retry: ex.retries - 1, using: &self.worker.rng)
         let resend = { [self] in
-            guard self.exchange === ex, ex.state == .connecting, !self.isClosed else { return }
-            ex.state = .routing
+            guard self.exchange === ex, self.machine.stage == .connecting, !self.isClosed else { return }
+            self.machine.retryStarted()
             self.selectUpstream(ex)
         }
         if delay.nanoseconds <= 0 {

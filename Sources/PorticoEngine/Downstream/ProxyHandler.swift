@@ -41,55 +41,30 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var queued = CircularBuffer<HTTPServerRequestPart>(initialCapacity: 0)
     /// A parse error that arrived while an earlier request was still being answered; answered after it.
     private var deferredError: ProxyError?
+    /// A `read()` was withheld (backpressure); it is issued when reads may go on.
     private var readPending = false
-    private var closeWhenIdle = false
     private(set) var isClosed = false
     private var requestsServed = 0
     private var needsFlushDownstream = false
     private var needsFlushUpstream = false
     /// Between a downstream `channelRead` and its `channelReadComplete`.
     private var inDownstreamRead = false
+    /// An exchange finished inside the current read batch (the batch's bytes may all have been its own).
+    private var finishedInReadBatch = false
+    /// The HTTP/1.1 codec in front of this handler (nil on an HTTP/2 stream), found once.
+    private var codecLookup: HTTP1ServerCodecHandler??
 
     /// The verified client certificate (mTLS), read once after the handshake.
     private var clientCertificate: ClientCertificateInfo??
     private(set) var clientIP = "-"
     private var clientTrusted = false
 
-    /// Coarse deadlines, checked by the worker's tick.
-    private var idleDeadline: NIODeadline?
-    private var headerDeadline: NIODeadline?
-    var upstreamDeadline: NIODeadline?
-    private var upstreamActivity = false
-    /// The request body's silence deadline (`timeouts.request_body`); pushed out by the tick after body bytes came.
-    private var bodyDeadline: NIODeadline?
-    private var bodyActivity = false
-    /// After a response that ends the connection: first the time to flush it, then the lingering close (output
-    /// shut down, input read and discarded) before the socket is closed for good.
-    private var closeDeadline: NIODeadline?
-    private var lingering = false
-    /// The client closed its side while the last response was still going out.
-    private var inputEnded = false
-    /// A streamed answer (`FilterResponse.bodyStream`) must make progress: a client that stops reading cannot
-    /// hold the connection and the stream's parts (nginx `send_timeout`).
-    private var sendDeadline: NIODeadline?
+    /// The exchanges' life and every deadline in it: this handler feeds it events and performs its actions.
+    var machine: ExchangeStateMachine
     /// The client went while the upstream response is read to its end for others (`completesUpstreamResponse`):
     /// the exchange goes on without a downstream, writing nothing.
     private var detached = false
-    /// The last request said it was the last (`Connection: close`, or HTTP/1.0 without keep-alive).
-    private var clientClosing = false
 
-    /// The connection's last response is going out or has gone (draining, then lingering): nothing more is read
-    /// as a request, answered or timed.
-    private var isEnding: Bool { self.closeDeadline != nil || self.lingering }
-
-    /// Time for the last response to reach a client before the connection is closed anyway (nginx `send_timeout`
-    /// is 60 s between writes; the last response has at most the outbound watermark left to send).
-    static let drainTimeout: TimeAmount = .seconds(30)
-    /// How long a closing connection reads and discards what the client still sends, so the client sees the
-    /// response rather than a reset (nginx `lingering_timeout`).
-    static let lingerTimeout: TimeAmount = .seconds(5)
-    /// A request body may start slower than `limits.min_body_rate` for this long.
-    static let minBodyRateGrace: TimeAmount = .seconds(5)
     var workerSlot = -1
 
     /// This handler serves one HTTP/2 stream (not a connection): no Connection headers, the stream ends with the
@@ -108,6 +83,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         self.isHTTP2 = http2Peer != nil
         self.peer = http2Peer
         self.proxiedAddress = proxiedAddress ?? http2Peer?.proxiedAddress
+        self.machine = ExchangeStateMachine(
+            proto: http2Peer == nil ? .http1 : .http2,
+            timeouts: .init(requestHead: listener.requestHeaderTimeout, requestBody: listener.requestBodyTimeout,
+                            idle: listener.idleTimeout, minBodyRate: listener.minBodyRate),
+            now: .uptimeNanoseconds(0))
     }
 
     /// The PROXY protocol header for a new upstream connection of a cluster that sends one: the client's address
@@ -116,6 +96,14 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // An HTTP/2 stream's connection is its parent; an HTTP/1.1 connection's parent is the listening socket.
         let connection = self.isHTTP2 ? (self.context.channel.parent ?? self.context.channel) : self.context.channel
         return ProxyProtocol.encode(version, source: self.proxiedAddress ?? connection.remoteAddress, destination: connection.localAddress)
+    }
+
+    /// Unparsed bytes wait in the HTTP/1.1 codec (part of a next request).
+    private var codecHasBufferedInput: Bool {
+        if self.codecLookup == nil {
+            self.codecLookup = .some(try? self.context.pipeline.syncOperations.handler(type: HTTP1ServerCodecHandler.self))
+        }
+        return self.codecLookup!?.hasBufferedInput ?? false
     }
 
     /// The loop's clock (virtual under `EmbeddedEventLoop`, so timeouts are testable).
@@ -156,13 +144,13 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         } else {
             (self.clientIP, self.clientTrusted) = DownstreamPeer.lookUp(context.channel, forwarding, proxiedAddress: self.proxiedAddress)
         }
-        self.idleDeadline = self.now + self.listener.idleTimeout
+        self.machine = ExchangeStateMachine(proto: self.machine.proto, timeouts: self.machine.timeouts, now: self.now)
         self.worker.register(self)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         self.isClosed = true
-        if let ex = self.exchange, ex.context.completesUpstreamResponse, ex.upstream != nil, ex.responseStarted, !ex.responseEnded {
+        if let ex = self.exchange, ex.context.completesUpstreamResponse, ex.upstream != nil, self.machine.stage == .relaying {
             // Others stream this response: it is read to its end without this client (timed by the tick as
             // before), then logged (`endDetached`).
             self.detached = true
@@ -173,9 +161,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         self.worker.unregister(self)
         if let ex = self.exchange {
-            if !ex.responseEnded {
+            if !self.machine.responseEnded {
                 if ex.error == nil { ex.error = ProxyError(.downstreamClosed, source: .downstream) }
-                if !ex.responseStarted { ex.status = 499 }
+                if !self.machine.responseStarted { ex.status = 499 }
             }
             if let up = ex.upstream {
                 ex.upstream = nil
@@ -186,6 +174,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             self.log(ex)
             self.exchange = nil
         }
+        self.machine.connectionClosed()
         context.fireChannelInactive()
     }
 
@@ -197,9 +186,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if let e = event as? ChannelEvent, case .inputClosed = e {
             // The client half-closed: finish the current exchange, then close. A last response still going out
             // finishes first.
-            self.closeWhenIdle = true
-            self.inputEnded = true
-            if self.lingering || (self.exchange == nil && !self.isEnding) { self.closeDownstream() }
+            if self.machine.inputClosed() { self.closeDownstream() }
             return
         }
         context.fireUserInboundEventTriggered(event)
@@ -207,15 +194,15 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// Graceful shutdown: finish what is in flight, take no new request.
     func quiesce() {
-        self.closeWhenIdle = true
-        if self.exchange == nil && !self.isEnding { self.closeDownstream() }
+        if self.machine.quiesce() { self.closeDownstream() }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         let proxyError: ProxyError
         var status: Int?
-        if self.isEnding && !(error is IOError) {
-            return  // what a closing connection still receives is discarded
+        if error is IOError {
+            // The connection is gone.
+            return self.closeDownstream()
         }
         if let parse = error as? HTTP1ParseError {
             switch parse.status {
@@ -234,21 +221,14 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         } else if error is ByteToMessageDecoderError {
             proxyError = ProxyError(.badRequest, source: .downstream, context: "\(error)")
         } else {
-            // I/O errors: the connection is gone.
-            self.closeDownstream()
-            return
+            // Any other error: the connection cannot go on.
+            return self.closeDownstream()
         }
-        if let ex = self.exchange {
-            if ex.responseEnded || ex.state == .done {
-                self.deferError(proxyError)
-            } else if !ex.requestEnded {
-                // The request being proxied is malformed (bad chunk): reset both sides, never forward ambiguity.
-                self.abortExchange(ex, proxyError)
-            } else {
-                self.deferError(proxyError)
-            }
-        } else {
-            self.respondWithError(proxyError, exchange: nil, status: status)
+        switch self.machine.parseErrorAction() {
+        case .ignore: return  // what a closing connection still receives is dropped
+        case .respond: self.respondWithError(proxyError, exchange: nil, status: status)
+        case .abort: self.abortExchange(self.exchange!, proxyError)  // a bad chunk: never forward ambiguity
+        case .deferred: self.deferError(proxyError)
         }
     }
 
@@ -269,7 +249,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         self.inDownstreamRead = true
         // RFC 9112 §9.6: nothing after a response that closes the connection is processed (pipelined requests
         // behind it included).
-        if self.isClosed || self.isEnding || (self.closeWhenIdle && self.exchange == nil && self.queued.isEmpty && self.held == nil) {
+        if self.isClosed || self.machine.isEnding || (self.machine.closesAfterExchange && self.exchange == nil && self.queued.isEmpty && self.held == nil) {
             return
         }
         if self.isHTTP2 && (self.held != nil || self.exchange == nil) {
@@ -287,7 +267,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             self.queued.append(part)
             return
         }
-        if ex.requestEnded {
+        if self.machine.requestEnded {
             // A pipelined request: wait for the current one to finish.
             self.queued.append(part)
             return
@@ -331,7 +311,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 guard let length = Int(cl), length <= Self.maxHeldBody else { return false }
                 self.held = HeldHTTP2Request(head: head, declaredLength: length)
                 // A held request is still arriving: it has the request-head timeout to complete.
-                if self.headerDeadline == nil { self.headerDeadline = self.now + self.listener.requestHeaderTimeout }
+                self.machine.requestHeld(now: self.now)
             } else {
                 self.held = HeldHTTP2Request(head: head, declaredLength: nil)
             }
@@ -380,11 +360,12 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             // The stream is still open after its HEADERS: a body may follow, or the client waits for the response.
             self.releaseHeldHTTP2Request(chunked: true)
         }
-        if self.exchange == nil && self.queued.isEmpty && self.held == nil && self.headerDeadline == nil && !self.isClosed && !self.isEnding {
-            // Bytes arrived but no complete head yet: the request-header timeout starts now (slowloris).
-            self.headerDeadline = self.now + self.listener.requestHeaderTimeout
-            self.idleDeadline = nil
+        if self.exchange == nil && self.queued.isEmpty && self.held == nil {
+            // Bytes arrived but no complete head yet: the request-header timeout starts now (slowloris). Not when
+            // the batch only finished the last exchange: the connection is then idle, not receiving.
+            self.machine.readBatchEnded(now: self.now, partialHead: !self.finishedInReadBatch || self.codecHasBufferedInput)
         }
+        self.finishedInReadBatch = false
         self.flushPending()
         context.fireChannelReadComplete()
     }
@@ -414,14 +395,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// withholding `read()` makes NIO drop and re-add the socket's epoll interest (two `epoll_ctl` per request,
     /// 13% of the proxy's time in a profile), so it is only done for real backpressure.
     private var shouldReadDownstream: Bool {
-        if self.lingering { return true }  // discarding until the client closes
-        guard let ex = self.exchange else { return self.queued.count < Self.maxQueuedParts }
-        if ex.requestEnded { return self.queued.count < Self.maxQueuedParts }  // pipelined requests wait, bounded
-        switch ex.state {
-        case .proxying: return ex.upstream?.isWritable ?? false
-        case .respondedLocally, .done: return true  // discarding the body
-        case .routing, .connecting: return !ex.suspended && (ex.bodyWait != nil || ex.pendingBody.count < Self.maxQueuedParts)
-        }
+        let ex = self.exchange
+        return self.machine.mayRead(
+            queueHasRoom: self.queued.count < Self.maxQueuedParts,
+            upstreamWritable: ex?.upstream?.isWritable ?? false,
+            holdHasRoom: ex.map { !$0.suspended && ($0.bodyWait != nil || $0.pendingBody.count < Self.maxQueuedParts) } ?? false)
     }
 
     /// At most this many decoded parts (each at most one receive buffer) wait per connection.
@@ -430,10 +408,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func resumeDownstreamReadIfPossible() {
         if self.readPending && self.shouldReadDownstream && !self.isClosed {
             self.readPending = false
-            if let ex = self.exchange, !ex.requestEnded, !ex.responseStarted, ex.state == .proxying {
-                // The upstream takes the body again: no response is due until the body has ended.
-                self.upstreamDeadline = nil
-            }
+            // The upstream takes the body again: no response is due until the body has ended.
+            self.machine.readsResumed()
             self.context.read()
         }
     }
@@ -452,26 +428,17 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func startExchange(_ head: HTTPRequestHead, chunkedUpstream: Bool = false) {
         let now = self.now
         let ex = Exchange(head: head, now: now)
-        ex.maxBodyBytes = self.listener.maxBodyBytes
         self.exchange = ex
-        self.headerDeadline = nil
-        self.idleDeadline = nil
-        self.bodyDeadline = now + self.listener.requestBodyTimeout
-        self.bodyActivity = false
         self.requestsServed += 1
+        // The client may say this is its last request (RFC 9112 §9.6): it sends nothing after it.
+        self.machine.requestStarted(
+            now: now, clientKeepAlive: head.isKeepAlive,
+            lastAllowed: self.worker.isShuttingDown
+                || (self.listener.maxRequestsPerConnection > 0 && self.requestsServed >= self.listener.maxRequestsPerConnection),
+            maxBodyBytes: self.listener.maxBodyBytes)
         if self.worker.accessLog != nil {
             ex.referer = head.headers.first(name: "referer")
             ex.userAgent = head.headers.first(name: "user-agent")
-        }
-
-        if !head.isKeepAlive {
-            // The client said this is its last request (RFC 9112 §9.6): it sends nothing after it.
-            self.closeWhenIdle = true
-            self.clientClosing = true
-        } else if self.worker.isShuttingDown
-            || (self.listener.maxRequestsPerConnection > 0 && self.requestsServed >= self.listener.maxRequestsPerConnection)
-        {
-            self.closeWhenIdle = true
         }
 
         if head.method == .CONNECT {
@@ -549,12 +516,12 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var upgrade = head.headers.first(name: "upgrade")
         if upgrade != nil && !self.isHTTP2 && !Self.connectionNamesUpgrade(head) { upgrade = nil }
         if upgrade != nil && !self.isHTTP2 && hasBody {
-            self.closeWhenIdle = true
+            self.machine.closeAfterExchange()
         } else if upgrade != nil {
             // The decoder stops parsing after an Upgrade request, so this connection ends with this exchange: in a
             // 101 it becomes a tunnel, otherwise it closes after the response. WebSocket (RFC 6455) is forwarded
             // with its upgrade; any other protocol without it (RFC 9110 §7.8 lets a server ignore Upgrade).
-            self.closeWhenIdle = true
+            self.machine.closeAfterExchange()
             if upgrade!.lowercased() == "websocket" && head.method == .GET { ex.upgradeProtocol = "websocket" }
         }
 
@@ -567,8 +534,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         ex.route = route
         ex.hasBodyFilters = route.filters.hasResponseBodyFilters || self.listener.filters.hasResponseBodyFilters
         if route.maxBodyBytes > 0 {
-            ex.maxBodyBytes = ex.maxBodyBytes > 0 ? min(ex.maxBodyBytes, route.maxBodyBytes) : route.maxBodyBytes
-            if let declaredLength, declaredLength > ex.maxBodyBytes {
+            let listenerMax = self.listener.maxBodyBytes
+            let maxBodyBytes = listenerMax > 0 ? min(listenerMax, route.maxBodyBytes) : route.maxBodyBytes
+            self.machine.limitRequestBody(to: maxBodyBytes)
+            if let declaredLength, declaredLength > maxBodyBytes {
                 return self.respondWithError(ProxyError(.bodyTooLarge, source: .downstream), exchange: ex)
             }
         }
@@ -662,7 +631,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return self.respondWithError(ProxyError(.bodyTooLarge, source: .downstream), exchange: ex)
         }
         var head = head
-        if !ex.requestEnded, head.version == .http1_1, head.headers.first(name: "expect")?.caseInsensitiveASCIIEqual("100-continue") == true {
+        if !self.machine.requestEnded, head.version == .http1_1, head.headers.first(name: "expect")?.caseInsensitiveASCIIEqual("100-continue") == true {
             // The client waits for a go-ahead before the body, and no upstream is there yet to give it: Portico
             // does (RFC 9110 §10.1.1), and the upstream is not asked again.
             head.headers.remove(name: "expect")
@@ -671,7 +640,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // Weak: the exchange holds this closure until the body ends; an exchange that ends otherwise (the client
         // goes, a limit or timeout answers) must not be kept alive by it.
         let resume = { [weak self, weak ex, head] in
-            guard let self, let ex, self.exchange === ex, ex.state == .routing else { return }
+            guard let self, let ex, self.exchange === ex, self.machine.stage == .routing else { return }
             var body = ByteBuffer()
             for case .body(var part) in ex.pendingBody { body.writeBuffer(&part) }
             switch then(body) {
@@ -683,7 +652,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         // Waits for the end of the request, not for a declared body: an HTTP/2 stream may carry DATA without a
         // content-length, and a bodiless request's end follows its head at once.
-        if ex.requestEnded {
+        if self.machine.requestEnded {
             resume()
         } else {
             ex.bodyWait = (maxBytes, resume)
@@ -695,7 +664,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         ex.suspended = true
         future.hop(to: self.context.eventLoop).assumeIsolated().whenComplete { [self] result in
             // The request may have been answered meanwhile (a body over the limit, a malformed chunk).
-            guard self.exchange === ex, !self.isClosed, ex.state == .routing, !ex.responseStarted else { return }
+            guard self.exchange === ex, !self.isClosed, self.machine.stage == .routing else { return }
             ex.suspended = false
             switch result {
             case .success(.proceed):
@@ -729,8 +698,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// (`pumpBodyStream`), through the response filters like an upstream body.
     private func respondStreaming(_ ex: Exchange, status: Int, headers: HTTPHeaders, _ stream: ResponseBodyStream) {
         var head = self.localResponseHead(ex, status: status, headers: headers, routeFilters: true)
-        if !head.headers.contains(name: "content-length") && ex.version == .http1_0 { ex.closeAfterResponse = true }
-        if !self.isHTTP2 && (self.closeWhenIdle || ex.closeAfterResponse) { head.headers.replaceOrAdd(name: "Connection", value: "close") }
+        if !head.headers.contains(name: "content-length") && ex.version == .http1_0 {
+            // An HTTP/1.0 client can only learn the end of an unknown-length body from the close.
+            self.machine.closeAfterExchange()
+        }
+        self.setConnectionField(&head, ex)
         self.context.write(self.wrapOutboundOut(.head(head)), promise: nil)
         self.needsFlushDownstream = true
         if ex.method == .HEAD || status == 204 || status == 304 {
@@ -738,7 +710,6 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 var none = ByteBuffer()
                 self.filterResponseBody(ex, &none, .end)
             }
-            ex.responseEnded = true
             return self.writeResponseEnd(ex, trailers: nil)
         }
         let wake = NIOLoopBound((self, ex), eventLoop: self.context.eventLoop)
@@ -759,11 +730,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard self.exchange === ex, !self.isClosed, let stream = ex.streamedBody?.stream, ex.streamedBody?.pumping == false else { return }
         ex.streamedBody!.pumping = true
         defer { ex.streamedBody?.pumping = false }
-        self.sendDeadline = nil
+        self.machine.answerStream(blocked: false, now: self.now)
         while self.exchange === ex && !self.isClosed {
             guard self.context.channel.isWritable else {
                 // Waiting for the client, not for the stream: the client has the send timeout to read on.
-                self.sendDeadline = self.now + Self.drainTimeout
+                self.machine.answerStream(blocked: true, now: self.now)
                 return
             }
             let notify = ex.streamedBody!.awaited ? nil : ex.streamedBody!.notify
@@ -786,7 +757,6 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             case .end:
                 ex.streamedBody = nil
                 if ex.hasBodyFilters { self.writeFilteredBody(ex, .end) }
-                ex.responseEnded = true
                 self.writeResponseEnd(ex, trailers: nil)
                 return self.flushPending()
             case .failed:
@@ -882,7 +852,6 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func attach(_ conn: UpstreamHandler, _ ex: Exchange) {
         ex.upstream = conn
-        ex.state = .proxying
         conn.owner = self
         conn.requestsServed += 1
         guard var head = ex.upstreamHead, let cs = ex.clusterState else { return }
@@ -895,7 +864,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             self.forwardBodyPart(part, conn, ex)
         }
         // The end is not kept in `pendingBody` (`requestEnded` says it came): one allocation less per request.
-        if ex.requestEnded { conn.write(.end(nil)) }
+        let requestEnded = self.machine.requestEnded
+        if requestEnded { conn.write(.end(nil)) }
         ex.bodyPartsSentUpstream = ex.pendingBody.count
         if self.inDownstreamRead {
             // Flushed at the end of the read batch: a framing error later in the same batch closes the upstream
@@ -906,11 +876,12 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         let sentAt = self.now
         ex.requestSentUpstreamAt = sentAt
-        ex.requestBodySentAt = ex.requestEnded ? sentAt : nil
+        ex.requestBodySentAt = requestEnded ? sentAt : nil
         // The response head is due from the end of the request body: a slow upload is not an upstream timeout
         // and never counts against the host.
-        self.upstreamDeadline = ex.requestEnded ? sentAt + (cs.cluster.retry.perTryTimeout ?? cs.cluster.responseHeaderTimeout) : nil
-        self.upstreamActivity = false
+        self.machine.upstreamAttached(
+            now: sentAt, responseHeadTimeout: cs.cluster.retry.perTryTimeout ?? cs.cluster.responseHeaderTimeout,
+            readTimeout: cs.cluster.readTimeout)
         self.resumeDownstreamReadIfPossible()
     }
 
@@ -925,50 +896,36 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: Request body
 
     private func requestPart(_ part: HTTPServerRequestPart, _ ex: Exchange) {
+        let action: ExchangeStateMachine.RequestAction
         switch part {
         case .head:
             // Cannot happen: a head only follows an .end, and those are queued.
             return
         case .body(let buffer):
-            self.bodyActivity = true
             ex.requestBodyBytes += buffer.readableBytes
-            if ex.maxBodyBytes > 0 && ex.requestBodyBytes > ex.maxBodyBytes {
-                if ex.state == .respondedLocally || ex.state == .done {
-                    // Already answered: a connection that closes after its answer keeps discarding (its lingering
-                    // close is bounded); one that was to be kept is closed rather than read on for an unbounded body.
-                    if !self.closeWhenIdle { self.closeWhenIdle = true; self.closeDownstream() }
-                    return
-                }
-                return self.abortExchange(ex, ProxyError(.bodyTooLarge, source: .downstream))
-            }
+            action = self.machine.requestBodyReceived(buffer.readableBytes)
         case .end:
-            ex.requestEnded = true
-            self.bodyDeadline = nil
-            if ex.state == .proxying, !ex.responseStarted, self.upstreamDeadline == nil, let cs = ex.clusterState {
-                // The body is all sent: now the response head is due.
-                let now = self.now
-                ex.requestBodySentAt = now
-                self.upstreamDeadline = now + (cs.cluster.retry.perTryTimeout ?? cs.cluster.responseHeaderTimeout)
-            }
+            action = self.machine.requestEndReceived(now: self.now)
         }
-        switch ex.state {
-        case .routing, .connecting:
+        switch action {
+        case .hold:
             if case .body = part { ex.pendingBody.append(part) }
             if let wait = ex.bodyWait {
                 if ex.requestBodyBytes > wait.maxBytes {
                     ex.bodyWait = nil
                     return self.respondWithError(ProxyError(.bodyTooLarge, source: .downstream), exchange: ex)
                 }
-                if ex.requestEnded {
+                if self.machine.requestEnded {
                     ex.bodyWait = nil
                     wait.resume()
                 }
             }
-        case .proxying:
+        case .forward:
             guard let conn = ex.upstream else { return }
             if case .end = part {
-                // Not kept for a replay: `requestEnded` is.
-            } else if !ex.responseStarted && ex.pendingBody.count < 64 && ex.requestBodyBytes <= 64 * 1024 {
+                // Not kept for a replay: the machine knows the request ended.
+                if !self.machine.responseStarted { ex.requestBodySentAt = self.now }
+            } else if !self.machine.responseStarted && ex.pendingBody.count < 64 && ex.requestBodyBytes <= 64 * 1024 {
                 // Keep small bodies replayable for a retry on a fresh connection.
                 ex.pendingBody.append(part)
                 ex.bodyPartsSentUpstream += 1
@@ -978,10 +935,20 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             }
             self.forwardBodyPart(part, conn, ex)
             self.needsFlushUpstream = true
-        case .respondedLocally, .done:
-            // Discarding the body of a request already answered (or being answered: a streamed answer ends the
-            // exchange at its own end).
-            if ex.requestEnded && ex.responseEnded { self.finishExchange(ex) }
+        case .discard:
+            // The body of a request already answered (or being answered: a streamed answer ends the exchange at
+            // its own end).
+            break
+        case .finish:
+            self.finishExchange(ex)
+        case .finishAndClose:
+            self.log(ex)
+            self.context.flush()
+            self.closeDownstream()
+        case .rejectTooLarge:
+            self.abortExchange(ex, ProxyError(.bodyTooLarge, source: .downstream))
+        case .closeConnection:
+            self.closeDownstream()
         }
     }
 
@@ -992,7 +959,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             conn.close()
             return
         }
-        self.upstreamActivity = true
+        self.machine.upstreamActivity()
         switch part {
         case .head(var head):
             if head.status.code < 200 {
@@ -1030,11 +997,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                     return
                 }
             }
-            ex.responseStarted = true
+            self.machine.upstreamResponseStarted(now: self.now)
             ex.pendingBody.removeAll()
             ex.status = status
             if let cookie = ex.setStickyCookie { head.headers.add(name: "Set-Cookie", value: cookie) }
-            if let cs = ex.clusterState { self.upstreamDeadline = self.now + cs.cluster.readTimeout }
             let tokens = HopByHopHeaders.strip(&head.headers)
             ex.upstreamKeepAlive = head.version.minor >= 1 ? !tokens.close : tokens.keepAlive
             ex.context.upstreamAuthority = ex.upstreamAuthority
@@ -1045,15 +1011,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             let hasLength = head.headers.contains(name: "content-length")
             if !bodyless && !hasLength && ex.version == .http1_0 {
                 // An HTTP/1.0 client can only learn the end of an unknown-length body from the close.
-                ex.closeAfterResponse = true
+                self.machine.closeAfterExchange()
             }
-            if self.isHTTP2 {
-                // RFC 9113 §8.2.2: no connection-specific fields in HTTP/2.
-            } else if self.closeWhenIdle || ex.closeAfterResponse || (!ex.requestEnded && !ex.requestHasBody) {
-                head.headers.replaceOrAdd(name: "Connection", value: "close")
-            } else if ex.version == .http1_0 {
-                head.headers.replaceOrAdd(name: "Connection", value: "keep-alive")
-            }
+            self.setConnectionField(&head, ex)
             if self.isHTTP2, head.headers.contains(name: "grpc-status") {
                 // A gRPC trailers-only response (status in the head, RFC-less but gRPC's HTTP/2 protocol): it
                 // must reach the client as trailers, after the head, never as an empty DATA frame with END_STREAM.
@@ -1086,18 +1046,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             self.needsFlushDownstream = true
         case .end(let trailers):
             if ex.awaitingTunnel { return self.switchToTunnel(ex, conn) }
-            ex.responseEnded = true
-            ex.state = .done
-            self.upstreamDeadline = nil
             ex.upstream = nil
             ex.releaseHost()
-            let reusable = ex.upstreamKeepAlive && ex.requestEnded
-            conn.pool.release(conn, reusable: reusable)
-            if !ex.requestEnded {
-                // The upstream answered before the request body ended (e.g. 413): the rest of the body cannot be
-                // told apart from a next request without reading it all, so the connection closes after this.
-                self.closeWhenIdle = true
-            }
+            conn.pool.release(conn, reusable: ex.upstreamKeepAlive && self.machine.requestEnded)
+            // One that ended before its request (an early 413) closes the connection after it.
+            self.machine.upstreamResponseEnded()
             if ex.hasBodyFilters { self.writeFilteredBody(ex, .end) }
             if self.detached { return self.endDetached(ex) }
             self.writeResponseEnd(ex, trailers: trailers ?? ex.trailersFromHead)
@@ -1120,7 +1073,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             status = .switchingProtocols
         }
         ex.status = Int(status.code)
-        ex.responseStarted = true
+        self.machine.upstreamResponseStarted(now: self.now)
         ex.awaitingTunnel = true
         self.context.writeAndFlush(self.wrapOutboundOut(.head(HTTPResponseHead(version: ex.version, status: status, headers: headers))), promise: nil)
     }
@@ -1130,7 +1083,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// now; the tunnel then lives until either side closes or both are silent for the cluster's `timeouts.read`.
     private func switchToTunnel(_ ex: Exchange, _ conn: UpstreamHandler) {
         guard let upChannel = conn.channel, let cs = ex.clusterState else { return }
-        ex.responseEnded = true
+        self.machine.tunnelStarted()
         // The connection leaves the pool for good; the exchange is over as far as accounting goes.
         ex.upstream = nil
         conn.owner = nil
@@ -1138,7 +1091,6 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // The upstream handler leaves the pipeline, so its close no longer frees the cluster's connection slot.
         let pool = conn.pool
         upChannel.closeFuture.assumeIsolated().whenComplete { _ in pool.connectionClosed() }
-        self.upstreamDeadline = nil
         self.log(ex)
         self.exchange = nil
         self.worker.unregister(self)
@@ -1179,7 +1131,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func upstreamReadComplete() {
-        if let ex = self.exchange, ex.bodyFiltersOwePause, !ex.responseEnded {
+        if let ex = self.exchange, ex.bodyFiltersOwePause, !self.machine.responseEnded {
             // The upstream paused: filters holding bytes back (a compressor) give them out now.
             self.writeFilteredBody(ex, .pause)
         }
@@ -1198,8 +1150,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard let ex = self.exchange, ex.upstream === conn else { return }
         ex.upstream = nil
         conn.close()
-        if ex.responseEnded { return }
-        if ex.responseStarted {
+        if self.machine.responseEnded { return }
+        if self.machine.responseStarted {
             // Mid-response: the client must see a failed connection, never a short body that looks complete.
             ex.error = ProxyError(.upstreamReset, source: .upstream, context: error.map { "\($0)" })
             self.worker.logger.warning("upstream closed mid-response", metadata: ["host": "\(ex.upstreamAuthority ?? "-")", "status": "\(ex.status)"])
@@ -1211,6 +1163,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // retry in the `retries` sense.
         let replayable = ex.bodyPartsSentUpstream >= 0
         if ex.usedReusedConnection && ex.isIdempotent && replayable, let cs = ex.clusterState {
+            self.machine.upstreamFailed()
             self.acquireConnection(ex, cs)
             return
         }
@@ -1238,97 +1191,45 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     // MARK: Timeouts (worker tick)
 
+    /// The worker's coarse clock: whatever deadline of the machine's passed is acted on here.
     func tick(now: NIODeadline) {
-        if let d = self.sendDeadline, now >= d {
-            // A streamed answer's client stopped reading.
-            self.sendDeadline = nil
+        switch self.machine.tick(now: now, readsHeld: self.readPending) {
+        case .none:
+            break
+        case .close:
+            // Idle for too long, or the last response did not drain, or the lingering close is over.
+            self.closeDownstream()
+        case .sendTimeout:
             self.exchange?.error = ProxyError(.downstreamClosed, source: .downstream, context: "stopped reading a streamed response")
             self.closeDownstream()
-            return
-        }
-        if let d = self.closeDeadline, now >= d {
-            // The last response did not drain, or the lingering close is over.
-            self.closeDeadline = nil
-            self.closeDownstream()
-            return
-        }
-        if self.isEnding { return }
-        // Body deadlines hold until the body ended, except while a response is streaming from the upstream (a
-        // bidirectional stream): a body still owed after a local answer is timed too.
-        if let ex = self.exchange, !ex.requestEnded, !ex.responseStarted || ex.state != .proxying, self.bodyDeadline != nil,
-            self.checkRequestBody(ex, now: now)
-        {
-            return
-        }
-        if let d = self.idleDeadline, now >= d, self.exchange == nil {
-            self.closeDownstream()
-            return
-        }
-        if let d = self.headerDeadline, now >= d, self.exchange == nil {
-            self.headerDeadline = nil
+        case .requestHeadTimeout:
             self.held = nil
             self.respondWithError(ProxyError(.requestHeaderTimeout, source: .downstream), exchange: nil)
-            return
-        }
-        if let ex = self.exchange, !ex.requestEnded, !ex.responseStarted, ex.state == .proxying, self.readPending,
-            self.upstreamDeadline == nil, let cs = ex.clusterState
-        {
-            // The upstream stopped taking the body (reads are held for it): it has the response-head timeout to
-            // take it again or answer.
-            self.upstreamDeadline = now + (cs.cluster.retry.perTryTimeout ?? cs.cluster.responseHeaderTimeout)
-        }
-        guard let ex = self.exchange, let d = self.upstreamDeadline else { return }
-        if self.upstreamActivity && ex.responseStarted, let cs = ex.clusterState {
-            // Body bytes flowed since the last tick: push the read deadline out.
-            self.upstreamActivity = false
-            self.upstreamDeadline = now + cs.cluster.readTimeout
-            return
-        }
-        guard now >= d else { return }
-        self.upstreamDeadline = nil
-        if let up = ex.upstream {
-            ex.upstream = nil
-            up.close()
-        }
-        if ex.responseStarted {
-            ex.error = ProxyError(.readTimeout, source: .upstream)
-            self.closeDownstream()
-        } else {
-            self.worker.logger.warning("upstream response header timeout", metadata: ["host": "\(ex.upstreamAuthority ?? "-")"])
-            self.tryFailed(ex, .timeout, ProxyError(.responseHeaderTimeout, source: .upstream))
-        }
-    }
-
-    /// The request body's deadlines: silence (`timeouts.request_body`) and the minimum rate
-    /// (`limits.min_body_rate`). Only the client's own slowness counts: while reads are held (backpressure from
-    /// the upstream, a suspended filter, pipelining) the clock is pushed out. Returns true when the request was cut off.
-    private func checkRequestBody(_ ex: Exchange, now: NIODeadline) -> Bool {
-        if self.bodyActivity || self.readPending {
-            self.bodyActivity = false
-            self.bodyDeadline = now + self.listener.requestBodyTimeout
-        }
-        var tooSlow = false
-        if self.listener.minBodyRate > 0 && ex.requestBodyBytes > 0 {
-            // The rate counts only the client's time: from its first body byte, and not while reads were held.
-            if let last = ex.lastBodyCheck, !self.readPending { ex.clientBodyNanos += (now - last).nanoseconds }
-            ex.lastBodyCheck = now
-            if ex.clientBodyNanos > Self.minBodyRateGrace.nanoseconds {
-                tooSlow = Double(ex.requestBodyBytes) < Double(self.listener.minBodyRate) * Double(ex.clientBodyNanos) / 1e9
+        case .requestBodyTimeout(let tooSlow, let responseStarted):
+            guard let ex = self.exchange else { return }
+            let error = ProxyError(.requestBodyTimeout, source: .downstream, context: tooSlow ? "below min_body_rate" : "silent for timeouts.request_body")
+            self.worker.logger.info("request body too slow", metadata: ["client": "\(self.clientIP)", "reason": "\(error)"])
+            if responseStarted {
+                ex.error = error
+                self.closeDownstream()
+            } else {
+                // Never counted against the upstream host: the client was slow.
+                self.respondWithError(error, exchange: ex)
+            }
+        case .upstreamTimeout(let responseStarted):
+            guard let ex = self.exchange else { return }
+            if let up = ex.upstream {
+                ex.upstream = nil
+                up.close()
+            }
+            if responseStarted {
+                ex.error = ProxyError(.readTimeout, source: .upstream)
+                self.closeDownstream()
+            } else {
+                self.worker.logger.warning("upstream response header timeout", metadata: ["host": "\(ex.upstreamAuthority ?? "-")"])
+                self.tryFailed(ex, .timeout, ProxyError(.responseHeaderTimeout, source: .upstream))
             }
         }
-        guard tooSlow || now >= self.bodyDeadline! else { return false }
-        self.bodyDeadline = nil
-        let error = ProxyError(.requestBodyTimeout, source: .downstream, context: tooSlow ? "below min_body_rate" : "silent for timeouts.request_body")
-        self.worker.logger.info("request body too slow", metadata: ["client": "\(self.clientIP)", "reason": "\(error)"])
-        if ex.responseStarted {
-            ex.error = error
-            self.closeDownstream()
-        } else {
-            // Never counted against the upstream host: the client was slow.
-            self.upstreamDeadline = nil
-            self.respondWithError(error, exchange: ex)
-        }
-        return true
     }
 
     // MARK: Local responses and completion
@@ -1350,13 +1251,12 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         } else {
             head.headers.replaceOrAdd(name: "Content-Length", value: String(body.readableBytes))
         }
-        if self.closeWhenIdle && !self.isHTTP2 { head.headers.replaceOrAdd(name: "Connection", value: "close") }
+        self.setConnectionField(&head, ex)
         self.context.write(self.wrapOutboundOut(.head(head)), promise: nil)
         if ex.method != .HEAD && body.readableBytes > 0 {
             self.context.write(self.wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         }
         ex.responseBodyBytes = body.readableBytes
-        ex.responseEnded = true
         self.writeResponseEnd(ex, trailers: nil)
     }
 
@@ -1364,13 +1264,21 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// page), through the listener's response head filters and, with `routeFilters`, the route's.
     private func localResponseHead(_ ex: Exchange, status: Int, headers: HTTPHeaders, routeFilters: Bool) -> HTTPResponseHead {
         ex.status = status
-        ex.state = .respondedLocally
-        ex.responseStarted = true
+        self.machine.localResponseStarted()
         ex.context.status = status
         var head = HTTPResponseHead(version: ex.version.major == 1 || self.isHTTP2 ? ex.version : .http1_1, status: HTTPResponseStatus(statusCode: status), headers: headers)
         self.listener.filters.runResponseHead(&head, &ex.context)
         if routeFilters { ex.route?.filters.runResponseHead(&head, &ex.context) }
         return head
+    }
+
+    /// The `Connection` field of a response head (`ExchangeStateMachine.connectionField`).
+    private func setConnectionField(_ head: inout HTTPResponseHead, _ ex: Exchange) {
+        switch self.machine.connectionField(http10: ex.version == .http1_0, requestHasBody: ex.requestHasBody) {
+        case .none: break
+        case .close: head.headers.replaceOrAdd(name: "Connection", value: "close")
+        case .keepAlive: head.headers.replaceOrAdd(name: "Connection", value: "keep-alive")
+        }
     }
 
     /// Answers with an error status and closes the connection (the request stream may be out of sync).
@@ -1380,8 +1288,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if let exchange {
             ex = exchange
         } else {
-            ex = Exchange(head: HTTPRequestHead(version: .http1_1, method: .GET, uri: "-"), now: self.now)
+            // No request to speak of (a malformed or late head): answered as one.
+            let now = self.now
+            ex = Exchange(head: HTTPRequestHead(version: .http1_1, method: .GET, uri: "-"), now: now)
             self.exchange = ex
+            self.machine.requestStarted(now: now, clientKeepAlive: true, lastAllowed: true, maxBodyBytes: 0)
         }
         ex.error = error
         ex.releaseHost()
@@ -1390,18 +1301,18 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             ex.upstream = nil
             up.close()
         }
-        if ex.responseStarted {
+        if self.machine.responseStarted {
             self.closeDownstream()
             return
         }
         let code = status ?? error.status
         // Client errors before a request is fully read leave the stream unusable; so do upstream failures
         // while the request body is still arriving.
-        if error.source == .downstream || !ex.requestEnded || code == 408 {
-            self.closeWhenIdle = true
+        if error.source == .downstream || !self.machine.requestEnded || code == 408 {
+            self.machine.closeAfterExchange()
         }
         let upstreamFailed = error.source == .upstream || error.kind == .noHealthyUpstream || error.kind == .circuitBreakerOverflow
-        if upstreamFailed, ex.state != .respondedLocally, let route = ex.route,
+        if upstreamFailed, let route = ex.route,
             let answer = route.filters.runUpstreamFailure(status: code, &ex.context)
         {
             // A filter answers instead (a cache serving a stale response); the error stays in the log line.
@@ -1420,7 +1331,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// Aborts an exchange whose request turned out bad mid-stream.
     private func abortExchange(_ ex: Exchange, _ error: ProxyError) {
-        if ex.responseStarted {
+        if self.machine.responseStarted {
             ex.error = error
             // Both sides reset: the answer to a malformed request is not finished for anyone else either.
             if let up = ex.upstream {
@@ -1433,58 +1344,55 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    /// Writes the response's end, and does what the machine says the end means for the connection or stream.
     private func writeResponseEnd(_ ex: Exchange, trailers: HTTPHeaders?) {
-        // An HTTP/2 stream ends with its response (END_STREAM); closing it here would reset it before the
-        // connection's coalesced flush has sent the response.
-        let closing = (self.closeWhenIdle || ex.closeAfterResponse) && !self.isHTTP2
-        if closing {
-            self.closeWhenIdle = true
-            let promise = self.context.eventLoop.makePromise(of: Void.self)
-            self.context.writeAndFlush(self.wrapOutboundOut(.end(trailers)), promise: promise)
-            // A client that stops reading cannot hold the socket: it has `drainTimeout` to take the response.
-            self.closeDeadline = self.now + Self.drainTimeout
-            promise.futureResult.assumeIsolated().whenComplete { [self] result in
-                if case .success = result { self.lingerClose() } else { self.closeDownstream() }
-            }
-            self.needsFlushDownstream = false
-        } else if self.isHTTP2 {
-            // The stream is done; its connection coalesces the flush with other streams'.
-            if ex.requestEnded {
-                self.context.writeAndFlush(self.wrapOutboundOut(.end(trailers)), promise: nil)
-            } else {
-                // Answered before the request body ended (an error, a filter): the stream is reset once the answer
-                // is out, so the client stops sending (RFC 9113 §8.1) and the stream's slot is freed.
-                let promise = self.context.eventLoop.makePromise(of: Void.self)
-                self.context.writeAndFlush(self.wrapOutboundOut(.end(trailers)), promise: promise)
-                promise.futureResult.assumeIsolated().whenComplete { [self] _ in self.resetStream() }
-            }
-            self.needsFlushDownstream = false
-        } else {
+        switch self.machine.responseEnded(now: self.now) {
+        case .keepAlive(let complete):
             self.context.write(self.wrapOutboundOut(.end(trailers)), promise: nil)
             self.needsFlushDownstream = true
-        }
-        if ex.requestEnded {
-            self.finishExchange(ex)
-        } else if closing {
+            if complete { self.finishExchange(ex) }
+        case .closeAfterFlush:
+            let promise = self.context.eventLoop.makePromise(of: Void.self)
+            self.context.writeAndFlush(self.wrapOutboundOut(.end(trailers)), promise: promise)
+            self.needsFlushDownstream = false
+            promise.futureResult.assumeIsolated().whenComplete { [self] result in
+                guard !self.isClosed else { return }
+                let flushed: Bool
+                if case .success = result { flushed = true } else { flushed = false }
+                switch self.machine.lastResponseFlushed(now: self.now, success: flushed, bytesPending: self.bytesPending) {
+                case .close: self.closeDownstream()
+                case .linger: self.lingerClose()
+                }
+            }
             self.log(ex)
+        case .endStream:
+            // The stream is done; its connection coalesces the flush with other streams'.
+            self.context.writeAndFlush(self.wrapOutboundOut(.end(trailers)), promise: nil)
+            self.needsFlushDownstream = false
+            self.finishExchange(ex)
+        case .endStreamThenReset:
+            // The stream is reset once the answer is out, so the client stops sending (RFC 9113 §8.1) and the
+            // stream's slot is freed. (Closing it before would reset it before the connection's coalesced flush
+            // has sent the response.)
+            let promise = self.context.eventLoop.makePromise(of: Void.self)
+            self.context.writeAndFlush(self.wrapOutboundOut(.end(trailers)), promise: promise)
+            promise.futureResult.assumeIsolated().whenComplete { [self] _ in self.resetStream() }
+            self.needsFlushDownstream = false
         }
     }
 
-    /// The exchange is complete both ways: log it and move on to the next request.
+    /// The exchange is complete both ways (the machine has moved on): log it and take the next request.
     private func finishExchange(_ ex: Exchange) {
         self.log(ex)
         guard self.exchange === ex else { return }
         self.exchange = nil
-        if self.closeWhenIdle || ex.closeAfterResponse {
-            return  // closing after the last write
-        }
+        if self.inDownstreamRead { self.finishedInReadBatch = true }
         if !self.queued.isEmpty || self.deferredError != nil {
             // Pipelined requests that came before a malformed one are answered first; `drainQueued` answers the
             // error once they are done.
             self.drainQueued()
         }
         if self.exchange == nil {
-            self.idleDeadline = self.now + self.listener.idleTimeout
             self.needsFlushDownstream = false
             self.context.flush()
         }
@@ -1494,7 +1402,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func drainQueued() {
         while let part = self.queued.popFirst() {
             if let ex = self.exchange {
-                if ex.requestEnded {
+                if self.machine.requestEnded {
                     self.queued.prepend(part)
                     return
                 }
@@ -1509,16 +1417,12 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
-    /// After the last response of a connection went out: shut down our side (the client reads the end of the
-    /// response, not a reset), read and discard what the client still sends, and close once it closes its side
-    /// or `lingerTimeout` has passed (nginx's lingering close).
+    /// After the last response of a connection went out to a client that may still be sending: shut down our
+    /// side (the client reads the end of the response, not a reset), read and drop what the client still sends,
+    /// and close once it closes its side or the linger deadline has passed (nginx's lingering close).
     private func lingerClose() {
-        guard !self.isClosed, !self.lingering else { return }
-        if self.inputEnded || !self.clientMayStillSend { return self.closeDownstream() }
         self.queued.removeAll()
         self.deferredError = nil
-        self.lingering = true
-        self.closeDeadline = self.now + Self.lingerTimeout
         if let ex = self.exchange, let up = ex.upstream {
             ex.upstream = nil
             up.close()
@@ -1529,18 +1433,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         self.resumeDownstreamReadIfPossible()
     }
 
-    /// Whether the client may still be sending when the last response has gone: a request body not read to its
-    /// end, requests or bytes behind the last one, or a close it did not ask for. Only then is the close a
-    /// lingering one (nginx's `lingering_close on` heuristic); otherwise the socket closes at once, as nothing
-    /// unread can turn the close into a reset that destroys the response.
-    private var clientMayStillSend: Bool {
-        if let ex = self.exchange, !ex.requestEnded { return true }
-        if !self.queued.isEmpty || self.deferredError != nil || self.held != nil { return true }
-        // A close the client did not ask for (request limit, shutdown): it may have pipelined requests that are
-        // still in the kernel's buffer, which a plain close would answer with a reset.
-        if !self.clientClosing { return true }
-        let codec = try? self.context.pipeline.syncOperations.handler(type: HTTP1ServerCodecHandler.self)
-        return codec?.hasBufferedInput ?? false
+    /// Requests or bytes wait behind the last response (a client that may still be sending).
+    private var bytesPending: Bool {
+        !self.queued.isEmpty || self.deferredError != nil || self.held != nil || self.codecHasBufferedInput
     }
 
     /// Ends an HTTP/2 stream whose answer is complete but whose request is not: RST_STREAM with NO_ERROR, which
@@ -1561,7 +1456,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         self.isClosed = true
         // A response others stream from goes on without this client (`channelInactive` detaches it).
-        if let ex = self.exchange, let up = ex.upstream, !(ex.context.completesUpstreamResponse && ex.responseStarted && !ex.responseEnded) {
+        if let ex = self.exchange, let up = ex.upstream, !(ex.context.completesUpstreamResponse && self.machine.stage == .relaying) {
             ex.upstream = nil
             up.close()
         }
@@ -1575,7 +1470,6 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             ex.upstream = nil
             up.close()
         }
-        self.upstreamDeadline = nil
         ex.releaseHost()
         ex.leaveQueue()
         self.log(ex)
@@ -1597,7 +1491,6 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard !ex.logged else { return }
         ex.logged = true
         ex.streamedBody = nil  // its wake-up holds the exchange (a cycle until the stream ends)
-        self.sendDeadline = nil
         ex.releaseHost()
         ex.finishBudget()
         if let route = ex.route {
