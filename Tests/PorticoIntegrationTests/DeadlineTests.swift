@@ -127,4 +127,23 @@ import Testing
         #expect(text.hasPrefix("HTTP/1.1 403"))
         #expect(closed, "the connection was held open for a body that never came")
     }
+
+    /// A keep-alive connection whose request was answered inside the read batch that brought it (a local answer,
+    /// a cache hit) is idle afterwards, under `timeouts.idle`, not under the request-head timeout: it is not
+    /// answered 408 and closed while the client has sent nothing.
+    @Test func aConnectionAnsweredInItsReadBatchIsIdleNotReceiving() async throws {
+        let yaml = """
+            listeners: [ { name: l, address: "127.0.0.1:0", timeouts: { request_header: 300ms, idle: 30s } } ]
+            access_log: { destination: "off" }
+            routes: [ { respond: { status: 403, body: "no" } } ]
+            """
+        let proxy = try await ProxyHarness.start(yaml: yaml, workers: 1)
+        defer { Task { await proxy.shutdown() } }
+        let c = try RawHTTPClient(port: proxy.port(), timeoutSeconds: 10)
+        try c.send("GET /a HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(c.readResponses(1).first?.status == 403)
+        #expect(!c.waitForClose(timeoutSeconds: 1), "closed while idle")
+        try c.send("GET /b HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(c.readResponses(1).first?.status == 403)
+    }
 }
