@@ -179,6 +179,23 @@ import Testing
         #expect(m.responseEnded(now: t(0)) == .keepAlive(complete: false))
         #expect(m.quiesce() == false)
         #expect(m.requestEndReceived(now: t(1)) == .finishAndClose)
+        #expect(m.isEnding)
+        #expect(m.lastResponseFlushed(now: t(1), success: true, bytesPending: false) == .linger)  // it did not ask
+        var h2 = machine(.http2)
+        h2.requestStarted(now: t(0), clientKeepAlive: true, lastAllowed: false, maxBodyBytes: 0)
+        h2.localResponseStarted()
+        #expect(h2.responseEnded(now: t(0)) == .endStreamThenReset)
+        #expect(h2.quiesce() == false)
+        #expect(h2.requestEndReceived(now: t(1)) == .finish)  // the stream's reset closes it
+    }
+
+    @Test func requestPartsBehindALastResponseAreDropped() {
+        var m = machine()
+        m.requestStarted(now: t(0), clientKeepAlive: false, lastAllowed: false, maxBodyBytes: 0)
+        m.localResponseStarted()
+        #expect(m.responseEnded(now: t(0)) == .closeAfterFlush)
+        #expect(m.requestBodyReceived(10) == .discard)
+        #expect(m.requestEndReceived(now: t(0)) == .discard)
     }
 
     @Test func anEarlyUpstreamAnswerClosesTheConnectionAfterIt() {
@@ -191,12 +208,18 @@ import Testing
         #expect(m.lastResponseFlushed(now: t(1), success: true, bytesPending: false) == .linger)
     }
 
-    @Test func aBodilessRequestAnsweredBeforeItsEndSaysClose() {
+    @Test func anUpstreamAnswerToABodilessRequestBeforeItsEndSaysClose() {
         var m = machine()
-        m.requestStarted(now: t(0), clientKeepAlive: true, lastAllowed: false, maxBodyBytes: 0)
-        m.localResponseStarted()
+        forwarded(&m, ended: false)
+        m.upstreamResponseStarted(now: t(0))
         #expect(m.connectionField(http10: false, requestHasBody: false) == .close)
         #expect(m.connectionField(http10: false, requestHasBody: true) == .none)
+        // Portico's own answers come from the head, before the end is read: the connection stays.
+        var local = machine()
+        local.requestStarted(now: t(0), clientKeepAlive: true, lastAllowed: false, maxBodyBytes: 0)
+        local.localResponseStarted()
+        #expect(local.connectionField(http10: false, requestHasBody: false) == .none)
+        #expect(local.connectionField(http10: true, requestHasBody: false) == .keepAlive)
     }
 
     @Test func aTunnelHasNoHTTPDeadlines() {

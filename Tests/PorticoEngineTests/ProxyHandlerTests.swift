@@ -45,6 +45,12 @@ import Testing
         let out = try self.exchange(channel, "GET /fixed HTTP/1.1\r\nHost: a\r\n\r\nGET /fixed HTTP/1.1\r\nHost: a\r\n\r\n")
         #expect(out.components(separatedBy: "HTTP/1.1 418 I'm a teapot").count == 3)
         #expect(out.contains("content-length: 6") || out.contains("Content-Length: 6"))
+        #expect(!out.lowercased().contains("connection: close"), "\(out)")
+        #expect(channel.isActive)
+        // An HTTP/1.0 client that asked to keep the connection is told it is kept (RFC 9112 §9.3).
+        let old = try self.exchange(channel, "GET /fixed HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        #expect(old.hasPrefix("HTTP/1.0 418"))
+        #expect(old.lowercased().contains("connection: keep-alive"), "\(old)")
         #expect(channel.isActive)
         _ = try? channel.finish()
     }

@@ -121,6 +121,28 @@ import Testing
         #expect(origin.requestCount == 0)
     }
 
+    /// A request pipelined behind a proxied one and answered with a closing error when its turn comes (a 404): the
+    /// proxied one is answered, then the 404, then the connection closes; what follows is never processed.
+    @Test func aQueuedRequestWhoseAnswerClosesEndsTheConnection() async throws {
+        let origin = try await TestOrigin.start(name: "o")
+        let yaml = """
+            listeners: [ { name: l, address: "127.0.0.1:0" } ]
+            access_log: { destination: "off" }
+            routes: [ { match: { hosts: [t] }, cluster: c } ]
+            clusters: [ { name: c, hosts: [ { address: "{{origin:o}}" } ] } ]
+            """
+        let proxy = try await ProxyHarness.start(yaml: yaml, origins: [origin], workers: 1)
+        defer { Task { await proxy.shutdown(); await origin.shutdown() } }
+        let c = try RawHTTPClient(port: proxy.port())
+        try c.send("GET /status/200 HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: nowhere.test\r\n\r\n"
+            + "POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc")
+        let (text, closed) = c.readAll()
+        #expect(closed)
+        let statuses = text.components(separatedBy: "HTTP/1.1 ").dropFirst().map { $0.prefix(3) }
+        #expect(statuses == ["200", "404"], "\(text)")
+        #expect(origin.requestCount == 1)
+    }
+
     /// Answers every read with the same raw bytes: an origin that frames its answers its own way.
     final class RawOrigin: ChannelInboundHandler, Sendable {
         typealias InboundIn = ByteBuffer
@@ -220,7 +242,8 @@ import Testing
         _ headers: [(String, String)],
         data: [String],
         pauseBeforeData: Bool = false,
-        awaitReset: Bool = false
+        awaitReset: Bool = false,
+        endStream: Bool = true
     ) async throws -> (status: String?, body: String, reset: Bool, resetCode: HTTP2ErrorCode?) {
         let (channel, recorder) = try await HTTP2IntegrationTests.connect(port: port)
         defer { channel.close(promise: nil) }
@@ -238,7 +261,7 @@ import Testing
             #expect(acknowledged, "the proxy never acknowledged the PING")
         }
         for (i, d) in data.enumerated() {
-            let payload = HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(ByteBuffer(string: d)), endStream: i == data.count - 1))
+            let payload = HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(ByteBuffer(string: d)), endStream: endStream && i == data.count - 1))
             // The proxy may have answered and reset the stream already (an early 400): then this write fails.
             try? await channel.writeAndFlush(HTTP2Frame(streamID: 1, payload: payload))
         }
@@ -329,7 +352,11 @@ import Testing
         defer { Task { await proxy.shutdown(); await origin.shutdown() } }
         // The head is held until DATA arrives (no content-length), so the DATA comes in a later read, after which
         // the 400 is written while the stream is still open on the client's side.
-        let r = try await self.exchange(port: proxy.port(), [(":method", "TRACE"), (":path", "/echo")], data: [Self.smuggled, "more"], pauseBeforeData: true, awaitReset: true)
+        // The client does not end its side: a client that had would see the stream closed by both ends, and the
+        // RST_STREAM after it ignored (RFC 9113 §5.1).
+        let r = try await self.exchange(
+            port: proxy.port(), [(":method", "TRACE"), (":path", "/echo")], data: [Self.smuggled, "more"], pauseBeforeData: true,
+            awaitReset: true, endStream: false)
         #expect(r.status == "400")
         // Answered before its body ended: the stream is reset with NO_ERROR, which does not fail the answer
         // (RFC 9113 §8.1).

@@ -214,10 +214,12 @@ public struct ExchangeStateMachine: Sendable {
 
     /// The `Connection` field a response head carries (RFC 9112 §9.3, §9.6): `close` on the connection's last
     /// response, `keep-alive` to an HTTP/1.0 client whose connection persists, none in HTTP/2.
-    /// `requestHasBody`: the request declared a body (a bodiless request answered before its end is not read on).
+    /// `requestHasBody`: the request declared a body. An upstream answer to a bodiless request whose end has not
+    /// been read says `close` (what follows cannot be trusted to be a next request); Portico's own answers come
+    /// from the head, before its end is read, and keep the connection.
     public func connectionField(http10: Bool, requestHasBody: Bool) -> ConnectionField {
         guard self.proto.hasConnectionFields else { return .none }
-        if self.closesAfterExchange || (!self.requestEnded && !requestHasBody) { return .close }
+        if self.closesAfterExchange || (self.stage == .relaying && !self.requestEnded && !requestHasBody) { return .close }
         return http10 ? .keepAlive : .none
     }
 
@@ -301,8 +303,9 @@ public struct ExchangeStateMachine: Sendable {
         case discard
         /// Dropped, and the exchange is complete (response and request ended): log it, take the next.
         case finish
-        /// Dropped, and the exchange is complete, but the connection was to end after it (the client half-closed,
-        /// shutdown began while the body was still being read and dropped): log it, flush, close.
+        /// Dropped, and the exchange is complete, but the HTTP/1.1 connection was to end after it (the client
+        /// half-closed, shutdown began while the body was still read and dropped): log it, flush what is written,
+        /// then report `lastResponseFlushed` (a close or a lingering close).
         case finishAndClose
         /// The body passed its limit before any answer: answer 413 (or reset what started) and close.
         case rejectTooLarge
@@ -314,7 +317,7 @@ public struct ExchangeStateMachine: Sendable {
     /// `bytes` of request body arrived.
     public mutating func requestBodyReceived(_ bytes: Int) -> RequestAction {
         guard case .active(var ex) = self.state, !ex.requestEnded else {
-            assertionFailure("request body in state \(self.state)")
+            if !self.isEnding { assertionFailure("request body in state \(self.state)") }
             return .discard
         }
         self.state = .closed  // no copy-on-write of the exchange while it is changed
@@ -339,7 +342,7 @@ public struct ExchangeStateMachine: Sendable {
     /// The request's end arrived (the last body part, or the head of a bodiless request).
     public mutating func requestEndReceived(now: NIODeadline) -> RequestAction {
         guard case .active(var ex) = self.state, !ex.requestEnded else {
-            assertionFailure("request end in state \(self.state)")
+            if !self.isEnding { assertionFailure("request end in state \(self.state)") }
             return .discard
         }
         ex.requestEnded = true
@@ -349,8 +352,8 @@ public struct ExchangeStateMachine: Sendable {
             ex.upstream!.deadline = now + up.responseHeadTimeout
         }
         if ex.stage == .answered {
-            if self.closesAfterExchange {
-                self.state = .closed
+            if self.closesAfterExchange && self.proto == .http1 {
+                self.state = .draining(now + self.timeouts.drain, requestUnfinished: false)
                 return .finishAndClose
             }
             self.finishExchange(now: now)
