@@ -67,10 +67,6 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     var workerSlot = -1
 
-    /// This handler serves one HTTP/2 stream (not a connection): no Connection headers, the stream ends with the
-    /// response.
-    let isHTTP2: Bool
-
     /// For HTTP/2 streams: the connection's peer, shared by its streams.
     private let peer: DownstreamPeer?
 
@@ -80,7 +76,6 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     init(worker: WorkerState, listener: ListenerSettings, http2Peer: DownstreamPeer? = nil, proxiedAddress: SocketAddress? = nil) {
         self.worker = worker
         self.listener = listener
-        self.isHTTP2 = http2Peer != nil
         self.peer = http2Peer
         self.proxiedAddress = proxiedAddress ?? http2Peer?.proxiedAddress
         self.machine = ExchangeStateMachine(
@@ -93,9 +88,14 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// The PROXY protocol header for a new upstream connection of a cluster that sends one: the client's address
     /// (a received header's, else the socket's) and the listener's.
     func proxyProtocolHeader(_ version: ProxyProtocolVersion) -> ByteBuffer {
-        // An HTTP/2 stream's connection is its parent; an HTTP/1.1 connection's parent is the listening socket.
-        let connection = self.isHTTP2 ? (self.context.channel.parent ?? self.context.channel) : self.context.channel
+        let connection = self.connectionChannel
         return ProxyProtocol.encode(version, source: self.proxiedAddress ?? connection.remoteAddress, destination: connection.localAddress)
+    }
+
+    /// The client's connection: an HTTP/2 stream's is its parent; an HTTP/1.1 connection's parent is the listening
+    /// socket.
+    private var connectionChannel: any Channel {
+        self.peer == nil ? self.context.channel : (self.context.channel.parent ?? self.context.channel)
     }
 
     /// Unparsed bytes wait in the HTTP/1.1 codec (part of a next request).
@@ -252,7 +252,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if self.isClosed || self.machine.isEnding || (self.machine.closesAfterExchange && self.exchange == nil && self.queued.isEmpty && self.held == nil) {
             return
         }
-        if self.isHTTP2 && (self.held != nil || self.exchange == nil) {
+        if self.machine.proto.framingFollowsHead && (self.held != nil || self.exchange == nil) {
             if self.holdHTTP2Part(part) { return }
         }
         if self.exchange != nil || !self.queued.isEmpty {
@@ -470,7 +470,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 return self.respondWithError(ProxyError(.badRequest, source: .downstream, context: "invalid request target"), exchange: ex)
             }
         }
-        if head.version.major != 1 && !(self.isHTTP2 && head.version.major == 2) {
+        if !self.machine.proto.carries(head.version.major) {
             return self.respondWithError(ProxyError(.badRequest, source: .downstream, context: "unsupported HTTP version"), exchange: ex, status: 505)
         }
         // Host is required from HTTP/1.1 on (RFC 9112 §3.2); HTTP/2 carries it as `:authority` or `host` (RFC 9113
@@ -514,8 +514,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // is never switched (its body could not be told apart from the new protocol's bytes). The Connection
         // field is only looked at when there is an Upgrade.
         var upgrade = head.headers.first(name: "upgrade")
-        if upgrade != nil && !self.isHTTP2 && !Self.connectionNamesUpgrade(head) { upgrade = nil }
-        if upgrade != nil && !self.isHTTP2 && hasBody {
+        let upgradesWithConnectionField = self.machine.proto.upgradesWithConnectionField
+        if upgrade != nil && upgradesWithConnectionField && !Self.connectionNamesUpgrade(head) { upgrade = nil }
+        if upgrade != nil && upgradesWithConnectionField && hasBody {
             self.machine.closeAfterExchange()
         } else if upgrade != nil {
             // The decoder stops parsing after an Upgrade request, so this connection ends with this exchange: in a
@@ -563,7 +564,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             uri: target.utf8.count == head.uri.utf8.count ? nil : String(target),
             chunked: !te.isEmpty || chunkedUpstream,
             host: hostText != nil && hostField.map({ $0[...] }) != hostText ? String(hostText!) : nil,
-            contentLength: self.isHTTP2 ? declaredLength : nil
+            contentLength: self.machine.proto.rewritesContentLength ? declaredLength : nil
         )
         self.runRequestFilters(ex, head, plan, from: 0)
     }
@@ -786,7 +787,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // (otherwise the copy, then a regrowth).
         up.headers.reserveCapacity(head.headers.count + 8)
         HopByHopHeaders.strip(&up.headers)
-        if self.isHTTP2 {
+        if self.machine.proto.splitsCookies {
             // HTTP/2 may split Cookie into several fields; HTTP/1.1 wants one (RFC 9113 §8.2.3).
             var cookieFields = 0
             for (name, _) in up.headers where name.caseInsensitiveASCIIEqual("cookie") { cookieFields += 1 }
@@ -815,8 +816,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func verifiedClientCertificate() -> ClientCertificateInfo? {
         if let cached = self.clientCertificate { return cached }
-        let connection = self.isHTTP2 ? (self.context.channel.parent ?? self.context.channel) : self.context.channel
-        let cert = try? connection.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self).peerCertificate
+        let cert = try? self.connectionChannel.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self).peerCertificate
         let info = cert.map(ClientCertificateInfo.init)
         self.clientCertificate = .some(info)
         return info
@@ -1014,7 +1014,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 self.machine.closeAfterExchange()
             }
             self.setConnectionField(&head, ex)
-            if self.isHTTP2, head.headers.contains(name: "grpc-status") {
+            if self.machine.proto.hasTrailersOnlyResponses, head.headers.contains(name: "grpc-status") {
                 // A gRPC trailers-only response (status in the head, RFC-less but gRPC's HTTP/2 protocol): it
                 // must reach the client as trailers, after the head, never as an empty DATA frame with END_STREAM.
                 var trailers = HTTPHeaders()
@@ -1031,7 +1031,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             }
             // Assigned only when it differs: setting a field of NIO's head copies its storage. Not for HTTP/2, whose
             // codec takes no version from the head.
-            if !self.isHTTP2 && head.version != ex.version { head.version = ex.version }
+            if self.machine.proto == .http1 && head.version != ex.version { head.version = ex.version }
             self.context.write(self.wrapOutboundOut(.head(head)), promise: nil)
             self.needsFlushDownstream = true
         case .body(var buffer):
@@ -1063,14 +1063,12 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func sendSwitchingProtocols(_ ex: Exchange, _ upstreamHead: HTTPResponseHead) {
         var headers = upstreamHead.headers
         HopByHopHeaders.strip(&headers)
-        let status: HTTPResponseStatus
-        if self.isHTTP2 {
-            headers.remove(name: "sec-websocket-accept")
-            status = .ok
-        } else {
+        let status = HTTPResponseStatus(statusCode: self.machine.proto.switchStatus)
+        if self.machine.proto.upgradesWithConnectionField {
             headers.add(name: "Connection", value: "Upgrade")
             headers.add(name: "Upgrade", value: ex.upgradeProtocol ?? "websocket")
-            status = .switchingProtocols
+        } else {
+            headers.remove(name: "sec-websocket-accept")
         }
         ex.status = Int(status.code)
         self.machine.upstreamResponseStarted(now: self.now)
@@ -1106,7 +1104,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             _ = up.removeHandler(conn)
             if let c = try? up.context(handlerType: ByteToMessageHandler<HTTPResponseDecoder>.self) { _ = up.removeHandler(context: c) }
             if let c = try? up.context(handlerType: HTTP1RequestEncoderHandler.self) { _ = up.removeHandler(context: c) }
-            if self.isHTTP2 {
+            if self.peer != nil {
                 // The stream's bytes come from the extended CONNECT handler at the front; the HTTP codec behind
                 // the glue sees nothing any more.
                 let frames = try down.handler(type: HTTP2ExtendedConnectHandler.self)
@@ -1266,7 +1264,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         ex.status = status
         self.machine.localResponseStarted()
         ex.context.status = status
-        var head = HTTPResponseHead(version: ex.version.major == 1 || self.isHTTP2 ? ex.version : .http1_1, status: HTTPResponseStatus(statusCode: status), headers: headers)
+        var head = HTTPResponseHead(version: self.machine.proto.carries(ex.version.major) ? ex.version : .http1_1, status: HTTPResponseStatus(statusCode: status), headers: headers)
         self.listener.filters.runResponseHead(&head, &ex.context)
         if routeFilters { ex.route?.filters.runResponseHead(&head, &ex.context) }
         return head
@@ -1516,7 +1514,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let entry = AccessLogEntry(
             clientIP: self.clientIP,
             // An RFC 8441 WebSocket is logged as the client sent it (CONNECT), not as it was forwarded (GET).
-            method: self.isHTTP2 && ex.upgradeProtocol != nil ? "CONNECT" : ex.method.rawValue,
+            method: !self.machine.proto.upgradesWithConnectionField && ex.upgradeProtocol != nil ? "CONNECT" : ex.method.rawValue,
             uri: ex.uri,
             version: .init(major: ex.version.major, minor: ex.version.minor),
             status: ex.status,
