@@ -78,9 +78,10 @@ import Testing
             Issue.record("h2 requests failed: \(error)")
         }
         try await client.shutdown()
-        try await Task.sleep(nanoseconds: 300_000_000)
-        let open = await proxy.server.engine.openConnections()
-        #expect(open == 0, "connections still open after the client left: \(open)")
+        // The client's connections close; the proxy's side follows.
+        try await waitUntil("the proxy's connections closed after the client left") {
+            await proxy.server.engine.openConnections() == 0
+        }
         await proxy.shutdown()
         await origin.shutdown()
     }
@@ -177,13 +178,13 @@ import Testing
         /// Sends one GET on stream 1 and returns the `:status` the server answered.
         func status(_ path: String, on channel: any Channel, _ recorder: FrameRecorder) async throws -> String? {
             try await channel.writeAndFlush(HTTP2Frame(streamID: 1, payload: .headers(.init(headers: headers(path), endStream: true))))
-            try await Task.sleep(nanoseconds: 300_000_000)
-            return try await channel.eventLoop.submit {
-                recorder.frames.compactMap { p -> String? in
+            let statusOf: ([HTTP2Frame.FramePayload]) -> String? = { frames in
+                frames.compactMap { p -> String? in
                     if case .headers(let h) = p { return h.headers.first(name: ":status") }
                     return nil
                 }.first
-            }.get()
+            }
+            return try await recorder.until(channel, { statusOf($0) != nil }, then: statusOf)
         }
 
         // One well-formed request.
@@ -224,7 +225,8 @@ import Testing
         let (channel, recorder) = try await Self.connect(port: proxy.port())
         let headers: HPACKHeaders = [":method": "GET", ":path": "/delay/600", ":scheme": "http", ":authority": "t"]
         try await channel.writeAndFlush(HTTP2Frame(streamID: 1, payload: .headers(.init(headers: headers, endStream: true))))
-        try await Task.sleep(nanoseconds: 150_000_000)
+        // The request is in flight once the origin has it.
+        try await waitUntil("the origin received the request") { origin.requestCount >= 1 }
         await proxy.shutdown()  // returns once in-flight work is done
         try await recorder.closed.futureResult.get()
         let (goaway, status, data) = try await channel.eventLoop.submit { () -> (Bool, String?, Int) in
@@ -291,13 +293,22 @@ import Testing
         ]
         channel.write(HTTP2Frame(streamID: 1, payload: .headers(.init(headers: request))), promise: nil)
         try await channel.writeAndFlush(HTTP2Frame(streamID: 1, payload: .data(.init(data: .byteBuffer(ByteBuffer(bytes: [0, 0, 0, 0, 0])), endStream: true))))
-        try await Task.sleep(nanoseconds: 400_000_000)
-        let blocks = try await channel.eventLoop.submit {
-            recorder.frames.compactMap { p -> HPACKHeaders? in
+        // Until the response's end (its trailers end the stream) or a reset.
+        let blocks = try await recorder.until(channel, { frames in
+            frames.contains { p in
+                switch p {
+                case .headers(let h): return h.endStream
+                case .data(let d): return d.endStream
+                case .rstStream, .goAway: return true
+                default: return false
+                }
+            }
+        }, then: { frames in
+            frames.compactMap { p -> HPACKHeaders? in
                 if case .headers(let h) = p { return h.headers }
                 return nil
             }
-        }.get()
+        })
         #expect(blocks.first?.first(name: ":status") == "200")
         #expect(blocks.count == 2)
         #expect(blocks.last?.first(name: "grpc-status") == "0")
