@@ -27,6 +27,25 @@ import Testing
         #expect(h["host"] == ["a"])
     }
 
+    /// RFC 9112 §9.3, the same answers as NIO's `isKeepAlive` (which allocates) for every shape.
+    @Test func clientKeepAliveFollowsVersionAndConnectionTokens() {
+        let cases: [(HTTPVersion, HTTPHeaders, Bool)] = [
+            (.http1_1, [:], true),
+            (.http1_1, ["Connection": "close"], false),
+            (.http1_1, ["connection": "Keep-Alive, CLOSE"], false),
+            (.http1_1, ["Connection": "upgrade", "Connection": " close "], false),
+            (.http1_0, [:], false),
+            (.http1_0, ["Connection": "keep-alive"], true),
+            (.http1_0, ["Connection": "x, Keep-Alive"], true),
+            (.http1_0, ["Connection": "keep-alive, close"], false),
+            (.http1_1, ["X-Connection": "close"], true),
+        ]
+        for (version, headers, expected) in cases {
+            #expect(HopByHopHeaders.clientKeepsAlive(version, headers) == expected, "\(version) \(headers)")
+            #expect(HTTPRequestHead(version: version, method: .GET, uri: "/", headers: headers).isKeepAlive == expected, "NIO: \(version) \(headers)")
+        }
+    }
+
     @Test func forwardedHeadersFromUntrustedClientAreReplaced() {
         let p = ForwardingPolicy(ForwardingConfig(xRealIp: true, forwarded: true))
         var h: HTTPHeaders = ["X-Forwarded-For": "6.6.6.6", "X-Forwarded-Proto": "https", "Forwarded": "for=6.6.6.6", "X-Real-IP": "6.6.6.6"]

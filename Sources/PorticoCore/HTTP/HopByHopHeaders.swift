@@ -45,6 +45,34 @@ public enum HopByHopHeaders {
         return tokens
     }
 
+    /// The `close` and `keep-alive` tokens of the `Connection` fields, read in place (no allocation: NIO's
+    /// `isKeepAlive` builds arrays of the field's tokens for every message that has one).
+    public static func connectionTokens(_ headers: HTTPHeaders) -> ConnectionTokens {
+        var tokens = ConnectionTokens()
+        for (name, value) in headers where name.utf8.count == 10 && name.caseInsensitiveASCIIEqual("connection") {
+            var rest = Substring(value)
+            while !rest.isEmpty {
+                let comma = rest.firstIndex(of: ",") ?? rest.endIndex
+                let token = rest[..<comma].trimmingOWS()
+                rest = comma == rest.endIndex ? rest[comma...] : rest[rest.index(after: comma)...]
+                if token.caseInsensitiveASCIIEqual("close") {
+                    tokens.close = true
+                } else if token.caseInsensitiveASCIIEqual("keep-alive") {
+                    tokens.keepAlive = true
+                }
+            }
+        }
+        return tokens
+    }
+
+    /// Whether an HTTP/1.x client keeps its connection after this request (RFC 9112 §9.3): from HTTP/1.1 on unless
+    /// it says `close`; HTTP/1.0 only when it says `keep-alive` (and not `close`).
+    public static func clientKeepsAlive(_ version: HTTPVersion, _ headers: HTTPHeaders) -> Bool {
+        let tokens = Self.connectionTokens(headers)
+        if tokens.close { return false }
+        return version.major > 1 || version.minor >= 1 || tokens.keepAlive
+    }
+
     /// The hop-by-hop fields every message loses, `Connection` first.
     static let names = ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"]
 

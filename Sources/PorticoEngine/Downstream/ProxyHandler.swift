@@ -430,9 +430,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let ex = Exchange(head: head, now: now)
         self.exchange = ex
         self.requestsServed += 1
-        // The client may say this is its last request (RFC 9112 §9.6): it sends nothing after it.
+        // The client may say this is its last request (RFC 9112 §9.6): it sends nothing after it. (An HTTP/2 stream
+        // carries one request whatever its fields say.)
         self.machine.requestStarted(
-            now: now, clientKeepAlive: head.isKeepAlive,
+            now: now, clientKeepAlive: self.machine.proto == .http2 || HopByHopHeaders.clientKeepsAlive(head.version, head.headers),
             lastAllowed: self.worker.isShuttingDown
                 || (self.listener.maxRequestsPerConnection > 0 && self.requestsServed >= self.listener.maxRequestsPerConnection),
             maxBodyBytes: self.listener.maxBodyBytes)
