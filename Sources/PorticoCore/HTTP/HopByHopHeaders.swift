@@ -23,12 +23,7 @@ public enum HopByHopHeaders {
             guard let index = Self.index(of: name) else { continue }
             present |= 1 << index
             guard index == 0 else { continue }  // Connection
-            var rest = Substring(value)
-            while !rest.isEmpty {
-                let comma = rest.firstIndex(of: ",") ?? rest.endIndex
-                let token = rest[..<comma].trimmingOWS()
-                rest = comma == rest.endIndex ? rest[comma...] : rest[rest.index(after: comma)...]
-                if token.isEmpty { continue }
+            Self.forEachToken(value) { token in
                 if token.caseInsensitiveASCIIEqual("close") {
                     tokens.close = true
                 } else if token.caseInsensitiveASCIIEqual("keep-alive") {
@@ -50,11 +45,7 @@ public enum HopByHopHeaders {
     public static func connectionTokens(_ headers: HTTPHeaders) -> ConnectionTokens {
         var tokens = ConnectionTokens()
         for (name, value) in headers where name.utf8.count == 10 && name.caseInsensitiveASCIIEqual("connection") {
-            var rest = Substring(value)
-            while !rest.isEmpty {
-                let comma = rest.firstIndex(of: ",") ?? rest.endIndex
-                let token = rest[..<comma].trimmingOWS()
-                rest = comma == rest.endIndex ? rest[comma...] : rest[rest.index(after: comma)...]
+            Self.forEachToken(value) { token in
                 if token.caseInsensitiveASCIIEqual("close") {
                     tokens.close = true
                 } else if token.caseInsensitiveASCIIEqual("keep-alive") {
@@ -63,6 +54,18 @@ public enum HopByHopHeaders {
             }
         }
         return tokens
+    }
+
+    /// The non-empty elements of a comma-separated list (RFC 9110 §5.6.1), without their whitespace, in place.
+    @inline(__always)
+    private static func forEachToken(_ value: String, _ body: (Substring) -> Void) {
+        var rest = Substring(value)
+        while !rest.isEmpty {
+            let comma = rest.firstIndex(of: ",") ?? rest.endIndex
+            let token = rest[..<comma].trimmingOWS()
+            rest = comma == rest.endIndex ? rest[comma...] : rest[rest.index(after: comma)...]
+            if !token.isEmpty { body(token) }
+        }
     }
 
     /// Whether an HTTP/1.x client keeps its connection after this request (RFC 9112 §9.3): from HTTP/1.1 on unless
