@@ -431,4 +431,186 @@ import Testing
         m.requestHeld(now: t(1))
         #expect(m.tick(now: t(11), readsHeld: false) == .requestHeadTimeout)
     }
+
+    // MARK: Random walks
+
+    /// Thousands of random event sequences, each event one the handler can send in the state it is in (the guards
+    /// `ProxyHandler` has before each call), on a clock that moves at random: no assertion fires (a debug build
+    /// would crash the run), and the answers stay consistent with each other after every step.
+    @Test func randomWalksKeepTheInvariants() {
+        var rng = SplitMix64(seed: 0x5eed)
+        for walk in 0..<3000 {
+            let proto: ExchangeProtocol = walk % 3 == 0 ? .http2 : .http1
+            var m = machine(proto, minBodyRate: walk % 2 == 0 ? 0 : 500)
+            var now = 0.0
+            var closed = false
+            for _ in 0..<60 where !closed {
+                now += Double(rng.next() % 4000) / 1000  // 0 to 4 s
+                let pick = Int(rng.next() % 100)
+                closed = step(&m, pick: pick, now: t(now), rng: &rng)
+                checkInvariants(m)
+            }
+        }
+    }
+
+    /// One event chosen by `pick` among those legal now; true when the connection closed.
+    private func step(_ m: inout ExchangeStateMachine, pick: Int, now: NIODeadline, rng: inout SplitMix64) -> Bool {
+        if pick < 15 {
+            switch m.tick(now: now, readsHeld: rng.next() % 4 == 0) {
+            case .close, .sendTimeout:
+                m.connectionClosed()
+                return true
+            case .requestHeadTimeout:
+                // Answered as a request of its own (`respondWithError(exchange: nil)`).
+                m.requestStarted(now: now, clientKeepAlive: true, lastAllowed: true, maxBodyBytes: 0)
+                m.localResponseStarted()
+                return self.endResponse(&m, now: now, rng: &rng)
+            case .requestBodyTimeout(_, let responseStarted), .upstreamTimeout(let responseStarted):
+                if responseStarted {
+                    m.connectionClosed()
+                    return true
+                }
+                m.closeAfterExchange()
+                m.localResponseStarted()
+                return self.endResponse(&m, now: now, rng: &rng)
+            case .none:
+                return false
+            }
+        }
+        if m.isEnding {
+            if m.isLingering {
+                if pick < 50, m.inputClosed() {
+                    m.connectionClosed()
+                    return true
+                }
+                return false
+            }
+            switch m.lastResponseFlushed(now: now, success: rng.next() % 8 != 0, bytesPending: rng.next() % 2 == 0) {
+            case .close:
+                m.connectionClosed()
+                return true
+            case .linger:
+                return false
+            }
+        }
+        guard let stage = m.stage else {
+            // Between exchanges.
+            switch pick {
+            case 15..<25: m.readBatchEnded(now: now, partialHead: rng.next() % 2 == 0)
+            case 25..<28:
+                if m.quiesce() {
+                    m.connectionClosed()
+                    return true
+                }
+            case 28..<30:
+                if m.inputClosed() {
+                    m.connectionClosed()
+                    return true
+                }
+            default:
+                m.requestStarted(now: now, clientKeepAlive: rng.next() % 5 != 0, lastAllowed: rng.next() % 7 == 0, maxBodyBytes: rng.next() % 3 == 0 ? 1000 : 0)
+            }
+            return false
+        }
+        // An exchange in flight: request events while its request is arriving, response events by stage.
+        if !m.requestEnded && pick < 45 {
+            let action = pick < 35 ? m.requestBodyReceived(Int(rng.next() % 600)) : m.requestEndReceived(now: now)
+            switch action {
+            case .hold, .forward, .discard, .finish: return false
+            case .finishAndClose, .closeConnection:
+                m.connectionClosed()
+                return true
+            case .rejectTooLarge:
+                if m.responseStarted {
+                    m.connectionClosed()
+                    return true
+                }
+                m.closeAfterExchange()
+                m.localResponseStarted()
+                return self.endResponse(&m, now: now, rng: &rng)
+            }
+        }
+        switch stage {
+        case .routing:
+            if pick < 60 { m.upstreamConnecting() } else if pick < 80 {
+                m.upstreamAttached(now: now, responseHeadTimeout: .seconds(Int64(1 + rng.next() % 30)), readTimeout: .seconds(Int64(1 + rng.next() % 30)))
+            } else {
+                m.localResponseStarted()
+            }
+        case .connecting:
+            if pick < 50 {
+                m.upstreamAttached(now: now, responseHeadTimeout: .seconds(Int64(1 + rng.next() % 30)), readTimeout: .seconds(Int64(1 + rng.next() % 30)))
+            } else if pick < 70 {
+                m.retryStarted()
+            } else {
+                m.localResponseStarted()  // no host, queue timeout, overflow
+            }
+        case .forwarding:
+            if pick < 55 {
+                m.upstreamActivity()
+                m.upstreamResponseStarted(now: now)
+            } else if pick < 70 {
+                m.upstreamFailed()
+            } else if pick < 80 {
+                m.readsResumed()
+            } else {
+                m.localResponseStarted()  // a retry's answer after the upstream failed
+            }
+        case .relaying:
+            if pick < 70 {
+                m.upstreamActivity()
+            } else {
+                m.upstreamResponseEnded()
+                return self.endResponse(&m, now: now, rng: &rng)
+            }
+        case .answering:
+            if pick < 40 {
+                m.answerStream(blocked: rng.next() % 2 == 0, now: now)
+            } else {
+                return self.endResponse(&m, now: now, rng: &rng)
+            }
+        case .answered:
+            if pick < 60 {
+                _ = m.quiesce()
+            } else {
+                _ = m.inputClosed()
+            }
+        }
+        return false
+    }
+
+    private func endResponse(_ m: inout ExchangeStateMachine, now: NIODeadline, rng: inout SplitMix64) -> Bool {
+        switch m.responseEnded(now: now) {
+        case .keepAlive, .closeAfterFlush, .endStream:
+            return false
+        case .endStreamThenReset:
+            if rng.next() % 2 == 0 {
+                m.connectionClosed()  // the reset closed the stream
+                return true
+            }
+            return false
+        }
+    }
+
+    private func checkInvariants(_ m: ExchangeStateMachine) {
+        #expect(!m.responseEnded || m.responseStarted)
+        if m.isEnding {
+            #expect(m.stage == nil)
+            #expect(m.mayRead(queueHasRoom: false, upstreamWritable: false, holdHasRoom: false))
+            #expect(m.parseErrorAction() == .ignore)
+        }
+        if m.isIdle {
+            #expect(m.stage == nil && m.requestEnded && m.responseEnded)
+            #expect(m.parseErrorAction() == .respond)
+        }
+        if let stage = m.stage {
+            #expect(!m.isIdle && !m.isEnding)
+            #expect(stage.responseStarted == m.responseStarted)
+            #expect(m.responseEnded == (stage == .answered))
+        }
+        if m.proto == .http2 {
+            #expect(m.connectionField(http10: true, requestHasBody: false) == .none)
+            #expect(!m.isEnding)
+        }
+    }
 }
