@@ -172,6 +172,7 @@ public struct ExchangeStateMachine: Sendable {
         }
     }
 
+    /// Our side is shut down after the last response; what the client still sends is read and dropped.
     public var isLingering: Bool {
         if case .lingering = self.state { return true }
         return false
