@@ -262,6 +262,13 @@ import Testing
         _ = answered.responseEnded(now: t(0))
         #expect(answered.requestBodyReceived(11) == .closeConnection)
         #expect(answered.requestBodyReceived(11) == .discard)  // already closing
+
+        // An HTTP/2 stream answered early is reset once its answer is out: its body is dropped until then.
+        var h2 = machine(.http2)
+        h2.requestStarted(now: t(0), clientKeepAlive: true, lastAllowed: false, maxBodyBytes: 10)
+        h2.localResponseStarted()
+        #expect(h2.responseEnded(now: t(0)) == .endStreamThenReset)
+        #expect(h2.requestBodyReceived(11) == .discard)
     }
 
     @Test func aSilentBodyTimesOutAndActivityPushesTheDeadline() {

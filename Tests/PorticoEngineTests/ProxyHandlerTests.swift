@@ -55,6 +55,20 @@ import Testing
         _ = try? channel.finish()
     }
 
+    /// A request answered from its head whose body is still being read and dropped when shutdown begins: the
+    /// connection closes once the body has ended and the answer has gone out (it used to wait for the idle timeout).
+    @Test func aConnectionToldToCloseWhileDroppingABodyClosesAtItsEnd() throws {
+        let (channel, _) = try self.makeChannel()
+        let out = try self.exchange(channel, "POST /fixed HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nhello")
+        #expect(out.hasPrefix("HTTP/1.1 418"))
+        #expect(channel.isActive)
+        channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        #expect(channel.isActive, "closed with the body still coming")
+        _ = try self.exchange(channel, "world")
+        #expect(!channel.isActive, "the connection outlived its last request")
+        _ = try? channel.finish()
+    }
+
     @Test func noRouteIs404AndRedirectExpands() throws {
         let (channel, _) = try self.makeChannel()
         let out = try self.exchange(channel, "GET /nothing HTTP/1.1\r\nHost: a\r\n\r\n")

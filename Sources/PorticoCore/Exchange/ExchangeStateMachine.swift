@@ -329,8 +329,9 @@ public struct ExchangeStateMachine: Sendable {
             switch ex.stage {
             case .answering, .answered:
                 // Already answered: a connection that closes after its answer keeps discarding (its lingering close
-                // is bounded); one that was to be kept is closed.
-                if self.closesAfterExchange { return .discard }
+                // is bounded), and so does an HTTP/2 stream (reset once its answer is out); an HTTP/1.1 connection
+                // that was to be kept is closed.
+                if self.closesAfterExchange || self.proto == .http2 { return .discard }
                 self.closesAfterExchange = true
                 return .closeConnection
             default:

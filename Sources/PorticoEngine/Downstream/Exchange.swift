@@ -103,6 +103,9 @@ final class Exchange {
     var logged = false
     /// gRPC status fields of a trailers-only upstream response, sent downstream as trailers.
     var trailersFromHead: HTTPHeaders?
+    /// The end of an answer given before this request ended (`ResponseEndAction.keepAlive(complete: false)`): a
+    /// connection told to close meanwhile closes, or lingers, once it has gone out (`RequestAction.finishAndClose`).
+    var answerWritten: EventLoopFuture<Void>?
     /// The `Upgrade` token of a protocol switch forwarded upstream (only `websocket`).
     var upgradeProtocol: String?
     /// The upstream's 101 went downstream; the tunnel starts once the decoder has finished that response.

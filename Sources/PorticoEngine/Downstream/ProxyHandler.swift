@@ -204,6 +204,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             // The connection is gone.
             return self.closeDownstream()
         }
+        if self.machine.isEnding {
+            return  // what a closing connection still receives is dropped
+        }
         if let parse = error as? HTTP1ParseError {
             switch parse.status {
             case 431: proxyError = ProxyError(.headerTooLarge, source: .downstream, context: parse.description)
@@ -944,8 +947,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             self.finishExchange(ex)
         case .finishAndClose:
             self.log(ex)
-            self.context.flush()
-            self.closeDownstream()
+            let promise = self.context.eventLoop.makePromise(of: Void.self)
+            if let written = ex.answerWritten { promise.completeWith(written) } else { promise.succeed() }
+            self.flushLastResponse(promise)
         case .rejectTooLarge:
             self.abortExchange(ex, ProxyError(.bodyTooLarge, source: .downstream))
         case .closeConnection:
@@ -1347,22 +1351,21 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func writeResponseEnd(_ ex: Exchange, trailers: HTTPHeaders?) {
         switch self.machine.responseEnded(now: self.now) {
         case .keepAlive(let complete):
-            self.context.write(self.wrapOutboundOut(.end(trailers)), promise: nil)
             self.needsFlushDownstream = true
-            if complete { self.finishExchange(ex) }
+            if complete {
+                self.context.write(self.wrapOutboundOut(.end(trailers)), promise: nil)
+                self.finishExchange(ex)
+            } else {
+                // Answered before the request ended: if the connection is to close once the body has been read
+                // and dropped, it closes (or lingers) after this answer has gone out.
+                let promise = self.context.eventLoop.makePromise(of: Void.self)
+                self.context.write(self.wrapOutboundOut(.end(trailers)), promise: promise)
+                ex.answerWritten = promise.futureResult
+            }
         case .closeAfterFlush:
             let promise = self.context.eventLoop.makePromise(of: Void.self)
-            self.context.writeAndFlush(self.wrapOutboundOut(.end(trailers)), promise: promise)
-            self.needsFlushDownstream = false
-            promise.futureResult.assumeIsolated().whenComplete { [self] result in
-                guard !self.isClosed else { return }
-                let flushed: Bool
-                if case .success = result { flushed = true } else { flushed = false }
-                switch self.machine.lastResponseFlushed(now: self.now, success: flushed, bytesPending: self.bytesPending) {
-                case .close: self.closeDownstream()
-                case .linger: self.lingerClose()
-                }
-            }
+            self.context.write(self.wrapOutboundOut(.end(trailers)), promise: promise)
+            self.flushLastResponse(promise)
             self.log(ex)
         case .endStream:
             // The stream is done; its connection coalesces the flush with other streams'.
@@ -1399,7 +1402,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func drainQueued() {
-        while let part = self.queued.popFirst() {
+        // A queued request whose answer ends the connection: what is behind it is never processed (RFC 9112 §9.6).
+        while !self.machine.isEnding, let part = self.queued.popFirst() {
             if let ex = self.exchange {
                 if self.machine.requestEnded {
                     self.queued.prepend(part)
@@ -1430,6 +1434,21 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         self.context.close(mode: .output, promise: promise)
         promise.futureResult.assumeIsolated().whenFailure { [self] _ in self.closeDownstream() }
         self.resumeDownstreamReadIfPossible()
+    }
+
+    /// Flushes the connection's last response; once it is out (`promise`), closes or lingers as the machine says.
+    private func flushLastResponse(_ promise: EventLoopPromise<Void>) {
+        self.needsFlushDownstream = false
+        self.context.flush()
+        promise.futureResult.assumeIsolated().whenComplete { [self] result in
+            guard !self.isClosed else { return }
+            let flushed: Bool
+            if case .success = result { flushed = true } else { flushed = false }
+            switch self.machine.lastResponseFlushed(now: self.now, success: flushed, bytesPending: self.bytesPending) {
+            case .close: self.closeDownstream()
+            case .linger: self.lingerClose()
+            }
+        }
     }
 
     /// Requests or bytes wait behind the last response (a client that may still be sending).
