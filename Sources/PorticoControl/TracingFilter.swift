@@ -3,12 +3,11 @@
 // SPDX-License-Identifier: Apache-2.0
 //===----------------------------------------------------------------------===//
 
-import Synchronization
 import NIOCore
 import NIOHTTP1
 import PorticoCore
+import Synchronization
 import Tracing
-
 
 /// `tracing`: one server span per request (W3C Trace Context): continued from the request's `traceparent` and
 /// `tracestate` when present, started (and sampled by ratio) when absent; sent upstream as the parent of the

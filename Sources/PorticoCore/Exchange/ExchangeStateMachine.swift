@@ -129,11 +129,19 @@ public struct ExchangeStateMachine: Sendable {
     private var clientAskedToClose = false
     /// The client half-closed its side.
     private var inputEnded = false
+    /// The upstream sent something since the last tick: a plain flag, set for every part of its response, folded
+    /// into the exchange's `UpstreamClock` by the tick (so a body chunk costs a store, not a change of the state).
+    private var upstreamActive = false
 
     public init(proto: ExchangeProtocol, timeouts: Timeouts, now: NIODeadline) {
         self.proto = proto
         self.timeouts = timeouts
         self.state = .idle(now + timeouts.idle)
+    }
+
+    /// The connection (or stream) is open: the idle clock starts now.
+    public mutating func connectionOpened(now: NIODeadline) {
+        self.state = .idle(now + self.timeouts.idle)
     }
 
     // MARK: What the handler asks
@@ -193,16 +201,18 @@ public struct ExchangeStateMachine: Sendable {
     /// - `upstreamWritable`: the upstream connection takes more;
     /// - `holdHasRoom`: while routing, the handler may keep more body parts (a filter is not suspended, and waits
     ///   for the body or the held parts are under their bound).
-    public func mayRead(queueHasRoom: Bool, upstreamWritable: Bool, holdHasRoom: Bool) -> Bool {
+    public func mayRead(
+        queueHasRoom: @autoclosure () -> Bool, upstreamWritable: @autoclosure () -> Bool, holdHasRoom: @autoclosure () -> Bool
+    ) -> Bool {
         switch self.state {
         case .lingering, .draining: return true  // discarded
-        case .idle, .receivingHead, .tunnel, .closed: return queueHasRoom
+        case .idle, .receivingHead, .tunnel, .closed: return queueHasRoom()
         case .active(let ex):
-            if ex.requestEnded { return queueHasRoom }  // pipelined requests wait, bounded
+            if ex.requestEnded { return queueHasRoom() }  // pipelined requests wait, bounded
             switch ex.stage {
-            case .forwarding, .relaying: return upstreamWritable
+            case .forwarding, .relaying: return upstreamWritable()
             case .answering, .answered: return true  // the body is dropped
-            case .routing, .connecting: return holdHasRoom
+            case .routing, .connecting: return holdHasRoom()
             }
         }
     }
@@ -410,6 +420,7 @@ public struct ExchangeStateMachine: Sendable {
     /// The request's head went upstream on a connection. The response head is due `responseHeadTimeout` after the
     /// request's end (now, if it has ended).
     public mutating func upstreamAttached(now: NIODeadline, responseHeadTimeout: TimeAmount, readTimeout: TimeAmount) {
+        self.upstreamActive = false
         self.modifyExchange { ex in
             assert(ex.stage == .routing || ex.stage == .connecting, "attached in stage \(ex.stage)")
             ex.stage = .forwarding
@@ -421,7 +432,7 @@ public struct ExchangeStateMachine: Sendable {
 
     /// Anything came from the upstream (pushes the read deadline out at the next tick).
     public mutating func upstreamActivity() {
-        self.modifyExchange { $0.upstream?.activity = true }
+        self.upstreamActive = true
     }
 
     /// The upstream's final response head goes downstream (or its 101: the tunnel starts at its end).
@@ -554,6 +565,10 @@ public struct ExchangeStateMachine: Sendable {
             return .none
         case .active(var ex):
             self.state = .closed  // no copy-on-write of the exchange while it is changed
+            if self.upstreamActive {
+                self.upstreamActive = false
+                ex.upstream?.activity = true
+            }
             let action = self.tick(&ex, now: now, readsHeld: readsHeld)
             self.state = .active(ex)
             return action

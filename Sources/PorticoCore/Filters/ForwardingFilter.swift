@@ -6,7 +6,6 @@
 public import NIOHTTP1
 import Synchronization
 
-
 /// The global `forwarding` settings as a filter: client-identifying fields on the way up (X-Forwarded-*,
 /// X-Real-IP, Forwarded, Via), `Server` / `X-Powered-By` masking and `Location` rewriting on the way down.
 public struct ForwardingFilter: ProxyFilter {

@@ -144,7 +144,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         } else {
             (self.clientIP, self.clientTrusted) = DownstreamPeer.lookUp(context.channel, forwarding, proxiedAddress: self.proxiedAddress)
         }
-        self.machine = ExchangeStateMachine(proto: self.machine.proto, timeouts: self.machine.timeouts, now: self.now)
+        self.machine.connectionOpened(now: self.now)
         self.worker.register(self)
     }
 
@@ -399,6 +399,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// 13% of the proxy's time in a profile), so it is only done for real backpressure.
     private var shouldReadDownstream: Bool {
         let ex = self.exchange
+        // Only the answer the machine's state needs is computed.
         return self.machine.mayRead(
             queueHasRoom: self.queued.count < Self.maxQueuedParts,
             upstreamWritable: ex?.upstream?.isWritable ?? false,
@@ -947,9 +948,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             self.finishExchange(ex)
         case .finishAndClose:
             self.log(ex)
-            let promise = self.context.eventLoop.makePromise(of: Void.self)
-            if let written = ex.answerWritten { promise.completeWith(written) } else { promise.succeed() }
-            self.flushLastResponse(promise)
+            self.flushLastResponse(ex.answerWritten ?? self.context.eventLoop.makeSucceededVoidFuture())
         case .rejectTooLarge:
             self.abortExchange(ex, ProxyError(.bodyTooLarge, source: .downstream))
         case .closeConnection:
@@ -1365,7 +1364,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .closeAfterFlush:
             let promise = self.context.eventLoop.makePromise(of: Void.self)
             self.context.write(self.wrapOutboundOut(.end(trailers)), promise: promise)
-            self.flushLastResponse(promise)
+            self.flushLastResponse(promise.futureResult)
             self.log(ex)
         case .endStream:
             // The stream is done; its connection coalesces the flush with other streams'.
@@ -1436,11 +1435,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         self.resumeDownstreamReadIfPossible()
     }
 
-    /// Flushes the connection's last response; once it is out (`promise`), closes or lingers as the machine says.
-    private func flushLastResponse(_ promise: EventLoopPromise<Void>) {
+    /// Flushes the connection's last response; once it is out (`written`), closes or lingers as the machine says.
+    private func flushLastResponse(_ written: EventLoopFuture<Void>) {
         self.needsFlushDownstream = false
         self.context.flush()
-        promise.futureResult.assumeIsolated().whenComplete { [self] result in
+        written.assumeIsolated().whenComplete { [self] result in
             guard !self.isClosed else { return }
             let flushed: Bool
             if case .success = result { flushed = true } else { flushed = false }
