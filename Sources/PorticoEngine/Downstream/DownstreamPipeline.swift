@@ -14,8 +14,8 @@ import PorticoCore
 ///
 ///     socket ─▶ (ProxyProtocolDecoder, until the header)? ─▶ (NIOSSLServerHandler ─▶ TLSHandshakeTimeoutHandler (until the handshake) ─▶ TLSWriteCoalescingHandler)?
 ///                 ─▶ HTTP/1.1: HTTP1ServerCodecHandler ─▶ ProxyHandler
-///                 └▶ HTTP/2:   FlushCoalescingHandler ─▶ NIOHTTP2Handler ─▶ per stream: (HTTP2ExtendedConnectHandler,
-///                              for an RFC 8441 CONNECT)? ─▶ HTTP2ServerStreamCodec ─▶ ProxyHandler
+///                 └▶ HTTP/2:   FlushCoalescingHandler ─▶ NIOHTTP2Handler ─▶ NIOHTTP2ServerConnectionManagementHandler
+///                              ─▶ HTTP2StreamTable (per stream: a ProxyHandler, no channel) ─▶ HTTP2ConnectionErrorHandler
 ///
 /// HTTP/1.1 is deliberately lean: one codec handler for both directions (Portico's own parser and framing), no
 /// pipelining helper (the `ProxyHandler` orders responses itself), no error handler (it maps parse errors to
@@ -143,40 +143,29 @@ enum DownstreamPipeline {
             HTTP2Setting(parameter: .maxHeaderListSize, value: listener.maxHeaderListSize),
             HTTP2Setting(parameter: .maxFrameSize, value: listener.maxFrameSize),
             HTTP2Setting(parameter: .initialWindowSize, value: 1 << 20),
-            // WebSocket over HTTP/2 (RFC 8441 §3): extended CONNECT, see `HTTP2ExtendedConnectHandler`.
+            // WebSocket over HTTP/2 (RFC 8441 §3): extended CONNECT, see `HTTP2StreamMapping`.
             HTTP2Setting(parameter: .enableConnectProtocol, value: 1),
         ]
         connection.targetWindowSize = 1 << 20
         var stream = NIOHTTP2Handler.StreamConfiguration()
         stream.targetWindowSize = 1 << 20
-        let bound = NIOLoopBound(worker, eventLoop: channel.eventLoop)
-        let peer = NIOLoopBound(DownstreamPeer(proxiedAddress: proxiedAddress), eventLoop: channel.eventLoop)
-        // Idle connections and graceful shutdown: GOAWAY first, then close once the open streams are done.
+        // Idle connections and graceful shutdown: GOAWAY first, then close once the open streams are done. It
+        // counts streams from NIOHTTP2's created and closed events.
         let manager = NIOHTTP2ServerConnectionManagementHandler(
             eventLoop: channel.eventLoop,
             configuration: .init(maxIdleTime: listener.idleTimeout, maxAge: nil, maxGraceTime: nil, keepalive: nil)
         )
+        let table = HTTP2StreamTable(worker: worker, listener: listener, peer: DownstreamPeer(proxiedAddress: proxiedAddress),
+                                     connection: connection, stream: stream)
         if listener.tls != nil {
             try channel.pipeline.syncOperations.addHandler(TLSWriteCoalescingHandler())
         }
         try channel.pipeline.syncOperations.addHandler(FlushCoalescingHandler())
-        _ = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
-            mode: .server,
-            connectionConfiguration: connection,
-            streamConfiguration: stream,
-            streamDelegate: HTTP2StreamOrderDelegate(manager.http2StreamDelegate)
-        ) { streamChannel in
-            // Two handlers per stream (the codec adds the extended CONNECT handler to the streams that need it),
-            // and the loop's cached succeeded future: every stream pays for what is made here.
-            do {
-                try streamChannel.pipeline.syncOperations.addHandler(HTTP2ServerStreamCodec())
-                try streamChannel.pipeline.syncOperations.addHandler(ProxyHandler(worker: bound.value, listener: listener, http2Peer: peer.value))
-                return streamChannel.eventLoop.makeSucceededVoidFuture()
-            } catch {
-                return streamChannel.eventLoop.makeFailedFuture(error)
-            }
-        }
+        // No stream multiplexer: every stream's frames come down to the table.
+        try channel.pipeline.syncOperations.addHandler(NIOHTTP2Handler(
+            mode: .server, frameDelegate: table, connectionConfiguration: connection, streamConfiguration: stream))
         try channel.pipeline.syncOperations.addHandler(manager)
+        try channel.pipeline.syncOperations.addHandler(table)
         try channel.pipeline.syncOperations.addHandler(HTTP2ConnectionErrorHandler(logger: worker.logger))
         worker.registerHTTP2Connection(channel)
     }

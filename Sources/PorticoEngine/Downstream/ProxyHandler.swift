@@ -35,7 +35,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     let worker: WorkerState
     private let listener: ListenerSettings
-    private var context: ChannelHandlerContext!
+    /// The connection (HTTP/1.1, set when the handler is added) or the HTTP/2 stream (set at init).
+    private var downstream: Downstream!
 
     private(set) var exchange: Exchange?
     private var queued = CircularBuffer<HTTPServerRequestPart>(initialCapacity: 0)
@@ -73,13 +74,28 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// The client's address from a PROXY protocol header, standing for the socket's.
     let proxiedAddress: SocketAddress?
 
-    init(worker: WorkerState, listener: ListenerSettings, http2Peer: DownstreamPeer? = nil, proxiedAddress: SocketAddress? = nil) {
+    /// An HTTP/1.1 connection's handler, added to its pipeline.
+    init(worker: WorkerState, listener: ListenerSettings, proxiedAddress: SocketAddress? = nil) {
         self.worker = worker
         self.listener = listener
-        self.peer = http2Peer
-        self.proxiedAddress = proxiedAddress ?? http2Peer?.proxiedAddress
-        self.machine = ExchangeStateMachine(
-            proto: http2Peer == nil ? .http1 : .http2,
+        self.peer = nil
+        self.proxiedAddress = proxiedAddress
+        self.machine = Self.machine(.http1, listener)
+    }
+
+    /// An HTTP/2 stream's handler, driven by its connection's `HTTP2StreamTable` (never in a pipeline).
+    init(worker: WorkerState, listener: ListenerSettings, stream: (table: HTTP2StreamTable, id: HTTP2StreamID), peer: DownstreamPeer) {
+        self.worker = worker
+        self.listener = listener
+        self.peer = peer
+        self.proxiedAddress = peer.proxiedAddress
+        self.downstream = .stream(stream.table, stream.id)
+        self.machine = Self.machine(.http2, listener)
+    }
+
+    private static func machine(_ proto: ExchangeProtocol, _ listener: ListenerSettings) -> ExchangeStateMachine {
+        ExchangeStateMachine(
+            proto: proto,
             timeouts: .init(requestHead: listener.requestHeaderTimeout, requestBody: listener.requestBodyTimeout,
                             idle: listener.idleTimeout, minBodyRate: listener.minBodyRate),
             now: .uptimeNanoseconds(0))
@@ -92,32 +108,29 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         return ProxyProtocol.encode(version, source: self.proxiedAddress ?? connection.remoteAddress, destination: connection.localAddress)
     }
 
-    /// The client's connection: an HTTP/2 stream's is its parent; an HTTP/1.1 connection's parent is the listening
-    /// socket.
-    private var connectionChannel: any Channel {
-        self.peer == nil ? self.context.channel : (self.context.channel.parent ?? self.context.channel)
-    }
+    /// The client's connection (an HTTP/2 stream's too).
+    private var connectionChannel: any Channel { self.downstream.channel }
 
     /// Unparsed bytes wait in the HTTP/1.1 codec (part of a next request).
     private var codecHasBufferedInput: Bool {
+        guard case .connection(let context) = self.downstream else { return false }
         if self.codecLookup == nil {
-            self.codecLookup = .some(try? self.context.pipeline.syncOperations.handler(type: HTTP1ServerCodecHandler.self))
+            self.codecLookup = .some(try? context.pipeline.syncOperations.handler(type: HTTP1ServerCodecHandler.self))
         }
         return self.codecLookup!?.hasBufferedInput ?? false
     }
 
     /// The loop's clock (virtual under `EmbeddedEventLoop`, so timeouts are testable).
-    var now: NIODeadline { self.context.eventLoop.now }
+    var now: NIODeadline { self.downstream.eventLoop.now }
 
     var downstreamIsWritable: Bool {
-        if self.context?.channel.isWritable ?? false { return true }
+        if self.downstream?.isWritable ?? false { return true }
         guard let ex = self.exchange, ex.context.completesUpstreamResponse else { return false }
         // A response others stream from is read at the upstream's pace, not at this client's: all of it once the
         // client went, and while it is connected up to `fillLead` bytes buffered for it (a client that does not
         // read cannot make Portico hold a whole response per connection; followers are held back only beyond that).
         if self.detached { return true }
-        let buffered = (try? self.context.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? Int.max
-        return buffered < Self.fillLead
+        return self.downstream.bufferedBytes < Self.fillLead
     }
 
     /// How far a response others stream from may run ahead of its own slow client.
@@ -126,29 +139,36 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: Connection lifecycle
 
     func handlerAdded(context: ChannelHandlerContext) {
-        self.context = context
-        if context.channel.isActive { self.connectionOpened(context) }
+        self.downstream = .connection(context)
+        if context.channel.isActive { self.streamOpened() }
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        self.connectionOpened(context)
+        self.streamOpened()
         context.fireChannelActive()
     }
 
-    private func connectionOpened(_ context: ChannelHandlerContext) {
+    /// The connection is up (HTTP/1.1), or the stream's table made this handler (HTTP/2).
+    func streamOpened() {
         guard self.workerSlot < 0, !self.isClosed else { return }
         let forwarding = self.worker.table.forwarding
         if let peer = self.peer {
             // An HTTP/2 stream: the connection's peer, looked up once for all its streams.
-            (self.clientIP, self.clientTrusted) = peer.identity(of: context.channel.parent ?? context.channel, forwarding)
+            (self.clientIP, self.clientTrusted) = peer.identity(of: self.downstream.channel, forwarding)
         } else {
-            (self.clientIP, self.clientTrusted) = DownstreamPeer.lookUp(context.channel, forwarding, proxiedAddress: self.proxiedAddress)
+            (self.clientIP, self.clientTrusted) = DownstreamPeer.lookUp(self.downstream.channel, forwarding, proxiedAddress: self.proxiedAddress)
         }
         self.machine.connectionOpened(now: self.now)
         self.worker.register(self)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        self.downstreamClosed()
+        context.fireChannelInactive()
+    }
+
+    /// The connection or stream is gone (the client closed or reset it, or Portico did).
+    func downstreamClosed() {
         self.isClosed = true
         if let ex = self.exchange, ex.context.completesUpstreamResponse, ex.upstream != nil, self.machine.stage == .relaying {
             // Others stream this response: it is read to its end without this client (timed by the tick as
@@ -157,7 +177,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             self.worker.detach(self)
             if ex.error == nil { ex.error = ProxyError(.downstreamClosed, source: .downstream) }
             ex.upstream?.resumeReading()
-            return context.fireChannelInactive()
+            return
         }
         self.worker.unregister(self)
         if let ex = self.exchange {
@@ -175,7 +195,6 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             self.exchange = nil
         }
         self.machine.connectionClosed()
-        context.fireChannelInactive()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -198,6 +217,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        self.downstreamFailed(error)
+    }
+
+    /// A parse error (answered), or any other error on the connection or stream (which ends it).
+    func downstreamFailed(_ error: any Error) {
         let proxyError: ProxyError
         var status: Int?
         if error is IOError {
@@ -248,7 +272,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: Downstream inbound
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let part = self.unwrapInboundIn(data)
+        self.received(self.unwrapInboundIn(data))
+    }
+
+    /// A request part from the connection's codec or the stream's table.
+    func received(_ part: HTTPServerRequestPart) {
         self.inDownstreamRead = true
         // RFC 9112 §9.6: nothing after a response that closes the connection is processed (pipelined requests
         // behind it included).
@@ -358,6 +386,13 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        self.readBatchComplete()
+        context.fireChannelReadComplete()
+    }
+
+    /// The end of a read batch: held HTTP/2 heads go on, the request-head deadline starts, and what was written is
+    /// flushed once.
+    func readBatchComplete() {
         self.inDownstreamRead = false
         if let held = self.held, held.declaredLength == nil {
             // The stream is still open after its HEADERS: a body may follow, or the client waits for the response.
@@ -370,7 +405,6 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         self.finishedInReadBatch = false
         self.flushPending()
-        context.fireChannelReadComplete()
     }
 
     private func flushPending() {
@@ -380,15 +414,20 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         if self.needsFlushDownstream {
             self.needsFlushDownstream = false
-            self.context.flush()
+            self.downstream.flush()
         }
     }
 
     // MARK: Downstream backpressure
 
     func read(context: ChannelHandlerContext) {
+        self.downstreamWantsRead()
+    }
+
+    /// The connection or stream would read more: it does unless the request's bytes have nowhere to go.
+    func downstreamWantsRead() {
         if self.shouldReadDownstream {
-            context.read()
+            self.downstream.read()
         } else {
             self.readPending = true
         }
@@ -414,16 +453,20 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             self.readPending = false
             // The upstream takes the body again: no response is due until the body has ended.
             self.machine.readsResumed()
-            self.context.read()
+            self.downstream.read()
         }
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable, let ex = self.exchange {
+        self.downstreamWritabilityChanged()
+        context.fireChannelWritabilityChanged()
+    }
+
+    func downstreamWritabilityChanged() {
+        if self.downstream.isWritable, let ex = self.exchange {
             ex.upstream?.resumeReading()
             if ex.streamedBody != nil { self.pumpBodyStream(ex) }
         }
-        context.fireChannelWritabilityChanged()
     }
 
     // MARK: Phase 1-2: validate and route
@@ -558,7 +601,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             uri: head.uri,
             method: head.method
         )
-        context.eventLoop = self.context.eventLoop
+        context.eventLoop = self.downstream.eventLoop
         if route.filters.usesSubrequests { context.subrequests = self.worker.subrequests }
         context.requestHeaders = head.headers
         if self.listener.tls?.clientSubjectHeader != nil, let info = self.verifiedClientCertificate() {
@@ -641,7 +684,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             // The client waits for a go-ahead before the body, and no upstream is there yet to give it: Portico
             // does (RFC 9110 §10.1.1), and the upstream is not asked again.
             head.headers.remove(name: "expect")
-            self.context.writeAndFlush(self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .continue))), promise: nil)
+            self.downstream.writeAndFlush(.head(HTTPResponseHead(version: .http1_1, status: .continue)), promise: nil)
         }
         // Weak: the exchange holds this closure until the body ends; an exchange that ends otherwise (the client
         // goes, a limit or timeout answers) must not be kept alive by it.
@@ -668,7 +711,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func suspend(_ ex: Exchange, _ head: HTTPRequestHead, _ plan: ForwardPlan, until future: EventLoopFuture<FilterDecision>, resumeAt next: Int) {
         ex.suspended = true
-        future.hop(to: self.context.eventLoop).assumeIsolated().whenComplete { [self] result in
+        future.hop(to: self.downstream.eventLoop).assumeIsolated().whenComplete { [self] result in
             // The request may have been answered meanwhile (a body over the limit, a malformed chunk).
             guard self.exchange === ex, !self.isClosed, self.machine.stage == .routing else { return }
             ex.suspended = false
@@ -709,7 +752,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             self.machine.closeAfterExchange()
         }
         self.setConnectionField(&head, ex)
-        self.context.write(self.wrapOutboundOut(.head(head)), promise: nil)
+        self.downstream.write(.head(head), promise: nil)
         self.needsFlushDownstream = true
         if ex.method == .HEAD || status == 204 || status == 304 {
             if ex.hasBodyFilters {
@@ -718,7 +761,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             }
             return self.writeResponseEnd(ex, trailers: nil)
         }
-        let wake = NIOLoopBound((self, ex), eventLoop: self.context.eventLoop)
+        let wake = NIOLoopBound((self, ex), eventLoop: self.downstream.eventLoop)
         ex.streamedBody = Exchange.StreamedBody(stream: stream) {
             let (handler, ex) = wake.value
             ex.streamedBody?.awaited = false
@@ -738,13 +781,13 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         defer { ex.streamedBody?.pumping = false }
         self.machine.answerStream(blocked: false, now: self.now)
         while self.exchange === ex && !self.isClosed {
-            guard self.context.channel.isWritable else {
+            guard self.downstream.isWritable else {
                 // Waiting for the client, not for the stream: the client has the send timeout to read on.
                 self.machine.answerStream(blocked: true, now: self.now)
                 return
             }
             let notify = ex.streamedBody!.awaited ? nil : ex.streamedBody!.notify
-            switch stream.read(from: &ex.streamedBody!.position, eventLoop: self.context.eventLoop, notify: notify) {
+            switch stream.read(from: &ex.streamedBody!.position, eventLoop: self.downstream.eventLoop, notify: notify) {
             case .data(let parts):
                 for var part in parts {
                     if ex.hasBodyFilters {
@@ -752,7 +795,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                         if part.readableBytes == 0 { continue }
                     }
                     ex.responseBodyBytes += part.readableBytes
-                    self.context.write(self.wrapOutboundOut(.body(.byteBuffer(part))), promise: nil)
+                    self.downstream.write(.body(.byteBuffer(part)), promise: nil)
                 }
                 if ex.hasBodyFilters { self.writeFilteredBody(ex, .pause) }
                 self.needsFlushDownstream = true
@@ -948,7 +991,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             self.finishExchange(ex)
         case .finishAndClose:
             self.log(ex)
-            self.flushLastResponse(ex.answerWritten ?? self.context.eventLoop.makeSucceededVoidFuture())
+            self.flushLastResponse(ex.answerWritten ?? self.downstream.eventLoop.makeSucceededVoidFuture())
         case .rejectTooLarge:
             self.abortExchange(ex, ProxyError(.bodyTooLarge, source: .downstream))
         case .closeConnection:
@@ -979,7 +1022,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 // 100 Continue, 102, 103 Early Hints: forwarded as they are (RFC 9110 §15.2).
                 if ex.version != .http1_0 {
                     HopByHopHeaders.strip(&head.headers)
-                    self.context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: ex.version, status: head.status, headers: head.headers))), promise: nil)
+                    self.downstream.write(.head(HTTPResponseHead(version: ex.version, status: head.status, headers: head.headers)), promise: nil)
                     self.needsFlushDownstream = true
                 }
                 return
@@ -1036,7 +1079,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             // Assigned only when it differs: setting a field of NIO's head copies its storage. Not for HTTP/2, whose
             // codec takes no version from the head.
             if self.machine.proto == .http1 && head.version != ex.version { head.version = ex.version }
-            self.context.write(self.wrapOutboundOut(.head(head)), promise: nil)
+            self.downstream.write(.head(head), promise: nil)
             self.needsFlushDownstream = true
         case .body(var buffer):
             if ex.hasBodyFilters {
@@ -1046,7 +1089,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             }
             if self.detached { return }
             ex.responseBodyBytes += buffer.readableBytes
-            self.context.write(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+            self.downstream.write(.body(.byteBuffer(buffer)), promise: nil)
             self.needsFlushDownstream = true
         case .end(let trailers):
             if ex.awaitingTunnel { return self.switchToTunnel(ex, conn) }
@@ -1077,7 +1120,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         ex.status = Int(status.code)
         self.machine.upstreamResponseStarted(now: self.now)
         ex.awaitingTunnel = true
-        self.context.writeAndFlush(self.wrapOutboundOut(.head(HTTPResponseHead(version: ex.version, status: status, headers: headers))), promise: nil)
+        self.downstream.writeAndFlush(.head(HTTPResponseHead(version: ex.version, status: status, headers: headers)), promise: nil)
     }
 
     /// After the upstream's 101: turn both connections into one byte stream (`GlueHandler`), removing the HTTP
@@ -1097,39 +1140,46 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         self.exchange = nil
         self.worker.unregister(self)
 
-        let downstream = self.context.channel
         let idle = cs.cluster.readTimeout
-        let (downGlue, upGlue) = GlueHandler.matchedPair()
         do {
-            let down = downstream.pipeline.syncOperations
             let up = upChannel.pipeline.syncOperations
+            // One idle timer for both directions: the upstream's reads are the client's bytes coming back, its
+            // writes the client's going out.
             try up.addHandler(IdleStateHandler(allTimeout: idle))
-            try up.addHandler(upGlue)
-            _ = up.removeHandler(conn)
-            if let c = try? up.context(handlerType: ByteToMessageHandler<HTTPResponseDecoder>.self) { _ = up.removeHandler(context: c) }
-            if let c = try? up.context(handlerType: HTTP1RequestEncoderHandler.self) { _ = up.removeHandler(context: c) }
-            if self.peer != nil {
-                // The stream's bytes come from the extended CONNECT handler at the front; the HTTP codec behind
-                // the glue sees nothing any more.
-                let frames = try down.handler(type: HTTP2ExtendedConnectHandler.self)
-                try down.addHandlers([IdleStateHandler(allTimeout: idle), downGlue], position: .after(frames))
-                _ = down.removeHandler(self)
-                frames.startTunnel(context: try down.context(handler: frames))
-            } else {
+            switch self.downstream! {
+            case .stream(let table, let id):
+                // The stream's consumer becomes the tunnel; this handler is done.
+                try table.startTunnel(id, upstream: upChannel)
+                Self.removeHTTPHandlers(up, conn)
+                table.releaseTunnel(id)
+            case .connection(let context):
+                let (downGlue, upGlue) = GlueHandler.matchedPair()
+                try up.addHandler(upGlue)
+                Self.removeHTTPHandlers(up, conn)
+                let down = context.pipeline.syncOperations
                 try down.addHandler(IdleStateHandler(allTimeout: idle))
                 try down.addHandler(downGlue)
                 // This handler leaves first: the codec passes the bytes it holds (sent after the upgrade request) on
                 // to whatever follows it, which must be the glue by then.
+                let channel = context.channel
                 _ = down.removeHandler(self)
                 if let c = try? down.context(handlerType: HTTP1ServerCodecHandler.self) { _ = down.removeHandler(context: c) }
+                channel.read()
             }
-            downstream.read()
             upChannel.read()
         } catch {
             self.worker.logger.warning("could not switch to a tunnel", metadata: ["error": "\(error)"])
             upChannel.close(promise: nil)
-            downstream.close(promise: nil)
+            self.downstream.close(promise: nil)
         }
+    }
+
+    /// The upstream connection's HTTP handlers leave once its bytes are the tunnel's (the decoder hands on any
+    /// bytes that came after the 101).
+    private static func removeHTTPHandlers(_ up: ChannelPipeline.SynchronousOperations, _ conn: UpstreamHandler) {
+        _ = up.removeHandler(conn)
+        if let c = try? up.context(handlerType: ByteToMessageHandler<HTTPResponseDecoder>.self) { _ = up.removeHandler(context: c) }
+        if let c = try? up.context(handlerType: HTTP1RequestEncoderHandler.self) { _ = up.removeHandler(context: c) }
     }
 
     func upstreamReadComplete() {
@@ -1139,7 +1189,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         if self.needsFlushDownstream && !self.detached {
             self.needsFlushDownstream = false
-            self.context.flush()
+            self.downstream.flush()
         }
     }
 
@@ -1187,7 +1237,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         self.filterResponseBody(ex, &chunk, event)
         guard chunk.readableBytes > 0, !self.detached else { return }
         ex.responseBodyBytes += chunk.readableBytes
-        self.context.write(self.wrapOutboundOut(.body(.byteBuffer(chunk))), promise: nil)
+        self.downstream.write(.body(.byteBuffer(chunk)), promise: nil)
         self.needsFlushDownstream = true
     }
 
@@ -1254,9 +1304,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             head.headers.replaceOrAdd(name: "Content-Length", value: String(body.readableBytes))
         }
         self.setConnectionField(&head, ex)
-        self.context.write(self.wrapOutboundOut(.head(head)), promise: nil)
+        self.downstream.write(.head(head), promise: nil)
         if ex.method != .HEAD && body.readableBytes > 0 {
-            self.context.write(self.wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+            self.downstream.write(.body(.byteBuffer(body)), promise: nil)
         }
         ex.responseBodyBytes = body.readableBytes
         self.writeResponseEnd(ex, trailers: nil)
@@ -1352,31 +1402,31 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .keepAlive(let complete):
             self.needsFlushDownstream = true
             if complete {
-                self.context.write(self.wrapOutboundOut(.end(trailers)), promise: nil)
+                self.downstream.write(.end(trailers), promise: nil)
                 self.finishExchange(ex)
             } else {
                 // Answered before the request ended: if the connection is to close once the body has been read
                 // and dropped, it closes (or lingers) after this answer has gone out.
-                let promise = self.context.eventLoop.makePromise(of: Void.self)
-                self.context.write(self.wrapOutboundOut(.end(trailers)), promise: promise)
+                let promise = self.downstream.eventLoop.makePromise(of: Void.self)
+                self.downstream.write(.end(trailers), promise: promise)
                 ex.answerWritten = promise.futureResult
             }
         case .closeAfterFlush:
-            let promise = self.context.eventLoop.makePromise(of: Void.self)
-            self.context.write(self.wrapOutboundOut(.end(trailers)), promise: promise)
+            let promise = self.downstream.eventLoop.makePromise(of: Void.self)
+            self.downstream.write(.end(trailers), promise: promise)
             self.flushLastResponse(promise.futureResult)
             self.log(ex)
         case .endStream:
             // The stream is done; its connection coalesces the flush with other streams'.
-            self.context.writeAndFlush(self.wrapOutboundOut(.end(trailers)), promise: nil)
+            self.downstream.writeAndFlush(.end(trailers), promise: nil)
             self.needsFlushDownstream = false
             self.finishExchange(ex)
         case .endStreamThenReset:
             // The stream is reset once the answer is out, so the client stops sending (RFC 9113 §8.1) and the
             // stream's slot is freed. (Closing it before would reset it before the connection's coalesced flush
             // has sent the response.)
-            let promise = self.context.eventLoop.makePromise(of: Void.self)
-            self.context.writeAndFlush(self.wrapOutboundOut(.end(trailers)), promise: promise)
+            let promise = self.downstream.eventLoop.makePromise(of: Void.self)
+            self.downstream.writeAndFlush(.end(trailers), promise: promise)
             promise.futureResult.assumeIsolated().whenComplete { [self] _ in self.resetStream() }
             self.needsFlushDownstream = false
         }
@@ -1395,7 +1445,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         if self.exchange == nil {
             self.needsFlushDownstream = false
-            self.context.flush()
+            self.downstream.flush()
         }
         self.resumeDownstreamReadIfPossible()
     }
@@ -1429,8 +1479,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             ex.upstream = nil
             up.close()
         }
-        let promise = self.context.eventLoop.makePromise(of: Void.self)
-        self.context.close(mode: .output, promise: promise)
+        let promise = self.downstream.eventLoop.makePromise(of: Void.self)
+        self.downstream.close(mode: .output, promise: promise)
         promise.futureResult.assumeIsolated().whenFailure { [self] _ in self.closeDownstream() }
         self.resumeDownstreamReadIfPossible()
     }
@@ -1438,7 +1488,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Flushes the connection's last response; once it is out (`written`), closes or lingers as the machine says.
     private func flushLastResponse(_ written: EventLoopFuture<Void>) {
         self.needsFlushDownstream = false
-        self.context.flush()
+        self.downstream.flush()
         written.assumeIsolated().whenComplete { [self] result in
             guard !self.isClosed else { return }
             let flushed: Bool
@@ -1459,9 +1509,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// tells the client to stop sending without failing the response it got (RFC 9113 §8.1), then the close.
     private func resetStream() {
         guard !self.isClosed else { return }
-        if let codec = try? self.context.pipeline.syncOperations.context(handlerType: HTTP2ServerStreamCodec.self) {
-            codec.writeAndFlush(NIOAny(HTTP2Frame.FramePayload.rstStream(.noError)), promise: nil)
-        }
+        // The table reports the stream's close (`downstreamClosed`) as the reset goes out.
+        self.downstream.resetAfterAnswer()
         self.closeDownstream()
     }
 
@@ -1477,7 +1526,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             ex.upstream = nil
             up.close()
         }
-        self.context.close(promise: nil)
+        self.downstream.close(promise: nil)
     }
 
     /// The end of an exchange whose client went while its upstream response was read for others (`detached`):
