@@ -393,6 +393,47 @@ import Testing
         try? await channel.close()
     }
 
+    /// An upload that outruns its upstream: the stream pauses (its DATA waits, its window stays shut) and resumes
+    /// after the client has ended it. No WINDOW_UPDATE may go out for a stream the client has closed (NIOHTTP2
+    /// counts it a stream error), and the connection carries on with the next stream.
+    @Test func anUploadThatPausedAfterItsEndKeepsTheConnection() async throws {
+        let origin = try await TestOrigin.start(name: "o")
+        // The authorization subrequest holds the exchange for 300 ms: the upload's DATA, END_STREAM included,
+        // waits in the stream's table entry meanwhile. (The same cluster for both: the subrequest's connection is
+        // reused, and its flush resumes the stream's reads before `attach` has returned.)
+        let proxy = try await ProxyHarness.start(yaml: """
+            listeners: [ { name: h2c, address: "127.0.0.1:0", http2: { cleartext: true } } ]
+            access_log: { destination: "off" }
+            routes: [ { cluster: c, auth: { forward: { cluster: c, path: /delay/300 } } } ]
+            clusters: [ { name: c, hosts: [ { address: "{{origin:o}}" } ] }, { name: a, hosts: [ { address: "{{origin:o}}" } ] } ]
+            """, origins: [origin], workers: 1)
+        defer { Task { await proxy.shutdown(); await origin.shutdown() } }
+        let (channel, recorder) = try await Self.connect(port: proxy.port())
+        try await Task.sleep(nanoseconds: 200_000_000)  // the server's SETTINGS (a 1 MiB stream window) arrive
+        let size = 900_000
+        let head: HPACKHeaders = [":method": "POST", ":path": "/upload", ":scheme": "http", ":authority": "t", "content-length": "\(size)"]
+        channel.write(HTTP2Frame(streamID: 1, payload: .headers(.init(headers: head))), promise: nil)
+        var sent = 0
+        while sent < size {
+            let n = min(16_384, size - sent)
+            sent += n
+            channel.write(HTTP2Frame(streamID: 1, payload: .data(.init(data: .byteBuffer(ByteBuffer(repeating: 0x61, count: n)), endStream: sent == size))), promise: nil)
+        }
+        channel.flush()
+        let first = try await recorder.until(channel, { $0.contains { if case .data(let d) = $0 { d.endStream } else { false } } }, then: { $0 })
+        let heads = first.compactMap { if case .headers(let h) = $0 { h.headers } else { nil } }
+        #expect(heads.first?.first(name: ":status") == "200")
+        #expect(String(decoding: try await Self.received(channel, recorder).bytes, as: UTF8.self).contains("\(size)"))
+
+        try await channel.writeAndFlush(HTTP2Frame(streamID: 3, payload: .headers(.init(headers: [":method": "GET", ":path": "/", ":scheme": "http", ":authority": "t"], endStream: true))))
+        let statuses = try await recorder.until(channel, { $0.filter { if case .headers = $0 { true } else { false } }.count >= 2 }, then: {
+            $0.compactMap { if case .headers(let h) = $0 { h.headers.first(name: ":status") } else { nil } }
+        })
+        #expect(statuses == ["200", "200"], "the connection went with the first stream")
+        #expect(channel.isActive)
+        try? await channel.close()
+    }
+
     /// WebSocket over HTTP/2 (RFC 8441): an extended CONNECT becomes an HTTP/1.1 upgrade to the origin, its 101
     /// a 200, and DATA frames the WebSocket's bytes both ways, until END_STREAM.
     @Test func webSocketOverHTTP2ReachesAnHTTP1Origin() async throws {

@@ -13,7 +13,7 @@ import NIOHTTP2
 /// its denial-of-service limits: rapid reset, CONTINUATION or control-frame floods, an oversized header block) it
 /// writes GOAWAY with the error code (RFC 9113 §5.4.1) and fires the error, but leaves closing to the pipeline.
 /// Without this handler a flooding client would keep its connection, and its memory, after the GOAWAY.
-/// Stream errors stay on their stream channel and never reach here.
+/// Stream errors end their stream only (`HTTP2StreamTable` keeps them) and never reach here.
 final class HTTP2ConnectionErrorHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = NIOAny
 

@@ -91,6 +91,9 @@ final class HTTP2StreamTable: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
     private var writing = false
     /// NIOHTTP2 reset this stream itself: the error it fires next is that stream's, not the connection's.
     private var streamInError: HTTP2StreamID?
+    /// Streams this table reset whose close NIOHTTP2 has not reported yet (the RST_STREAM may wait in its buffer
+    /// while the connection is not writable): their frames are dropped, and their RST_STREAM is not an error's.
+    private var resetting: Set<HTTP2StreamID> = []
 
     init(worker: WorkerState, listener: ListenerSettings, peer: DownstreamPeer,
          connection: NIOHTTP2Handler.ConnectionConfiguration, stream: NIOHTTP2Handler.StreamConfiguration) {
@@ -115,17 +118,22 @@ final class HTTP2StreamTable: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = self.unwrapInboundIn(data)
         let id = frame.streamID
+        self.streamInError = nil
         switch frame.payload {
         case .headers(let headers):
             if self.streams[id] == nil {
-                guard id != .rootStream else { return }
+                guard id != .rootStream, self.resetting.isEmpty || !self.resetting.contains(id) else { return }
                 let handler = ProxyHandler(worker: self.worker, listener: self.listener, stream: (self, id), peer: self.peer)
                 self.streams[id] = Entry(consumer: .proxy(handler), window: HTTP2InboundWindow(targetSize: self.streamWindow))
                 handler.streamOpened()
             }
+            // The client's side is done: no WINDOW_UPDATE for it any more (NIOHTTP2 refuses one on a stream half
+            // closed by the peer, RFC 9113 §5.1, as a stream error).
+            if headers.endStream { self.streams[id]?.window.closed = true }
             self.receiveHeaders(id, headers)
         case .data(let data):
             guard self.streams[id] != nil, case .byteBuffer(let buffer) = data.data else { return }
+            if data.endStream { self.streams[id]!.window.closed = true }
             let size = buffer.readableBytes + (data.paddingBytes.map { $0 + 1 } ?? 0)
             if data.endStream && buffer.readableBytes == 0 {
                 self.deliver(id, .end(nil), flowControlled: size)
@@ -196,6 +204,7 @@ final class HTTP2StreamTable: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
     static let maxHeldTunnelBytes = 64 * 1024
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        self.streamInError = nil
         swap(&self.batch, &self.spareBatch)
         for id in self.spareBatch {
             guard let entry = self.streams[id] else { continue }
@@ -236,6 +245,7 @@ final class HTTP2StreamTable: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
         }
         after.consumer.readComplete()
         self.readSatisfied(id)
+        self.notifyWritable()
     }
 
     // MARK: Events
@@ -245,6 +255,8 @@ final class HTTP2StreamTable: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
         case let closed as StreamClosedEvent:
             if let entry = self.streams.removeValue(forKey: closed.streamID) {
                 entry.consumer.closed()
+            } else if !self.resetting.isEmpty {
+                self.resetting.remove(closed.streamID)
             }
         case let window as NIOHTTP2WindowUpdatedEvent:
             guard let size = window.inboundWindowSize else { break }
@@ -272,6 +284,13 @@ final class HTTP2StreamTable: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
             // NIOHTTP2 reset the stream for this error (RFC 9113 §5.4.2): the rest of the connection goes on.
             self.streamInError = nil
             self.streams[id]?.consumer.failed(error)
+            return
+        }
+        if let streamError = error as? NIOHTTP2Errors.StreamError {
+            // A frame this table wrote broke the stream's rules (a response body longer than its content-length):
+            // NIOHTTP2 refused it and reset nothing. The stream ends; the connection goes on.
+            self.streams[streamError.streamID]?.consumer.failed(streamError.baseError)
+            self.reset(streamError.streamID, .internalError)
             return
         }
         context.fireErrorCaught(error)
@@ -320,7 +339,7 @@ final class HTTP2StreamTable: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
             if let trailers {
                 payload = .headers(.init(headers: HTTP2StreamMapping.block(status: nil, trailers), endStream: true))
             } else {
-                payload = .data(.init(data: .byteBuffer(ByteBuffer()), endStream: true))
+                payload = .data(.init(data: .byteBuffer(Self.empty), endStream: true))
             }
         }
         self.writeFrame(HTTP2Frame(streamID: id, payload: payload), promise: promise)
@@ -330,6 +349,9 @@ final class HTTP2StreamTable: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
         self.notifyWritable()
     }
 
+    /// The payload of an END_STREAM without trailers: shared (`ByteBuffer()` allocates storage each time).
+    private static let empty = ByteBuffer()
+
     func flush() {
         self.context.flush()
         self.notifyWritable()
@@ -338,9 +360,11 @@ final class HTTP2StreamTable: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
     /// Sends RST_STREAM for a stream still in the table; NIOHTTP2 closes it, and the consumer hears `closed`.
     func reset(_ id: HTTP2StreamID, _ code: HTTP2ErrorCode) {
         guard self.streams[id] != nil else { return }
+        self.resetting.insert(id)
         self.writeFrame(HTTP2Frame(streamID: id, payload: .rstStream(code)), promise: nil)
         self.context.flush()
-        // NIOHTTP2 reports the close as it writes the frame; if it could not, the entry goes anyway.
+        // NIOHTTP2 reports the close as it writes the frame (`resetting` then forgets it); while the frame waits
+        // in its buffer, the entry goes and the stream's frames are dropped.
         if let entry = self.streams.removeValue(forKey: id) { entry.consumer.closed() }
     }
 
@@ -348,12 +372,13 @@ final class HTTP2StreamTable: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
     /// side is still open (nothing more can be answered).
     func endTunnel(_ id: HTTP2StreamID) {
         guard let entry = self.streams[id] else { return }
-        if !entry.ended {
-            // Flushed before the reset: NIOHTTP2 drops DATA still waiting for a flush when its stream is reset.
-            self.write(id, .end(nil), promise: nil)
-            self.flush()
-        }
-        self.reset(id, .noError)
+        guard !entry.ended else { return self.reset(id, .noError) }
+        // The reset waits until END_STREAM is out: NIOHTTP2 drops DATA still waiting for a window or a flush when
+        // its stream is reset, and the upstream's last bytes (a WebSocket close) would be lost.
+        let written = self.context.eventLoop.makePromise(of: Void.self)
+        self.write(id, .end(nil), promise: written)
+        self.flush()
+        written.futureResult.assumeIsolated().whenComplete { [self] _ in self.reset(id, .noError) }
     }
 
     /// After the upstream's 101: the stream's bytes go to and come from `upstream`, whose pipeline gets a
@@ -398,9 +423,12 @@ final class HTTP2StreamTable: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
                 self.streams[id]!.writable = true
                 self.becameWritable.append(id)
             }
-        case .rstStream where !self.writing:
+        case .rstStream where !self.writing && (self.resetting.isEmpty || !self.resetting.contains(frame.streamID)):
             // NIOHTTP2's own reset for a stream error, which it fires right after.
             self.streamInError = frame.streamID
+        case .goAway:
+            // A connection error's GOAWAY: the error that follows is the connection's.
+            self.streamInError = nil
         default:
             break
         }

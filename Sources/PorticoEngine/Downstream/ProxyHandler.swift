@@ -39,7 +39,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var downstream: Downstream!
 
     private(set) var exchange: Exchange?
-    private var queued = CircularBuffer<HTTPServerRequestPart>(initialCapacity: 0)
+    /// An array, not a `CircularBuffer`: an empty array allocates nothing, and an HTTP/2 stream, or an HTTP/1.1
+    /// connection that does not pipeline, never queues (at most `maxQueuedParts` are moved on removal).
+    private var queued: [HTTPServerRequestPart] = []
     /// A parse error that arrived while an earlier request was still being answered; answered after it.
     private var deferredError: ProxyError?
     /// A `read()` was withheld (backpressure); it is issued when reads may go on.
@@ -915,6 +917,16 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let requestEnded = self.machine.requestEnded
         if requestEnded { conn.write(.end(nil)) }
         ex.bodyPartsSentUpstream = ex.pendingBody.count
+        let sentAt = self.now
+        ex.requestSentUpstreamAt = sentAt
+        ex.requestBodySentAt = requestEnded ? sentAt : nil
+        // The response head is due from the end of the request body: a slow upload is not an upstream timeout
+        // and never counts against the host. (Before the flush: a flush can make the upstream writable, which
+        // resumes the downstream's reads at once, and an HTTP/2 stream then hands over the body it held; those
+        // parts must be forwarded, not held behind a body already sent.)
+        self.machine.upstreamAttached(
+            now: sentAt, responseHeadTimeout: cs.cluster.retry.perTryTimeout ?? cs.cluster.responseHeaderTimeout,
+            readTimeout: cs.cluster.readTimeout)
         if self.inDownstreamRead {
             // Flushed at the end of the read batch: a framing error later in the same batch closes the upstream
             // connection before anything of the request has left.
@@ -922,14 +934,6 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         } else {
             conn.flush()
         }
-        let sentAt = self.now
-        ex.requestSentUpstreamAt = sentAt
-        ex.requestBodySentAt = requestEnded ? sentAt : nil
-        // The response head is due from the end of the request body: a slow upload is not an upstream timeout
-        // and never counts against the host.
-        self.machine.upstreamAttached(
-            now: sentAt, responseHeadTimeout: cs.cluster.retry.perTryTimeout ?? cs.cluster.responseHeaderTimeout,
-            readTimeout: cs.cluster.readTimeout)
         self.resumeDownstreamReadIfPossible()
     }
 
@@ -1452,10 +1456,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func drainQueued() {
         // A queued request whose answer ends the connection: what is behind it is never processed (RFC 9112 §9.6).
-        while !self.machine.isEnding, let part = self.queued.popFirst() {
+        while !self.machine.isEnding, !self.queued.isEmpty {
+            let part = self.queued.removeFirst()
             if let ex = self.exchange {
                 if self.machine.requestEnded {
-                    self.queued.prepend(part)
+                    self.queued.insert(part, at: 0)
                     return
                 }
                 self.requestPart(part, ex)
