@@ -393,6 +393,31 @@ import Testing
         try? await channel.close()
     }
 
+    /// A stream error (DATA that disagrees with `content-length`, RFC 9113 §8.1.1) resets that stream only: the
+    /// connection and its other streams go on (RFC 9113 §5.4.2).
+    @Test func aStreamErrorResetsOnlyItsStream() async throws {
+        let origin = try await TestOrigin.start(name: "o")
+        let proxy = try await ProxyHarness.start(yaml: Self.h2cYAML, origins: [origin], workers: 1)
+        defer { Task { await proxy.shutdown(); await origin.shutdown() } }
+        let (channel, recorder) = try await Self.connect(port: proxy.port())
+        let post: HPACKHeaders = [":method": "POST", ":path": "/echo", ":scheme": "http", ":authority": "t", "content-length": "10"]
+        channel.write(HTTP2Frame(streamID: 1, payload: .headers(.init(headers: post))), promise: nil)
+        try await channel.writeAndFlush(HTTP2Frame(streamID: 1, payload: .data(.init(data: .byteBuffer(ByteBuffer(string: "short")), endStream: true))))
+        let reset = try await recorder.until(channel, { $0.contains { if case .rstStream = $0 { true } else { false } } }, then: { frames in
+            frames.contains { if case .rstStream = $0 { true } else { false } }
+        })
+        #expect(reset)
+        let get: HPACKHeaders = [":method": "GET", ":path": "/", ":scheme": "http", ":authority": "t"]
+        try await channel.writeAndFlush(HTTP2Frame(streamID: 3, payload: .headers(.init(headers: get, endStream: true))))
+        let statuses = try await recorder.until(channel, { $0.contains { if case .headers = $0 { true } else { false } } }, then: {
+            $0.compactMap { if case .headers(let h) = $0 { h.headers.first(name: ":status") } else { nil } }
+        })
+        #expect(statuses == ["200"])
+        #expect(channel.isActive, "the stream error closed the connection")
+        #expect(origin.requestCount == 1, "the refused stream reached the origin")
+        try? await channel.close()
+    }
+
     /// An upload that outruns its upstream: the stream pauses (its DATA waits, its window stays shut) and resumes
     /// after the client has ended it. No WINDOW_UPDATE may go out for a stream the client has closed (NIOHTTP2
     /// counts it a stream error), and the connection carries on with the next stream.
