@@ -51,7 +51,9 @@ final class HTTP2StreamTable: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
         case open
     }
 
-    private struct Entry {
+    /// A class, not a struct in the dictionary: mutating a struct value in place goes through the dictionary's
+    /// `_modify` accessor, whose coroutine frame (this entry is large) was a heap allocation per mutation.
+    private final class Entry {
         var consumer: Consumer
         var receivedHead = false
         var tunnel = Tunnel.none
@@ -68,6 +70,16 @@ final class HTTP2StreamTable: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
         var inBatch = false
         /// END_STREAM was written.
         var ended = false
+        /// The stream's last DATA, written at the next write or flush: an END_STREAM right behind it goes in the
+        /// same frame (a small response is HEADERS and one DATA frame, not a third, empty one).
+        var held: (buffer: ByteBuffer, promise: EventLoopPromise<Void>?)?
+        let id: HTTP2StreamID
+
+        init(id: HTTP2StreamID, consumer: Consumer, window: HTTP2InboundWindow) {
+            self.id = id
+            self.consumer = consumer
+            self.window = window
+        }
     }
 
     private let worker: WorkerState
@@ -84,11 +96,18 @@ final class HTTP2StreamTable: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
     /// capacity: no allocation per batch).
     private var batch: [HTTP2StreamID] = []
     private var spareBatch: [HTTP2StreamID] = []
+    /// Entries holding their last DATA until the next flush, and a spare array swapped with it.
+    private var holding: [Entry] = []
+    private var spareHolding: [Entry] = []
     /// Streams that became writable while frames were being written, told once the write is over.
     private var becameWritable: [HTTP2StreamID] = []
     private var notifying = false
     /// A frame is being written by this table (so a RST_STREAM seen by the frame delegate is ours).
     private var writing = false
+    /// The connection is being flushed by this table.
+    private var flushing = false
+    /// WINDOW_UPDATEs due while NIOHTTP2 was inside a write or flush (`writeWindowUpdate`).
+    private var deferredWindowUpdates: [(HTTP2StreamID, Int)] = []
     /// NIOHTTP2 reset this stream itself: the error it fires next is that stream's, not the connection's.
     private var streamInError: HTTP2StreamID?
     /// Streams this table reset whose close NIOHTTP2 has not reported yet (the RST_STREAM may wait in its buffer
@@ -124,16 +143,16 @@ final class HTTP2StreamTable: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
             if self.streams[id] == nil {
                 guard id != .rootStream, self.resetting.isEmpty || !self.resetting.contains(id) else { return }
                 let handler = ProxyHandler(worker: self.worker, listener: self.listener, stream: (self, id), peer: self.peer)
-                self.streams[id] = Entry(consumer: .proxy(handler), window: HTTP2InboundWindow(targetSize: self.streamWindow))
+                self.streams[id] = Entry(id: id, consumer: .proxy(handler), window: HTTP2InboundWindow(targetSize: self.streamWindow))
                 handler.streamOpened()
             }
             // The client's side is done: no WINDOW_UPDATE for it any more (NIOHTTP2 refuses one on a stream half
             // closed by the peer, RFC 9113 §5.1, as a stream error).
-            if headers.endStream { self.streams[id]?.window.closed = true }
+            if headers.endStream { self.streams[id]!.window.closed = true }
             self.receiveHeaders(id, headers)
         case .data(let data):
-            guard self.streams[id] != nil, case .byteBuffer(let buffer) = data.data else { return }
-            if data.endStream { self.streams[id]!.window.closed = true }
+            guard let entry = self.streams[id], case .byteBuffer(let buffer) = data.data else { return }
+            if data.endStream { entry.window.closed = true }
             let size = buffer.readableBytes + (data.paddingBytes.map { $0 + 1 } ?? 0)
             if data.endStream && buffer.readableBytes == 0 {
                 self.deliver(id, .end(nil), flowControlled: size)
@@ -150,22 +169,23 @@ final class HTTP2StreamTable: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
     }
 
     private func receiveHeaders(_ id: HTTP2StreamID, _ headers: HTTP2Frame.FramePayload.Headers) {
-        guard !self.streams[id]!.receivedHead else {
+        let entry = self.streams[id]!
+        guard !entry.receivedHead else {
             // Trailers (RFC 9113 §8.1); a tunnel has none.
-            if self.streams[id]!.tunnel == .none {
+            if entry.tunnel == .none {
                 self.deliver(id, .end(HTTP2StreamMapping.regularFields(headers.headers)), flowControlled: 0)
             }
             return
         }
-        self.streams[id]!.receivedHead = true
+        entry.receivedHead = true
         var block = headers.headers
         var endStream = headers.endStream
         if HTTP2StreamMapping.hasProtocol(block), let upgrade = HTTP2StreamMapping.webSocketRequest(from: block) {
             // RFC 8441: the request goes on as an HTTP/1.1 WebSocket upgrade, ended (the tunnel's bytes are not its
             // body); what the client sends before the upstream's 101 waits.
             block = upgrade
-            self.streams[id]!.tunnel = .awaiting
-            if endStream { self.streams[id]!.pending.append(.end(nil)) }
+            entry.tunnel = .awaiting
+            if endStream { entry.pending.append(.end(nil)) }
             endStream = true
         }
         switch HTTP2StreamMapping.requestHead(block, endStream: endStream) {
@@ -174,7 +194,7 @@ final class HTTP2StreamTable: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
             if endStream { self.deliver(id, .end(nil), flowControlled: 0, force: true) }
         case .failure(let missing):
             // Without `:method` (NIOHTTP2's validation lets no request through without it).
-            self.streams[id]?.consumer.failed(missing)
+            entry.consumer.failed(missing)
         }
     }
 
@@ -187,13 +207,13 @@ final class HTTP2StreamTable: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
                 // The client sends more before the upgrade is answered than a tunnel may hold.
                 return self.reset(id, .enhanceYourCalm)
             }
-            self.streams[id]!.pending.append(part)
-            self.streams[id]!.pendingBytes += size
-            self.streams[id]!.window.bufferedFrameReceived(size: size)
+            entry.pending.append(part)
+            entry.pendingBytes += size
+            entry.window.bufferedFrameReceived(size: size)
             return
         }
         if !entry.inBatch {
-            self.streams[id]!.inBatch = true
+            entry.inBatch = true
             self.batch.append(id)
         }
         entry.consumer.received(part)
@@ -208,7 +228,7 @@ final class HTTP2StreamTable: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
         swap(&self.batch, &self.spareBatch)
         for id in self.spareBatch {
             guard let entry = self.streams[id] else { continue }
-            self.streams[id]!.inBatch = false
+            entry.inBatch = false
             entry.consumer.readComplete()
             self.readSatisfied(id)
         }
@@ -220,27 +240,28 @@ final class HTTP2StreamTable: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
     /// A read batch was handed to the stream's consumer: like a channel with auto-read, it reads on unless the
     /// consumer withholds its `read()` (backpressure).
     private func readSatisfied(_ id: HTTP2StreamID) {
-        guard self.streams[id] != nil else { return }
-        self.streams[id]!.paused = true
-        self.streams[id]!.consumer.wantsRead()
+        guard let entry = self.streams[id] else { return }
+        entry.paused = true
+        entry.consumer.wantsRead()
     }
 
     /// The consumer's `read()`: parts held while it was paused are handed on (their window reopens), and later
     /// ones go straight through.
     func read(_ id: HTTP2StreamID) {
         guard let entry = self.streams[id], entry.paused, entry.tunnel != .awaiting else { return }
-        self.streams[id]!.paused = false
+        entry.paused = false
         guard !entry.pending.isEmpty else { return }
         var parts: [HTTPServerRequestPart] = []
-        swap(&parts, &self.streams[id]!.pending)
+        swap(&parts, &entry.pending)
         let bytes = entry.pendingBytes
-        self.streams[id]!.pendingBytes = 0
+        entry.pendingBytes = 0
         for part in parts {
-            guard let consumer = self.streams[id]?.consumer else { return }
-            consumer.received(part)
+            // The consumer may end the stream (or become a tunnel's) as it reads.
+            guard let current = self.streams[id] else { return }
+            current.consumer.received(part)
         }
         guard let after = self.streams[id] else { return }
-        if let increment = self.streams[id]!.window.bufferedFrameEmitted(size: bytes) {
+        if let increment = after.window.bufferedFrameEmitted(size: bytes) {
             self.writeWindowUpdate(id, increment)
         }
         after.consumer.readComplete()
@@ -254,6 +275,7 @@ final class HTTP2StreamTable: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
         switch event {
         case let closed as StreamClosedEvent:
             if let entry = self.streams.removeValue(forKey: closed.streamID) {
+                self.dropHeld(entry)
                 entry.consumer.closed()
             } else if !self.resetting.isEmpty {
                 self.resetting.remove(closed.streamID)
@@ -262,7 +284,7 @@ final class HTTP2StreamTable: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
             guard let size = window.inboundWindowSize else { break }
             if window.streamID == .rootStream {
                 if let increment = self.connectionWindow.newWindowSize(size) { self.writeWindowUpdate(.rootStream, increment) }
-            } else if self.streams[window.streamID] != nil, let increment = self.streams[window.streamID]!.window.newWindowSize(size) {
+            } else if let entry = self.streams[window.streamID], let increment = entry.window.newWindowSize(size) {
                 self.writeWindowUpdate(window.streamID, increment)
             }
         case let change as NIOHTTP2BulkStreamWindowChangeEvent:
@@ -299,7 +321,10 @@ final class HTTP2StreamTable: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
     func channelInactive(context: ChannelHandlerContext) {
         let streams = self.streams
         self.streams = [:]
-        for entry in streams.values { entry.consumer.closed() }
+        for entry in streams.values {
+            self.dropHeld(entry)
+            entry.consumer.closed()
+        }
         context.fireChannelInactive()
     }
 
@@ -327,45 +352,87 @@ final class HTTP2StreamTable: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
             promise?.fail(ChannelError.ioOnClosedChannel)
             return
         }
-        let payload: HTTP2Frame.FramePayload
+        var payload: HTTP2Frame.FramePayload
+        var promise = promise
         switch part {
         case .head(let head):
+            self.releaseHeld(entry)
             payload = .headers(.init(headers: HTTP2StreamMapping.block(status: head.status.code, head.headers)))
         case .body(let body):
-            self.streams[id]!.outboundBytes += body.readableBytes
+            entry.outboundBytes += body.readableBytes
+            self.releaseHeld(entry)
+            if case .byteBuffer(let buffer) = body {
+                // Held until the next write or flush (NIOHTTP2 sends no DATA before a flush anyway).
+                entry.held = (buffer, promise)
+                self.holding.append(entry)
+                if entry.writable && entry.outboundBytes > self.highWatermark { entry.writable = false }
+                return
+            }
             payload = .data(.init(data: body))
         case .end(let trailers):
-            self.streams[id]!.ended = true
+            entry.ended = true
             if let trailers {
+                self.releaseHeld(entry)
                 payload = .headers(.init(headers: HTTP2StreamMapping.block(status: nil, trailers), endStream: true))
+            } else if let held = entry.held, held.promise == nil || promise == nil {
+                // END_STREAM on the stream's last DATA.
+                entry.held = nil
+                payload = .data(.init(data: .byteBuffer(held.buffer), endStream: true))
+                promise = promise ?? held.promise
             } else {
+                self.releaseHeld(entry)
                 payload = .data(.init(data: .byteBuffer(Self.empty), endStream: true))
             }
         }
         self.writeFrame(HTTP2Frame(streamID: id, payload: payload), promise: promise)
-        if let after = self.streams[id], after.writable, after.outboundBytes > self.highWatermark {
-            self.streams[id]!.writable = false
+        if entry.writable && entry.outboundBytes > self.highWatermark {
+            entry.writable = false
         }
         self.notifyWritable()
+    }
+
+    /// Writes the DATA the entry holds, if any.
+    private func releaseHeld(_ entry: Entry) {
+        guard let held = entry.held else { return }
+        entry.held = nil
+        self.writeFrame(HTTP2Frame(streamID: entry.id, payload: .data(.init(data: .byteBuffer(held.buffer)))), promise: held.promise)
+    }
+
+    /// A stream that ends (reset, closed) drops the DATA it holds.
+    private func dropHeld(_ entry: Entry) {
+        guard let held = entry.held else { return }
+        entry.held = nil
+        held.promise?.fail(ChannelError.ioOnClosedChannel)
     }
 
     /// The payload of an END_STREAM without trailers: shared (`ByteBuffer()` allocates storage each time).
     private static let empty = ByteBuffer()
 
     func flush() {
-        self.context.flush()
+        if !self.holding.isEmpty {
+            swap(&self.holding, &self.spareHolding)
+            for entry in self.spareHolding where self.streams[entry.id] === entry {
+                self.releaseHeld(entry)
+            }
+            self.spareHolding.removeAll(keepingCapacity: true)
+        }
+        self.flushConnection()
         self.notifyWritable()
     }
 
     /// Sends RST_STREAM for a stream still in the table; NIOHTTP2 closes it, and the consumer hears `closed`.
     func reset(_ id: HTTP2StreamID, _ code: HTTP2ErrorCode) {
-        guard self.streams[id] != nil else { return }
+        guard let entry = self.streams[id] else { return }
+        self.dropHeld(entry)
         self.resetting.insert(id)
         self.writeFrame(HTTP2Frame(streamID: id, payload: .rstStream(code)), promise: nil)
-        self.context.flush()
+        self.flushConnection()
         // NIOHTTP2 reports the close as it writes the frame (`resetting` then forgets it); while the frame waits
         // in its buffer, the entry goes and the stream's frames are dropped.
-        if let entry = self.streams.removeValue(forKey: id) { entry.consumer.closed() }
+        if let entry = self.streams.removeValue(forKey: id) {
+            self.dropHeld(entry)
+            entry.consumer.closed()
+        }
     }
 
     /// The upstream side of a tunnel ended: END_STREAM if not sent yet, and the stream is reset if the client's
@@ -387,9 +454,9 @@ final class HTTP2StreamTable: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
         guard let entry = self.streams[id], entry.tunnel == .awaiting else { throw ChannelError.ioOnClosedChannel }
         let tunnel = HTTP2TunnelHandler(table: self, streamID: id)
         try upstream.pipeline.syncOperations.addHandler(tunnel)
-        self.streams[id]!.consumer = .tunnel(tunnel)
-        self.streams[id]!.tunnel = .open
-        self.streams[id]!.paused = true
+        entry.consumer = .tunnel(tunnel)
+        entry.tunnel = .open
+        entry.paused = true
     }
 
     /// Hands what the client sent before the tunnel to it, in the next EventLoop turn: this runs inside the
@@ -400,9 +467,27 @@ final class HTTP2StreamTable: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
         self.context.eventLoop.execute { bound.value.read(id) }
     }
 
+    /// Sends a WINDOW_UPDATE, or queues it while NIOHTTP2 is inside a write or flush of this table's (the window
+    /// events come from there too): a frame written and flushed from inside NIOHTTP2's flush is not flushed (it
+    /// guards against recursion), and a connection closed right after, as a graceful shutdown does once its last
+    /// stream ends, then lost the response the outer flush had not sent yet.
     private func writeWindowUpdate(_ id: HTTP2StreamID, _ increment: Int) {
+        if self.writing || self.flushing {
+            self.deferredWindowUpdates.append((id, increment))
+            return
+        }
         self.writeFrame(HTTP2Frame(streamID: id, payload: .windowUpdate(windowSizeIncrement: increment)), promise: nil)
         self.context.flush()
+    }
+
+    private func writeDeferredWindowUpdates() {
+        guard !self.deferredWindowUpdates.isEmpty, !self.writing, !self.flushing else { return }
+        let updates = self.deferredWindowUpdates
+        self.deferredWindowUpdates.removeAll(keepingCapacity: true)
+        for (id, increment) in updates where id == .rootStream || self.streams[id].map({ !$0.window.closed }) == true {
+            self.writeFrame(HTTP2Frame(streamID: id, payload: .windowUpdate(windowSizeIncrement: increment)), promise: nil)
+        }
+        self.flushConnection()
     }
 
     private func writeFrame(_ frame: HTTP2Frame, promise: EventLoopPromise<Void>?) {
@@ -410,6 +495,15 @@ final class HTTP2StreamTable: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
         self.writing = true
         self.context.write(self.wrapOutboundOut(frame), promise: promise)
         self.writing = wasWriting
+        self.writeDeferredWindowUpdates()
+    }
+
+    private func flushConnection() {
+        let wasFlushing = self.flushing
+        self.flushing = true
+        self.context.flush()
+        self.flushing = wasFlushing
+        self.writeDeferredWindowUpdates()
     }
 
     /// Called by NIOHTTP2 as it writes each frame (any stream's, possibly long after it was handed over).
@@ -417,10 +511,10 @@ final class HTTP2StreamTable: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
         switch frame.payload {
         case .data(let data):
             let id = frame.streamID
-            guard self.streams[id] != nil else { return }
-            self.streams[id]!.outboundBytes -= data.data.readableBytes
-            if !self.streams[id]!.writable && self.streams[id]!.outboundBytes <= self.lowWatermark {
-                self.streams[id]!.writable = true
+            guard let entry = self.streams[id] else { return }
+            entry.outboundBytes -= data.data.readableBytes
+            if !entry.writable && entry.outboundBytes <= self.lowWatermark {
+                entry.writable = true
                 self.becameWritable.append(id)
             }
         case .rstStream where !self.writing && (self.resetting.isEmpty || !self.resetting.contains(frame.streamID)):
