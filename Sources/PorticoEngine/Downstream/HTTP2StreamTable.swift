@@ -3,7 +3,6 @@
 // SPDX-License-Identifier: Apache-2.0
 //===----------------------------------------------------------------------===//
 
-import Logging
 import NIOCore
 import NIOHPACK
 import NIOHTTP1
@@ -144,7 +143,7 @@ final class HTTP2StreamTable: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
                 guard id != .rootStream, self.resetting.isEmpty || !self.resetting.contains(id) else { return }
                 let handler = ProxyHandler(worker: self.worker, listener: self.listener, stream: (self, id), peer: self.peer)
                 self.streams[id] = Entry(id: id, consumer: .proxy(handler), window: HTTP2InboundWindow(targetSize: self.streamWindow))
-                handler.streamOpened()
+                handler.downstreamOpened()
             }
             // The client's side is done: no WINDOW_UPDATE for it any more (NIOHTTP2 refuses one on a stream half
             // closed by the peer, RFC 9113 §5.1, as a stream error).
@@ -305,17 +304,29 @@ final class HTTP2StreamTable: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
         if let id = self.streamInError {
             // NIOHTTP2 reset the stream for this error (RFC 9113 §5.4.2): the rest of the connection goes on.
             self.streamInError = nil
-            self.streams[id]?.consumer.failed(error)
-            return
+            return self.fail(id, error, reset: nil)
         }
         if let streamError = error as? NIOHTTP2Errors.StreamError {
             // A frame this table wrote broke the stream's rules (a response body longer than its content-length):
             // NIOHTTP2 refused it and reset nothing. The stream ends; the connection goes on.
-            self.streams[streamError.streamID]?.consumer.failed(streamError.baseError)
-            self.reset(streamError.streamID, .internalError)
-            return
+            return self.fail(streamError.streamID, streamError.baseError, reset: .internalError)
         }
         context.fireErrorCaught(error)
+    }
+
+    /// Ends a stream over an error: its entry goes first (what the consumer does about the error, such as
+    /// closing, finds nothing more to reset), the stream is reset unless NIOHTTP2 did, and the consumer hears the
+    /// error, then the close. The stream's `StreamClosedEvent` comes when its RST_STREAM is out.
+    private func fail(_ id: HTTP2StreamID, _ error: any Error, reset code: HTTP2ErrorCode?) {
+        guard let entry = self.streams.removeValue(forKey: id) else { return }
+        self.dropHeld(entry)
+        self.resetting.insert(id)
+        if let code {
+            self.writeFrame(HTTP2Frame(streamID: id, payload: .rstStream(code)), promise: nil)
+            self.flushConnection()
+        }
+        entry.consumer.failed(error)
+        entry.consumer.closed()
     }
 
     func channelInactive(context: ChannelHandlerContext) {

@@ -142,16 +142,16 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.downstream = .connection(context)
-        if context.channel.isActive { self.streamOpened() }
+        if context.channel.isActive { self.downstreamOpened() }
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        self.streamOpened()
+        self.downstreamOpened()
         context.fireChannelActive()
     }
 
     /// The connection is up (HTTP/1.1), or the stream's table made this handler (HTTP/2).
-    func streamOpened() {
+    func downstreamOpened() {
         guard self.workerSlot < 0, !self.isClosed else { return }
         let forwarding = self.worker.table.forwarding
         if let peer = self.peer {
