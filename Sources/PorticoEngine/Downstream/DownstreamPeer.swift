@@ -10,7 +10,7 @@ import PorticoCore
 /// text and whether it is a trusted proxy. Looked up by the first stream and reused by the others, since formatting
 /// and parsing the address cost a few allocations that every stream would otherwise repeat.
 ///
-/// Used only on the connection's EventLoop (its stream channels share it).
+/// Used only on the connection's EventLoop (where its streams' `ProxyHandler`s run too).
 final class DownstreamPeer {
     private var cached: (ip: String, trusted: Bool)?
     /// The address a PROXY protocol header gave, which stands for the socket's.
