@@ -14,14 +14,15 @@ import NIOHTTP2
 /// A two-case enum rather than a protocol: the HTTP/1.1 case, on every response part of every request, is a
 /// switch and a direct call, and neither case allocates.
 enum Downstream {
-    /// HTTP/1.1: the handler's context in the connection's pipeline.
-    case connection(ChannelHandlerContext)
+    /// HTTP/1.1: the handler's context in the connection's pipeline, and the codec in front of it, which takes
+    /// response parts directly.
+    case connection(ChannelHandlerContext, HTTP1ServerCodecHandler)
     /// HTTP/2: a stream of the connection's table.
     case stream(HTTP2StreamTable, HTTP2StreamID)
 
     var eventLoop: any EventLoop {
         switch self {
-        case .connection(let context): context.eventLoop
+        case .connection(let context, _): context.eventLoop
         case .stream(let table, _): table.eventLoop
         }
     }
@@ -29,7 +30,7 @@ enum Downstream {
     /// The client's connection (an HTTP/2 stream's is the one its table runs on).
     var channel: any Channel {
         switch self {
-        case .connection(let context): context.channel
+        case .connection(let context, _): context.channel
         case .stream(let table, _): table.channel
         }
     }
@@ -37,7 +38,7 @@ enum Downstream {
     /// Whether a response part written now is taken without growing a buffer past its high watermark.
     var isWritable: Bool {
         switch self {
-        case .connection(let context): context.channel.isWritable
+        case .connection(let context, _): context.channel.isWritable
         case .stream(let table, let id): table.isWritable(id)
         }
     }
@@ -45,21 +46,21 @@ enum Downstream {
     /// Bytes written and not yet sent (the socket's buffer; an HTTP/2 stream's DATA waiting for its windows).
     var bufferedBytes: Int {
         switch self {
-        case .connection(let context): (try? context.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? Int.max
+        case .connection(let context, _): (try? context.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? Int.max
         case .stream(let table, let id): table.bufferedBytes(id)
         }
     }
 
     func write(_ part: HTTPServerResponsePart, promise: EventLoopPromise<Void>?) {
         switch self {
-        case .connection(let context): context.write(NIOAny(part), promise: promise)
+        case .connection(_, let codec): codec.write(part, promise: promise)
         case .stream(let table, let id): table.write(id, part, promise: promise)
         }
     }
 
     func flush() {
         switch self {
-        case .connection(let context): context.flush()
+        case .connection(let context, _): context.flush()
         case .stream(let table, _): table.flush()
         }
     }
@@ -72,7 +73,7 @@ enum Downstream {
     /// More request parts may come (the handler's `read()`).
     func read() {
         switch self {
-        case .connection(let context): context.read()
+        case .connection(let context, _): context.read()
         case .stream(let table, let id): table.read(id)
         }
     }
@@ -81,7 +82,7 @@ enum Downstream {
     /// open (HTTP/2, RST_STREAM CANCEL; `mode` does not apply).
     func close(mode: CloseMode = .all, promise: EventLoopPromise<Void>?) {
         switch self {
-        case .connection(let context): context.close(mode: mode, promise: promise)
+        case .connection(let context, _): context.close(mode: mode, promise: promise)
         case .stream(let table, let id):
             table.reset(id, .cancel)
             promise?.succeed(())

@@ -127,9 +127,10 @@ enum DownstreamPipeline {
             maxTargetBytes: min(listener.maxURIBytes, 1 << 24),
             maxFields: 256
         )
+        let codec = HTTP1ServerCodecHandler(limits: limits)
         try channel.pipeline.syncOperations.addHandlers([
-            HTTP1ServerCodecHandler(limits: limits),
-            ProxyHandler(worker: worker, listener: listener, proxiedAddress: proxiedAddress),
+            codec,
+            ProxyHandler(worker: worker, listener: listener, codec: codec, proxiedAddress: proxiedAddress),
         ])
     }
 

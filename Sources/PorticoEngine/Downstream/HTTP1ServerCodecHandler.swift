@@ -37,8 +37,14 @@ final class HTTP1ServerCodecHandler: ChannelDuplexHandler, RemovableChannelHandl
     /// A removal from inside the `ProxyHandler` (a tunnel) ends the decoding loop.
     private var removed = false
 
-    /// The methods of requests passed on and not answered yet, oldest first (pipelining answers in order).
-    private var methods = CircularBuffer<HTTPMethod>(initialCapacity: 2)
+    /// The methods of requests passed on and not answered yet, oldest first (pipelining answers in order). An
+    /// array: an empty one allocates nothing, and more than one waits only while a client pipelines.
+    private var methods: [HTTPMethod] = []
+    /// The handler behind this one, called directly: a request part, or a response part coming back, is a method
+    /// call instead of a trip through the pipeline (an `NIOAny` box, a dynamic cast and a context hop each, five
+    /// times per request). Nil once it has left (a tunnel): parts then go through the pipeline.
+    var proxy: ProxyHandler?
+    private var context: ChannelHandlerContext?
     private enum BodyFraming {
         case none
         case raw
@@ -52,6 +58,10 @@ final class HTTP1ServerCodecHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     /// Bytes received and not yet parsed into requests (a pipelined request, the rest of a body).
     var hasBufferedInput: Bool { (self.buffer?.readableBytes ?? 0) > 0 }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
 
     // MARK: Requests in
 
@@ -84,14 +94,20 @@ final class HTTP1ServerCodecHandler: ChannelDuplexHandler, RemovableChannelHandl
             }
             guard let part else { break }
             self.buffer = buffer
+            let request: HTTPServerRequestPart
             switch part {
             case .head(let head):
                 self.methods.append(head.method)
-                context.fireChannelRead(Self.wrapInboundOut(.head(head.makeNIOHead())))
+                request = .head(head.makeNIOHead())
             case .body(let slice):
-                context.fireChannelRead(Self.wrapInboundOut(.body(slice)))
+                request = .body(slice)
             case .end(let trailers):
-                context.fireChannelRead(Self.wrapInboundOut(.end(trailers)))
+                request = .end(trailers)
+            }
+            if let proxy = self.proxy {
+                proxy.received(request)
+            } else {
+                context.fireChannelRead(Self.wrapInboundOut(request))
             }
             self.buffer = nil
         }
@@ -103,6 +119,14 @@ final class HTTP1ServerCodecHandler: ChannelDuplexHandler, RemovableChannelHandl
         self.buffer = buffer
     }
 
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if let proxy = self.proxy {
+            proxy.readBatchComplete()
+        } else {
+            context.fireChannelReadComplete()
+        }
+    }
+
     func read(context: ChannelHandlerContext) {
         if self.parser.isStopped, let held = self.buffer, held.readableBytes >= Self.maxHeldAfterSwitch {
             return  // the tunnel (or the close after a refused switch) reads again
@@ -112,6 +136,8 @@ final class HTTP1ServerCodecHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.removed = true
+        self.proxy = nil
+        self.context = nil
         // Bytes after a protocol switch belong to the tunnel (not when the pipeline is torn down on close).
         if let rest = self.buffer, rest.readableBytes > 0, self.parser.isStopped, context.channel.isActive {
             self.buffer = nil
@@ -123,7 +149,20 @@ final class HTTP1ServerCodecHandler: ChannelDuplexHandler, RemovableChannelHandl
     // MARK: Responses out
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        switch Self.unwrapOutboundIn(data) {
+        self.write(Self.unwrapOutboundIn(data), context: context, promise: promise)
+    }
+
+    /// A response part from the `ProxyHandler` (directly, or through the pipeline).
+    func write(_ part: HTTPServerResponsePart, promise: EventLoopPromise<Void>?) {
+        guard let context = self.context else {
+            promise?.fail(ChannelError.ioOnClosedChannel)
+            return
+        }
+        self.write(part, context: context, promise: promise)
+    }
+
+    private func write(_ part: HTTPServerResponsePart, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
+        switch part {
         case .head(let head):
             context.write(Self.wrapOutboundOut(self.encode(head, allocator: context.channel.allocator)), promise: promise)
         case .body(let body):
@@ -157,7 +196,7 @@ final class HTTP1ServerCodecHandler: ChannelDuplexHandler, RemovableChannelHandl
             self.framing = .none
             if code != 101 { Self.removeFraming(&headers, keepLength: false) }
         } else {
-            let method = self.methods.popFirst() ?? .GET
+            let method = self.methods.isEmpty ? .GET : self.methods.removeFirst()
             if method == .HEAD || code == 304 {
                 // The length describes the representation a GET would get; there is no body.
                 self.framing = .none

@@ -54,8 +54,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var inDownstreamRead = false
     /// An exchange finished inside the current read batch (the batch's bytes may all have been its own).
     private var finishedInReadBatch = false
-    /// The HTTP/1.1 codec in front of this handler (nil on an HTTP/2 stream), found once.
-    private var codecLookup: HTTP1ServerCodecHandler??
+    /// The HTTP/1.1 codec in front of this handler (nil on an HTTP/2 stream), which calls it directly.
+    private let codec: HTTP1ServerCodecHandler?
 
     /// The verified client certificate (mTLS), read once after the handshake.
     private var clientCertificate: ClientCertificateInfo??
@@ -76,10 +76,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// The client's address from a PROXY protocol header, standing for the socket's.
     let proxiedAddress: SocketAddress?
 
-    /// An HTTP/1.1 connection's handler, added to its pipeline.
-    init(worker: WorkerState, listener: ListenerSettings, proxiedAddress: SocketAddress? = nil) {
+    /// An HTTP/1.1 connection's handler, added to its pipeline behind `codec`, which it joins to itself.
+    init(worker: WorkerState, listener: ListenerSettings, codec: HTTP1ServerCodecHandler, proxiedAddress: SocketAddress? = nil) {
         self.worker = worker
         self.listener = listener
+        self.codec = codec
         self.peer = nil
         self.proxiedAddress = proxiedAddress
         self.machine = Self.machine(.http1, listener)
@@ -90,6 +91,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         self.worker = worker
         self.listener = listener
         self.peer = peer
+        self.codec = nil
         self.proxiedAddress = peer.proxiedAddress
         self.downstream = .stream(stream.table, stream.id)
         self.machine = Self.machine(.http2, listener)
@@ -115,11 +117,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// Unparsed bytes wait in the HTTP/1.1 codec (part of a next request).
     private var codecHasBufferedInput: Bool {
-        guard case .connection(let context) = self.downstream else { return false }
-        if self.codecLookup == nil {
-            self.codecLookup = .some(try? context.pipeline.syncOperations.handler(type: HTTP1ServerCodecHandler.self))
-        }
-        return self.codecLookup!?.hasBufferedInput ?? false
+        self.codec?.hasBufferedInput ?? false
     }
 
     /// The loop's clock (virtual under `EmbeddedEventLoop`, so timeouts are testable).
@@ -141,7 +139,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: Connection lifecycle
 
     func handlerAdded(context: ChannelHandlerContext) {
-        self.downstream = .connection(context)
+        // Only an HTTP/1.1 connection's handler is added to a pipeline; an HTTP/2 stream's has no codec.
+        self.downstream = .connection(context, self.codec!)
+        self.codec!.proxy = self
         if context.channel.isActive { self.downstreamOpened() }
     }
 
@@ -1156,7 +1156,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 try table.startTunnel(id, upstream: upChannel)
                 Self.removeHTTPHandlers(up, conn)
                 table.releaseTunnel(id)
-            case .connection(let context):
+            case .connection(let context, let codec):
+                // The codec hands what it holds on to the pipeline (the glue) from now on.
+                codec.proxy = nil
                 let (downGlue, upGlue) = GlueHandler.matchedPair()
                 try up.addHandler(upGlue)
                 Self.removeHTTPHandlers(up, conn)
