@@ -122,7 +122,27 @@ extension StringProtocol {
         let a = self.utf8
         let b = other.utf8
         guard a.count == b.count else { return false }
+        // Over the strings' bytes in place (native strings are contiguous): a `zip` of the two views went through
+        // their generic iterators, about 1% of a small request's CPU in a profile.
+        if let equal = a.withContiguousStorageIfAvailable({ pa in
+            b.withContiguousStorageIfAvailable { pb in Self.equalIgnoringASCIICase(pa, pb) }
+        }), let equal {
+            return equal
+        }
         for (x, y) in zip(a, b) where x != y {
+            let lx = x >= 65 && x <= 90 ? x | 0x20 : x
+            let ly = y >= 65 && y <= 90 ? y | 0x20 : y
+            if lx != ly { return false }
+        }
+        return true
+    }
+
+    @usableFromInline
+    static func equalIgnoringASCIICase(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>) -> Bool {
+        for i in 0..<a.count {
+            let x = a[i]
+            let y = b[i]
+            if x == y { continue }
             let lx = x >= 65 && x <= 90 ? x | 0x20 : x
             let ly = y >= 65 && y <= 90 ? y | 0x20 : y
             if lx != ly { return false }
