@@ -393,6 +393,30 @@ import Testing
         try? await channel.close()
     }
 
+    /// An upload eight times the stream's receive window: the table's WINDOW_UPDATEs (stream and connection) keep
+    /// it flowing to the end, and every byte reaches the origin.
+    @Test func anUploadLargerThanTheWindowsFlows() async throws {
+        let origin = try await TestOrigin.start(name: "o")
+        let proxy = try await ProxyHarness.start(yaml: Self.h2cYAML, origins: [origin], workers: 1)
+        defer { Task { await proxy.shutdown(); await origin.shutdown() } }
+        let (channel, recorder) = try await Self.connect(port: proxy.port())
+        let size = 8 << 20
+        let head: HPACKHeaders = [":method": "POST", ":path": "/upload", ":scheme": "http", ":authority": "t", "content-length": "\(size)"]
+        channel.write(HTTP2Frame(streamID: 1, payload: .headers(.init(headers: head))), promise: nil)
+        let chunk = ByteBuffer(repeating: 0x62, count: 16_384)
+        for i in 0..<(size / 16_384) {
+            // The client's NIOHTTP2Handler holds what its windows do not allow yet.
+            channel.write(HTTP2Frame(streamID: 1, payload: .data(.init(data: .byteBuffer(chunk), endStream: i == size / 16_384 - 1))), promise: nil)
+        }
+        channel.flush()
+        let ended = try await recorder.until(channel, timeout: .seconds(20), { $0.contains { if case .data(let d) = $0 { d.endStream } else { false } } }, then: { _ in true })
+        #expect(ended)
+        let received = try await Self.received(channel, recorder)
+        #expect(received.heads.first?.first(name: ":status") == "200")
+        #expect(String(decoding: received.bytes, as: UTF8.self).contains("\(size)"))
+        try? await channel.close()
+    }
+
     /// A stream error (DATA that disagrees with `content-length`, RFC 9113 §8.1.1) resets that stream only: the
     /// connection and its other streams go on (RFC 9113 §5.4.2).
     @Test func aStreamErrorResetsOnlyItsStream() async throws {
