@@ -19,6 +19,8 @@ import PorticoCore
 ///   (this handler saw it): no body for HEAD, 1xx, 204 and 304; `Content-Length` passed on; otherwise chunked to
 ///   an HTTP/1.1 client, and close-delimited to an HTTP/1.0 one (the `ProxyHandler` then closes). Body buffers are
 ///   written as they are, with chunk framing around them.
+/// - The `ProxyHandler` behind it is called directly both ways (`proxy`, `write(_:promise:)`); the pipeline carries
+///   only the connection's events, errors and, after a protocol switch, the tunnel's bytes.
 ///
 /// Runs on the connection's EventLoop.
 final class HTTP1ServerCodecHandler: ChannelDuplexHandler, RemovableChannelHandler {
