@@ -1169,7 +1169,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 // to whatever follows it, which must be the glue by then.
                 let channel = context.channel
                 _ = down.removeHandler(self)
-                if let c = try? down.context(handlerType: HTTP1ServerCodecHandler.self) { _ = down.removeHandler(context: c) }
+                _ = down.removeHandler(codec)
                 channel.read()
             }
             upChannel.read()
