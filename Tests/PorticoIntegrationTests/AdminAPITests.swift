@@ -211,6 +211,7 @@ import Yams
     @Test func bearerToken() async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("portico-admin-\(getpid())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
         let tokenFile = dir.appendingPathComponent("token").path
         try "s3cret-token\n".write(toFile: tokenFile, atomically: true, encoding: .utf8)
         let s = try await Setup.start(Self.yaml(admin: "admin: { address: \"127.0.0.1:0\", token_file: \"\(tokenFile)\" }"))

@@ -174,6 +174,7 @@ import Testing
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("portico-usr1-\(getpid())")
         try? FileManager.default.removeItem(at: dir)
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
         let logPath = dir.appendingPathComponent("access.log").path
         let path = try Self.tempFile("usr1.yaml", """
             listeners: [ { name: main, address: "127.0.0.1:0" } ]

@@ -15,6 +15,7 @@ import Testing
     @Test func pagesFromFiles() async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("portico-pages-\(getpid())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
         let notFound = dir.appendingPathComponent("404.html").path
         let global502 = dir.appendingPathComponent("502.html").path
         let route502 = dir.appendingPathComponent("api-502.json").path

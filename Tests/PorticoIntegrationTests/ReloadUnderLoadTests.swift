@@ -39,6 +39,7 @@ import Testing
         let cert = try certs.issue("localhost", dnsNames: ["localhost"])
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("portico-reload-\(getpid())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
         let path = dir.appendingPathComponent("portico.yaml").path
         try Self.config(0, a: a, b: b, cert: cert).write(toFile: path, atomically: true, encoding: .utf8)
         let proxy = try await ProxyHarness.start(yaml: Self.config(0, a: a, b: b, cert: cert), origins: [a, b], workers: 2, configPath: path)
