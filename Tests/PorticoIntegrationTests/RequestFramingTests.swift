@@ -331,7 +331,9 @@ import Testing
         let (channel, recorder) = try await HTTP2IntegrationTests.connect(port: proxy.port())
         defer { channel.close(promise: nil) }
         let block = HPACKHeaders([(":method", "POST"), (":scheme", "http"), (":authority", "t"), (":path", "/echo"), ("content-length", "10")])
-        try await channel.writeAndFlush(HTTP2Frame(streamID: 1, payload: .headers(.init(headers: block, endStream: false))))
+        // One flush for both: a loaded machine could otherwise let the 300 ms pass between the two writes, and the
+        // DATA would then be written on a stream the proxy had already reset.
+        channel.write(HTTP2Frame(streamID: 1, payload: .headers(.init(headers: block, endStream: false))), promise: nil)
         try await channel.writeAndFlush(HTTP2Frame(streamID: 1, payload: .data(.init(data: .byteBuffer(ByteBuffer(string: "abc")), endStream: false))))
         let (status, reset) = try await recorder.until(channel, timeout: .seconds(10), { frames in
             frames.contains { if case .rstStream = $0 { true } else { false } }
