@@ -80,11 +80,19 @@ struct HeadScanner {
 
     /// Field lines from `i` to the end: `field-name ":" OWS field-value OWS CRLF`.
     mutating func parseFieldLines() throws(HTTP1ParseError) -> [HTTP1Field] {
-        let p = self.p
         var fields: [HTTP1Field] = []
+        if self.i < self.p.count { fields.reserveCapacity(16) }
+        try self.scanFieldLines { fields.append($0) }
+        return fields
+    }
+
+    /// Checks the field lines from `i` to the end and hands each to `visit`, without gathering them (a response's
+    /// fields go straight into its `HTTPHeaders`).
+    mutating func scanFieldLines(_ visit: (HTTP1Field) -> Void) throws(HTTP1ParseError) {
+        let p = self.p
         var i = self.i
         let count = p.count
-        if i < count { fields.reserveCapacity(16) }
+        var fieldCount = 0
         while i < count {
             let first = p[i]
             // RFC 9112 §5.2: obs-fold is rejected with 400.
@@ -112,7 +120,9 @@ struct HeadScanner {
             // Every line was checked to end in CRLF; a CR anywhere else is a bare CR.
             guard i + 1 < count, p[i + 1] == Self.lf else { throw HTTP1ParseError(.bareCarriageReturn) }
             i += 2
-            fields.append(
+            fieldCount += 1
+            if fieldCount > self.limits.maxFields { throw HTTP1ParseError(.tooManyFields) }
+            visit(
                 HTTP1Field(
                     nameStart: Int32(nameStart),
                     nameLength: Int32(nameEnd - nameStart),
@@ -120,10 +130,8 @@ struct HeadScanner {
                     valueLength: Int32(valueEnd - valueStart)
                 )
             )
-            if fields.count > self.limits.maxFields { throw HTTP1ParseError(.tooManyFields) }
         }
         self.i = i
-        return fields
     }
 
     // MARK: What the proxy needs, gathered once

@@ -35,6 +35,8 @@ package struct HTTP1ParseError: Error, Hashable, Sendable, CustomStringConvertib
         case tooManyFields = "too many header fields"
         case uriTooLong = "request target too long"
         case trailersTooLarge = "trailer section too large"
+        /// A response's first line (`HTTP1ResponseParser`).
+        case invalidStatusLine = "invalid status line"
     }
 
     package var kind: Kind

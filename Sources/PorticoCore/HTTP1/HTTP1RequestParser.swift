@@ -70,6 +70,18 @@ package struct HTTP1RequestParser: Sendable {
         self.limits = limits
     }
 
+    /// A parser for one message body only, framed by Content-Length or chunked, that stops at the body's end: the
+    /// body parts of an upstream response (`HTTP1ResponseParser`), with the same chunk and trailer checks.
+    package init(bodyOfLength contentLength: Int?, limits: Limits) {
+        self.limits = limits
+        self.stopAfterRequest = true
+        if let contentLength {
+            self.state = contentLength == 0 ? .endPending : .contentLength(remaining: contentLength)
+        } else {
+            self.state = .chunkSize
+        }
+    }
+
     /// True once a protocol switch was requested: the bytes that follow the request belong to the new protocol.
     package var isStopped: Bool {
         if case .stopped = self.state { return true }

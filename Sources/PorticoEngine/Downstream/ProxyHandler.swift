@@ -1180,12 +1180,12 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
-    /// The upstream connection's HTTP handlers leave once its bytes are the tunnel's (the decoder hands on any
-    /// bytes that came after the 101).
+    /// The upstream connection's HTTP handlers leave once its bytes are the tunnel's (the codec hands on any bytes
+    /// that came after the 101).
     private static func removeHTTPHandlers(_ up: ChannelPipeline.SynchronousOperations, _ conn: UpstreamHandler) {
+        let codec = conn.codec
         _ = up.removeHandler(conn)
-        if let c = try? up.context(handlerType: ByteToMessageHandler<HTTPResponseDecoder>.self) { _ = up.removeHandler(context: c) }
-        if let c = try? up.context(handlerType: HTTP1RequestEncoderHandler.self) { _ = up.removeHandler(context: c) }
+        if let codec { _ = up.removeHandler(codec) }
     }
 
     func upstreamReadComplete() {

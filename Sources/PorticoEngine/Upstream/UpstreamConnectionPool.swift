@@ -107,13 +107,13 @@ final class UpstreamConnectionPool {
                             NIOSSLClientHandler(context: tls.context, serverHostname: tls.serverName(for: address))
                         )
                     }
-                    // The decoder watches outbound request heads (it must know a response answers HEAD), so it sits
-                    // after the encoder. 1xx responses (100 Continue, 103 Early Hints) are kept, to be forwarded.
-                    try channel.pipeline.syncOperations.addHandlers([
-                        HTTP1RequestEncoderHandler(),
-                        ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .forwardBytes, informationalResponseStrategy: .forward)),
-                        UpstreamHandler(pool: pool.value),
-                    ])
+                    // One codec both ways (it learns from the requests which responses answer a HEAD), joined to the
+                    // handler behind it by direct calls. 1xx responses (100 Continue, 103 Early Hints) are passed on.
+                    let codec = HTTP1ClientCodecHandler()
+                    let handler = UpstreamHandler(pool: pool.value)
+                    codec.upstream = handler
+                    handler.codec = codec
+                    try channel.pipeline.syncOperations.addHandlers([codec, handler])
                     return channel.eventLoop.makeSucceededVoidFuture()
                 } catch {
                     return channel.eventLoop.makeFailedFuture(error)

@@ -60,20 +60,32 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
+        self.codec = nil
     }
 
+    /// The HTTP/1.1 codec in front of this handler, which calls it directly both ways (nil on an HTTP/2 stream).
+    var codec: HTTP1ClientCodecHandler?
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let part = self.unwrapInboundIn(data)
+        self.received(self.unwrapInboundIn(data))
+    }
+
+    /// A response part, from the codec or through the pipeline.
+    func received(_ part: HTTPClientResponsePart) {
         if let owner = self.owner {
             owner.upstreamRead(part, from: self)
         } else {
             // Data on an idle connection: never reuse it.
             self.pool.evict(self)
-            context.close(promise: nil)
+            self.context?.close(promise: nil)
         }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        self.readComplete()
+    }
+
+    func readComplete() {
         self.owner?.upstreamReadComplete()
     }
 
@@ -120,7 +132,11 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func write(_ part: HTTPClientRequestPart) {
-        self.context?.write(self.wrapOutboundOut(part), promise: nil)
+        if let codec = self.codec {
+            codec.write(part, promise: nil)
+        } else {
+            self.context?.write(self.wrapOutboundOut(part), promise: nil)
+        }
     }
 
     func flush() {
