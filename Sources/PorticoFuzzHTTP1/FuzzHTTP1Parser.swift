@@ -120,6 +120,64 @@ func reserialize(_ input: [UInt8]) -> [UInt8]? {
     return nil
 }
 
+/// The same input read as upstream responses (`HTTP1ResponseParser`): heads, body bytes and trailers per response,
+/// and whether one was still arriving; or the error. `head`: the requests were HEADs.
+enum ResponseOutcome: Equatable {
+    case responses([String], pending: Bool)
+    case failed(HTTP1ParseError)
+}
+
+func runResponses(_ input: [UInt8], pieces: [Int], head: Bool) -> ResponseOutcome {
+    var parser = HTTP1ResponseParser(limits: fuzzLimits)
+    var buffer = ByteBuffer()
+    var out: [String] = []
+    var inResponse = false
+    var body: [UInt8] = []
+    var declaredLength: Int?
+    var offset = 0
+    var piece = 0
+    repeat {
+        let size = pieces.isEmpty ? input.count : max(1, pieces[piece % pieces.count])
+        piece += 1
+        let end = min(input.count, offset + size)
+        buffer.writeBytes(input[offset..<end])
+        offset = end
+        do {
+            while let part = try parser.next(&buffer, requestMethod: head ? .HEAD : .GET) {
+                switch part {
+                case .head(let h):
+                    precondition(!inResponse || h.status.code < 200, "a head inside a response")
+                    out.append("\(h.status.code) " + h.headers.map { "\($0.name): \($0.value)" }.joined(separator: "|"))
+                    let code = h.status.code
+                    inResponse = code >= 200 || code == 101
+                    declaredLength = h.headers.first(name: "content-length").flatMap { Int($0) }
+                    if head || code == 204 || code == 304 { declaredLength = 0 }
+                    body = []
+                case .body(let b):
+                    precondition(inResponse, "a body outside a response")
+                    precondition(b.readableBytes > 0, "an empty body part")
+                    body += b.readableBytesView
+                case .end(let t):
+                    precondition(inResponse, "an end outside a response")
+                    if let n = declaredLength, !out.last!.lowercased().contains("transfer-encoding") {
+                        precondition(body.count == n, "body length differs from Content-Length")
+                    }
+                    out.append("body \(body.count) \(body.hashValue) trailers \(t?.count ?? -1)")
+                    inResponse = false
+                }
+            }
+        } catch {
+            return .failed(error)
+        }
+    } while offset < input.count
+    if let end = parser.inputClosed(), case .end = end {
+        precondition(inResponse, "an end at the close outside a response")
+        out.append("body \(body.count) \(body.hashValue) closed")
+        inResponse = false
+    }
+    return .responses(out, pending: inResponse || !buffer.readableBytesView.isEmpty && !parser.isStopped)
+}
+
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzHTTP1Parser(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let input = Array(UnsafeBufferPointer(start: data, count: size))
@@ -135,6 +193,17 @@ public func fuzzHTTP1Parser(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         precondition(a == b && pendingA == pendingB, "split changed the requests")
     case (.requests, .failed(let e)), (.failed(let e), .requests):
         preconditionFailure("accepted whole or split but not both: \(e)")
+    }
+    // The same bytes as responses: the same outcome whole and split.
+    let asHead = (input.first ?? 0) & 1 == 1
+    switch (runResponses(input, pieces: [], head: asHead), runResponses(input, pieces: pieces, head: asHead)) {
+    case (.failed(let a), .failed(let b)):
+        precondition(a == b || a.kind == .headTooLarge || b.kind == .headTooLarge || a.kind == .trailersTooLarge
+            || b.kind == .trailersTooLarge, "split changed the response error: \(a) vs \(b)")
+    case (.responses(let a, let pendingA), .responses(let b, let pendingB)):
+        precondition(a == b && pendingA == pendingB, "split changed the responses")
+    case (.responses, .failed(let e)), (.failed(let e), .responses):
+        preconditionFailure("response accepted whole or split but not both: \(e)")
     }
     if case .requests(let requests, _) = whole, let first = requests.first,
         first.method != "CONNECT", let again = reserialize(input)

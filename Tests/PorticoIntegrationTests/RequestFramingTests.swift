@@ -153,6 +153,39 @@ import Testing
         }
     }
 
+    /// An upstream response whose framing is ambiguous or malformed is never passed on: the client gets 502 and
+    /// none of its bytes (nginx refuses the same: "upstream sent "Content-Length" and "Transfer-Encoding" headers at
+    /// the same time").
+    @Test func ambiguousUpstreamResponsesBecome502() async throws {
+        for answer in [
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+            "HTTP/1.1 200 OK\nContent-Length: 5\n\nhello",
+            "HTTP/1.1 200 OK\r\nX-A: 1\r\n folded\r\nContent-Length: 5\r\n\r\nhello",
+        ] {
+            let origin = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .childChannelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(RawOrigin(answer)) } }
+                .bind(host: "127.0.0.1", port: 0).get()
+            let yaml = """
+                listeners: [ { name: l, address: "127.0.0.1:0" } ]
+                access_log: { destination: "off" }
+                routes: [ { cluster: c } ]
+                clusters: [ { name: c, hosts: [ { address: "127.0.0.1:\(origin.localAddress!.port!)" } ] } ]
+                """
+            let proxy = try await ProxyHarness.start(yaml: yaml, workers: 1)
+            let port = proxy.port()
+            let r = try await offThePool { () -> RawResponse? in
+                let c = try RawHTTPClient(port: port)
+                try c.send("GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                return c.readResponses(1).first
+            }
+            #expect(r?.status == 502, "\(answer.debugDescription): \(String(describing: r))")
+            #expect(r?.body.contains("hello") == false)
+            await proxy.shutdown()
+            try await origin.close()
+        }
+    }
+
     /// A response to HEAD carries no body, whatever its fields say (RFC 9110 §9.3.2): an upstream HEAD response
     /// with `Transfer-Encoding: chunked` (or no length at all) reaches the client without a chunked terminator that
     /// the client would read as the start of the next response.
