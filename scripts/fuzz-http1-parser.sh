@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fuzzes Portico's HTTP/1.1 request parser with libFuzzer (Sources/PorticoFuzzHTTP1).
+# Fuzzes Portico's HTTP/1.1 request and response parsers with libFuzzer (Sources/PorticoFuzzHTTP1).
 #
 #   scripts/fuzz-http1-parser.sh [SECONDS] [extra libFuzzer flags...]    (default 60 s)
 #
@@ -16,6 +16,6 @@ swift build --scratch-path .build-fuzz -c release --product PorticoFuzzHTTP1 \
     -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library
 bin="$(swift build --scratch-path .build-fuzz -c release --show-bin-path)/PorticoFuzzHTTP1"
 mkdir -p .build-fuzz/corpus .build-fuzz/crashes
-"$bin" .build-fuzz/corpus Fuzz/http1-request-corpus \
+"$bin" .build-fuzz/corpus Fuzz/http1-request-corpus Fuzz/http1-response-corpus \
     -max_total_time="$seconds" -max_len=4096 -timeout=5 -print_final_stats=1 \
     -artifact_prefix=.build-fuzz/crashes/ "$@"
