@@ -151,7 +151,7 @@ func runResponses(_ input: [UInt8], pieces: [Int], head: Bool) -> ResponseOutcom
                     let code = h.status.code
                     inResponse = code >= 200 || code == 101
                     declaredLength = h.headers.first(name: "content-length").flatMap { Int($0) }
-                    if head || code == 204 || code == 304 { declaredLength = 0 }
+                    if head || code < 200 || code == 204 || code == 304 { declaredLength = 0 }
                     body = []
                 case .body(let b):
                     precondition(inResponse, "a body outside a response")
