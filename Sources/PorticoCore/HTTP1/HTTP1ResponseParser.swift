@@ -59,12 +59,6 @@ package struct HTTP1ResponseParser: Sendable {
         return false
     }
 
-    /// Between responses (nothing of one has arrived yet).
-    package var isIdle: Bool {
-        if case .head(0) = self.state { return true }
-        return false
-    }
-
     /// The next part from `buffer`, consuming its bytes; nil when more bytes are needed. `requestMethod` is the
     /// method of the request this response answers (a HEAD's response has no body). Every call after an error
     /// throws it again.
