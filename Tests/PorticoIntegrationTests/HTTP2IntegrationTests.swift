@@ -458,7 +458,9 @@ import Testing
             """, origins: [origin], workers: 1)
         defer { Task { await proxy.shutdown(); await origin.shutdown() } }
         let (channel, recorder) = try await Self.connect(port: proxy.port())
-        try await Task.sleep(nanoseconds: 200_000_000)  // the server's SETTINGS (a 1 MiB stream window) arrive
+        // The server's SETTINGS (a 1 MiB stream window) have arrived, and the client applied them, once the recorder
+        // behind the client's NIOHTTP2Handler has seen them.
+        _ = try await recorder.until(channel, { $0.contains { if case .settings(.settings) = $0 { true } else { false } } }, then: { _ in true })
         let size = 900_000
         let head: HPACKHeaders = [":method": "POST", ":path": "/upload", ":scheme": "http", ":authority": "t", "content-length": "\(size)"]
         channel.write(HTTP2Frame(streamID: 1, payload: .headers(.init(headers: head))), promise: nil)
