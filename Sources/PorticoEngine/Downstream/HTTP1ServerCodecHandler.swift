@@ -69,14 +69,7 @@ final class HTTP1ServerCodecHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !self.failed else { return }
-        let incoming = Self.unwrapInboundIn(data)
-        if var buffered = self.buffer, buffered.readableBytes > 0 {
-            self.buffer = nil  // unique while appending
-            buffered.writeImmutableBuffer(incoming)
-            self.buffer = buffered
-        } else {
-            self.buffer = incoming
-        }
+        HTTP1ReceiveBuffer.join(Self.unwrapInboundIn(data), to: &self.buffer)
         self.decode(context: context)
     }
 
@@ -113,12 +106,8 @@ final class HTTP1ServerCodecHandler: ChannelDuplexHandler, RemovableChannelHandl
             }
             self.buffer = nil
         }
-        guard !self.removed, buffer.readableBytes > 0 || self.parser.isStopped else { return }
-        if buffer.readerIndex > 4096 && !self.parser.isStopped {
-            // A partial line waits for more bytes: drop what was consumed before the next read is joined to it.
-            buffer.discardReadBytes()
-        }
-        self.buffer = buffer
+        guard !self.removed else { return }
+        if HTTP1ReceiveBuffer.keepUnparsed(&buffer, stopped: self.parser.isStopped) { self.buffer = buffer }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -140,12 +129,7 @@ final class HTTP1ServerCodecHandler: ChannelDuplexHandler, RemovableChannelHandl
         self.removed = true
         self.proxy = nil
         self.context = nil
-        // Bytes after a protocol switch belong to the tunnel (not when the pipeline is torn down on close).
-        if let rest = self.buffer, rest.readableBytes > 0, self.parser.isStopped, context.channel.isActive {
-            self.buffer = nil
-            context.fireChannelRead(NIOAny(rest))
-            context.fireChannelReadComplete()
-        }
+        HTTP1ReceiveBuffer.handOn(&self.buffer, stopped: self.parser.isStopped, context: context)
     }
 
     // MARK: Responses out
